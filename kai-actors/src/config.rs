@@ -1,0 +1,301 @@
+//! Node configuration: every tunable of a node, with defaults and validation.
+//!
+//! Invariant: a [`NodeConfig`] that passed [`NodeConfig::validate`] satisfies the quorum rules
+//! (`1 ≤ R, W ≤ N`, `R + W > N`, `W > N/2`) and has sane sizes; the node refuses to start otherwise,
+//! with a [`ConfigError`] naming the offending key.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Storage engine of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// RocksDB in `data_dir` (the default).
+    Rocksdb,
+    /// In memory; for tests and embedding. Nothing survives a restart.
+    Memory,
+}
+
+/// What a non-zero memcache `exptime` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpiryPolicy {
+    /// Store the absolute expiry; expired records read as missing.
+    Honour,
+    /// Refuse with `CLIENT_ERROR`, as the original Kai did.
+    Reject,
+}
+
+/// Everything a node needs to start. Field names are the config keys (`KAI_<KEY>` in the
+/// environment).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node name; its id is derived from it. Defaults to the advertised peer address.
+    pub name: Option<String>,
+    /// Memcache listen address.
+    pub listen: SocketAddr,
+    /// Peer (node-to-node) listen address.
+    pub peer_listen: SocketAddr,
+    /// Peer address other nodes use to reach this one; defaults to `peer_listen`.
+    pub advertise: Option<String>,
+    /// Peer addresses (`host:port`) of nodes to contact at start.
+    pub seeds: Vec<String>,
+    /// Replicas per key.
+    pub n: usize,
+    /// Replicas consulted by a read.
+    pub r: usize,
+    /// Replicas that must acknowledge a write.
+    pub w: usize,
+    /// Number of buckets keys hash into (a power of two).
+    pub buckets: u32,
+    /// Points each node places on the ring.
+    pub virtual_nodes: u32,
+    /// Storage engine.
+    pub store: StoreBackend,
+    /// Directory of the RocksDB store and node state.
+    pub data_dir: PathBuf,
+    /// Sync the write-ahead log on every write (survives power loss; slower).
+    pub fsync: bool,
+    /// Largest value accepted, in bytes.
+    pub max_value_size: usize,
+    /// Client connections served at once; more are refused.
+    pub max_connections: usize,
+    /// Period of gossip exchanges.
+    #[serde(with = "humantime_serde")]
+    pub gossip_interval: Duration,
+    /// A node unreachable for this long is removed from the ring.
+    #[serde(with = "humantime_serde")]
+    pub down_after: Duration,
+    /// Deadline of a request to a replica.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Nodes only talk to peers with the same cluster name.
+    pub cluster_name: String,
+    /// Shared secret peers must prove knowledge of; none means no authentication.
+    pub cluster_secret: Option<String>,
+    /// How a non-zero expiry is treated.
+    pub expiry: ExpiryPolicy,
+    /// Threads serving client connections; 0 = one per CPU core.
+    pub worker_threads: usize,
+    /// Threads running blocking store calls.
+    pub store_threads: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 11211)),
+            peer_listen: SocketAddr::from(([127, 0, 0, 1], 11011)),
+            advertise: None,
+            seeds: Vec::new(),
+            n: 1,
+            r: 1,
+            w: 1,
+            buckets: 1024,
+            virtual_nodes: 128,
+            store: StoreBackend::Rocksdb,
+            data_dir: PathBuf::from("kai-data"),
+            fsync: false,
+            max_value_size: 1024 * 1024,
+            max_connections: 1024,
+            gossip_interval: Duration::from_secs(1),
+            down_after: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(1),
+            cluster_name: "kai".to_owned(),
+            cluster_secret: None,
+            expiry: ExpiryPolicy::Honour,
+            worker_threads: 0,
+            store_threads: 4,
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration key `{key}`: {reason}")]
+pub struct ConfigError {
+    /// The config key at fault.
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Largest value size a node can be configured for (memcached's item size ceiling).
+const MAX_VALUE_SIZE_LIMIT: usize = 128 * 1024 * 1024;
+/// Upper bound on `buckets`: the ring precomputes a preference list per bucket.
+const MAX_BUCKETS: u32 = 1 << 20;
+
+impl NodeConfig {
+    /// Checks every rule; the first broken one is reported.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.n == 0 {
+            return Err(invalid("n", "must be at least 1"));
+        }
+        if self.r == 0 || self.r > self.n {
+            return Err(invalid(
+                "r",
+                format!("must be between 1 and n = {}, got {}", self.n, self.r),
+            ));
+        }
+        if self.w == 0 || self.w > self.n {
+            return Err(invalid(
+                "w",
+                format!("must be between 1 and n = {}, got {}", self.n, self.w),
+            ));
+        }
+        if self.r + self.w <= self.n {
+            return Err(invalid(
+                "r",
+                format!(
+                    "r + w must exceed n for reads to see writes (r={}, w={}, n={})",
+                    self.r, self.w, self.n
+                ),
+            ));
+        }
+        if 2 * self.w <= self.n {
+            return Err(invalid(
+                "w",
+                format!(
+                    "w must be a majority of n = {} (w > n/2), got {}",
+                    self.n, self.w
+                ),
+            ));
+        }
+        if !self.buckets.is_power_of_two() || self.buckets > MAX_BUCKETS {
+            return Err(invalid(
+                "buckets",
+                format!(
+                    "must be a power of two up to {MAX_BUCKETS}, got {}",
+                    self.buckets
+                ),
+            ));
+        }
+        if self.virtual_nodes == 0 {
+            return Err(invalid("virtual_nodes", "must be at least 1"));
+        }
+        if self.max_value_size == 0 || self.max_value_size > MAX_VALUE_SIZE_LIMIT {
+            return Err(invalid(
+                "max_value_size",
+                format!(
+                    "must be between 1 and {MAX_VALUE_SIZE_LIMIT} bytes, got {}",
+                    self.max_value_size
+                ),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1"));
+        }
+        if self.store_threads == 0 {
+            return Err(invalid("store_threads", "must be at least 1"));
+        }
+        for (key, value) in [
+            ("gossip_interval", self.gossip_interval),
+            ("down_after", self.down_after),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        if self.cluster_name.is_empty() {
+            return Err(invalid("cluster_name", "must not be empty"));
+        }
+        if self.store == StoreBackend::Rocksdb && self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must be set for the rocksdb store"));
+        }
+        Ok(())
+    }
+
+    /// The address peers use to reach this node.
+    pub fn advertised_address(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.peer_listen.to_string())
+    }
+
+    /// This node's name: `name`, or the advertised address.
+    pub fn node_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.advertised_address())
+    }
+
+    /// Threads serving client connections.
+    pub fn effective_worker_threads(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        std::thread::available_parallelism().map_or(2, usize::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut NodeConfig)) -> Result<(), ConfigError> {
+        let mut c = NodeConfig::default();
+        f(&mut c);
+        c.validate()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(NodeConfig::default().validate(), Ok(()));
+        assert_eq!(with(|c| (c.n, c.r, c.w) = (3, 2, 2)), Ok(()));
+        assert_eq!(with(|c| (c.n, c.r, c.w) = (5, 1, 5)), Ok(()));
+    }
+
+    #[test]
+    fn quorum_rules_are_enforced_naming_the_key() {
+        assert_eq!(with(|c| c.n = 0).map_err(|e| e.key), Err("n"));
+        assert_eq!(
+            with(|c| (c.n, c.r, c.w) = (3, 0, 3)).map_err(|e| e.key),
+            Err("r")
+        );
+        assert_eq!(
+            with(|c| (c.n, c.r, c.w) = (3, 4, 3)).map_err(|e| e.key),
+            Err("r")
+        );
+        assert_eq!(
+            with(|c| (c.n, c.r, c.w) = (3, 1, 2)).map_err(|e| e.key),
+            Err("r")
+        );
+        assert_eq!(
+            with(|c| (c.n, c.r, c.w) = (4, 3, 2)).map_err(|e| e.key),
+            Err("w")
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations_are_checked() {
+        assert_eq!(
+            with(|c| c.buckets = 1000).map_err(|e| e.key),
+            Err("buckets")
+        );
+        assert_eq!(
+            with(|c| c.max_value_size = 0).map_err(|e| e.key),
+            Err("max_value_size")
+        );
+        assert_eq!(
+            with(|c| c.request_timeout = Duration::ZERO).map_err(|e| e.key),
+            Err("request_timeout")
+        );
+        assert_eq!(
+            with(|c| c.cluster_name.clear()).map_err(|e| e.key),
+            Err("cluster_name")
+        );
+    }
+}

@@ -1,0 +1,343 @@
+//! The Coordinator: runs one client operation against the replicas of its key.
+//!
+//! Any node coordinates any key. For each operation the coordinator reads the current ring
+//! snapshot (no message round trip), fans out to the key's preference list in parallel — the local
+//! replica directly, remote ones through their Peer — and drives the quorum rounds of
+//! [`crate::quorum`]. Requests to replicas that are still outstanding when a round reaches its
+//! quorum keep running in the background, so every replica of a write receives it.
+//!
+//! One Coordinator actor runs on each worker thread; its handlers return futures, so a slow
+//! operation never holds up the mailbox.
+
+use crate::clock::unix_now;
+use crate::quorum::{decide_read, latest_version, write_tag, Phase, Progress, QuorumError, Round};
+use crate::replica::{ReplicaError, Replicas};
+use crate::ring::RingReader;
+use crate::stats::{self, NodeStats};
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest, VersionInfo};
+use kai_proto::{BucketId, Key, NodeId, Record, Tag};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoordinatorError {
+    /// A round did not reach its quorum in time.
+    #[error(transparent)]
+    Quorum(#[from] QuorumError),
+    /// The ring has no members.
+    #[error("the ring has no members")]
+    EmptyRing,
+}
+
+/// Everything a coordinator needs; shared by the coordinators of all worker threads.
+pub struct CoordinatorCore {
+    replicas: Replicas,
+    ring: RingReader,
+    r: usize,
+    w: usize,
+    request_timeout: Duration,
+    stats: Arc<NodeStats>,
+}
+
+impl CoordinatorCore {
+    /// A coordinator core with read quorum `r`, write quorum `w`, and `request_timeout` per round.
+    pub fn new(
+        replicas: Replicas,
+        ring: RingReader,
+        (r, w): (usize, usize),
+        request_timeout: Duration,
+        stats: Arc<NodeStats>,
+    ) -> Self {
+        CoordinatorCore {
+            replicas,
+            ring,
+            r,
+            w,
+            request_timeout,
+            stats,
+        }
+    }
+
+    fn me(&self) -> NodeId {
+        self.replicas.me()
+    }
+
+    /// The key's bucket and replicas, from the current ring.
+    fn placement(&self, key: &Key) -> Result<(BucketId, Vec<NodeId>), CoordinatorError> {
+        let snapshot = self.ring.load();
+        let bucket = snapshot.ring.bucket_of(key.as_bytes());
+        let replicas = snapshot.ring.preference_list(bucket).to_vec();
+        if replicas.is_empty() {
+            return Err(CoordinatorError::EmptyRing);
+        }
+        Ok((bucket, replicas))
+    }
+
+    /// Quorums capped by the replicas that exist (a ring smaller than N).
+    fn quorums(&self, replicas: usize) -> (usize, usize) {
+        (self.r.min(replicas), self.w.min(replicas))
+    }
+
+    /// Sends `op` for `key` to every node in `targets`; returns once `needed` succeeded.
+    async fn round<T: Send + 'static>(
+        &self,
+        phase: Phase,
+        targets: &[NodeId],
+        needed: usize,
+        request: ReplicaRequest,
+        extract: fn(ReplicaReply) -> Result<T, ReplicaError>,
+    ) -> Result<Vec<(NodeId, T)>, QuorumError> {
+        let mut round = Round::new(phase, needed, targets.len());
+        if round.progress() == Progress::Reached {
+            return Ok(Vec::new());
+        }
+        let mut calls: FuturesUnordered<_> = targets
+            .iter()
+            .map(|&node| {
+                let replicas = self.replicas.clone();
+                let request = request.clone();
+                async move { (node, replicas.call(node, request).await.and_then(extract)) }
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let outcome = loop {
+            match tokio::time::timeout_at(deadline, calls.next()).await {
+                Ok(Some((node, Ok(value)))) => {
+                    if round.succeed(node, value) == Progress::Reached {
+                        break Ok(());
+                    }
+                }
+                Ok(Some((node, Err(e)))) => {
+                    if round.fail(node, e) == Progress::Impossible {
+                        break Err(false);
+                    }
+                }
+                Ok(None) => break Err(false),
+                Err(_elapsed) => break Err(true),
+            }
+        };
+        if !calls.is_empty() {
+            // Let the stragglers finish: every replica of a write should get it.
+            actix_rt::spawn(async move { while calls.next().await.is_some() {} });
+        }
+        match outcome {
+            Ok(()) => Ok(round.into_replies()),
+            Err(timed_out) => {
+                stats::add(&self.stats.quorum_failures, 1);
+                Err(round.into_error(timed_out))
+            }
+        }
+    }
+
+    /// The latest live record of `key`, after making sure a write quorum holds it.
+    pub async fn get(&self, key: Key) -> Result<Option<Record>, CoordinatorError> {
+        let (bucket, replicas) = self.placement(&key)?;
+        let (r, w) = self.quorums(replicas.len());
+        let request = ReplicaRequest {
+            bucket,
+            key: key.clone(),
+            op: ReplicaOp::Read,
+        };
+        let answers = self
+            .round(Phase::Read, &replicas, r, request, expect_record)
+            .await?;
+        let decision = decide_read(answers, &replicas, w);
+        if let Some(write_back) = decision.write_back {
+            stats::add(&self.stats.unreconciled_reads, 1);
+            let request = ReplicaRequest {
+                bucket,
+                key,
+                op: ReplicaOp::Write(write_back.record),
+            };
+            let written = self
+                .round(
+                    Phase::WriteBack,
+                    &write_back.targets,
+                    write_back.needed,
+                    request,
+                    expect_written,
+                )
+                .await?;
+            stats::add(&self.stats.read_repairs, written.len() as u64);
+        }
+        let now = unix_now();
+        Ok(decision.latest.filter(|r| r.is_live(now)))
+    }
+
+    /// Learns the latest version of `key` from a read quorum.
+    async fn latest_version(
+        &self,
+        bucket: BucketId,
+        key: &Key,
+        replicas: &[NodeId],
+    ) -> Result<Option<VersionInfo>, CoordinatorError> {
+        let (r, _) = self.quorums(replicas.len());
+        let request = ReplicaRequest {
+            bucket,
+            key: key.clone(),
+            op: ReplicaOp::ReadVersion,
+        };
+        let versions = self
+            .round(Phase::Version, replicas, r, request, expect_version)
+            .await?;
+        Ok(latest_version(versions.iter().map(|(_, v)| v)))
+    }
+
+    /// Writes `record` (whose tag is set here) to the replicas; returns once W acknowledged.
+    async fn write(
+        &self,
+        bucket: BucketId,
+        key: Key,
+        replicas: &[NodeId],
+        record: Record,
+    ) -> Result<(), CoordinatorError> {
+        let (_, w) = self.quorums(replicas.len());
+        let request = ReplicaRequest {
+            bucket,
+            key,
+            op: ReplicaOp::Write(record),
+        };
+        self.round(Phase::Write, replicas, w, request, expect_written)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a value; returns its version.
+    pub async fn set(
+        &self,
+        key: Key,
+        flags: u32,
+        expires_at: u64,
+        data: Bytes,
+    ) -> Result<Tag, CoordinatorError> {
+        let (bucket, replicas) = self.placement(&key)?;
+        let latest = self.latest_version(bucket, &key, &replicas).await?;
+        let tag = write_tag(latest, self.me());
+        self.write(
+            bucket,
+            key,
+            &replicas,
+            Record::value(tag, flags, expires_at, data),
+        )
+        .await?;
+        Ok(tag)
+    }
+
+    /// Deletes `key`; returns whether a live value was deleted.
+    pub async fn delete(&self, key: Key) -> Result<bool, CoordinatorError> {
+        let (bucket, replicas) = self.placement(&key)?;
+        let Some(latest) = self.latest_version(bucket, &key, &replicas).await? else {
+            return Ok(false);
+        };
+        // Even when the latest version is already a tombstone, write a newer one: the answer
+        // NOT_FOUND must stay true for every later read, so a write quorum must hold it.
+        let tombstone = Record::tombstone(write_tag(Some(latest), self.me()), unix_now());
+        self.write(bucket, key, &replicas, tombstone).await?;
+        Ok(latest.live)
+    }
+}
+
+fn expect_record(reply: ReplicaReply) -> Result<Option<Record>, ReplicaError> {
+    match reply {
+        ReplicaReply::Record(r) => Ok(r),
+        _ => Err(ReplicaError::UnexpectedReply("read")),
+    }
+}
+
+fn expect_version(reply: ReplicaReply) -> Result<Option<VersionInfo>, ReplicaError> {
+    match reply {
+        ReplicaReply::Version(v) => Ok(v),
+        _ => Err(ReplicaError::UnexpectedReply("read-version")),
+    }
+}
+
+fn expect_written(reply: ReplicaReply) -> Result<Tag, ReplicaError> {
+    match reply {
+        ReplicaReply::Written(t) => Ok(t),
+        _ => Err(ReplicaError::UnexpectedReply("write")),
+    }
+}
+
+/// The Coordinator actor of one worker thread.
+pub struct Coordinator {
+    core: Arc<CoordinatorCore>,
+}
+
+impl Coordinator {
+    /// A coordinator over `core`.
+    pub fn new(core: Arc<CoordinatorCore>) -> Self {
+        Coordinator { core }
+    }
+}
+
+impl Actor for Coordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+/// Messages a coordinator may hold before senders wait.
+const MAILBOX_CAPACITY: usize = 4096;
+
+/// Read a key: the latest live record, or `None`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Option<Record>, CoordinatorError>")]
+pub struct Get {
+    /// The key.
+    pub key: Key,
+}
+
+/// Store a value.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Tag, CoordinatorError>")]
+pub struct Set {
+    /// The key.
+    pub key: Key,
+    /// Client flags.
+    pub flags: u32,
+    /// Absolute expiry in unix seconds, 0 = never.
+    pub expires_at: u64,
+    /// The value.
+    pub data: Bytes,
+}
+
+/// Delete a key; answers whether a live value was deleted.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<bool, CoordinatorError>")]
+pub struct Delete {
+    /// The key.
+    pub key: Key,
+}
+
+impl Handler<Get> for Coordinator {
+    type Result = ResponseFuture<Result<Option<Record>, CoordinatorError>>;
+
+    fn handle(&mut self, msg: Get, _ctx: &mut Context<Self>) -> Self::Result {
+        let core = Arc::clone(&self.core);
+        Box::pin(async move { core.get(msg.key).await })
+    }
+}
+
+impl Handler<Set> for Coordinator {
+    type Result = ResponseFuture<Result<Tag, CoordinatorError>>;
+
+    fn handle(&mut self, msg: Set, _ctx: &mut Context<Self>) -> Self::Result {
+        let core = Arc::clone(&self.core);
+        Box::pin(async move { core.set(msg.key, msg.flags, msg.expires_at, msg.data).await })
+    }
+}
+
+impl Handler<Delete> for Coordinator {
+    type Result = ResponseFuture<Result<bool, CoordinatorError>>;
+
+    fn handle(&mut self, msg: Delete, _ctx: &mut Context<Self>) -> Self::Result {
+        let core = Arc::clone(&self.core);
+        Box::pin(async move { core.delete(msg.key).await })
+    }
+}

@@ -1,0 +1,172 @@
+//! The Listener: accepts memcache connections and spreads them over the worker threads.
+//!
+//! Each accepted connection becomes a lightweight session task (see [`session`]) on the next
+//! worker Arbiter, round-robin, so every core serves clients. At most `max_connections` sessions
+//! run at once; a connection beyond that gets memcached's `ERROR Too many open connections` and
+//! is closed, without affecting the others.
+
+mod session;
+
+use crate::config::ExpiryPolicy;
+use crate::coordinator::Coordinator;
+use crate::stats::{self, NodeInfo, NodeStats};
+use actix::{
+    Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message,
+    StreamHandler,
+};
+use kai_proto::memcache::Limits;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop cannot spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// The reply memcached gives a connection over its limit.
+const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
+
+/// What every session of a node shares.
+pub struct SessionShared {
+    /// Counters.
+    pub stats: Arc<NodeStats>,
+    /// Facts for `stats`.
+    pub info: NodeInfo,
+    /// Parser limits.
+    pub limits: Limits,
+    /// Expiry policy.
+    pub expiry: ExpiryPolicy,
+}
+
+/// What a session needs: its thread's coordinator and the shared state.
+#[derive(Clone)]
+pub(crate) struct SessionContext {
+    coordinator: Addr<Coordinator>,
+    shared: Arc<SessionShared>,
+}
+
+/// One worker thread able to run sessions.
+pub struct Worker {
+    /// The worker's Arbiter.
+    pub arbiter: ArbiterHandle,
+    /// The coordinator running on it.
+    pub coordinator: Addr<Coordinator>,
+}
+
+/// Accepts client connections.
+pub struct Listener {
+    socket: Option<TcpListener>,
+    workers: Vec<Worker>,
+    next_worker: usize,
+    shared: Arc<SessionShared>,
+    max_connections: u64,
+}
+
+impl Listener {
+    /// A listener on `socket` placing sessions on `workers`.
+    pub fn new(
+        socket: TcpListener,
+        workers: Vec<Worker>,
+        shared: Arc<SessionShared>,
+        max_connections: usize,
+    ) -> Self {
+        Listener {
+            socket: Some(socket),
+            workers,
+            next_worker: 0,
+            shared,
+            max_connections: max_connections as u64,
+        }
+    }
+
+    fn refuse(&self, stream: TcpStream, peer: SocketAddr) {
+        stats::add(&self.shared.stats.rejected_connections, 1);
+        log::warn!(
+            "refusing client {peer}: max_connections ({}) reached",
+            self.max_connections
+        );
+        // Best effort: the socket is fresh, so the short line fits its send buffer.
+        let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+    }
+}
+
+impl Actor for Listener {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        let accepts = futures_util::stream::unfold(socket, |socket| async move {
+            let accepted = socket.accept().await;
+            if let Err(e) = &accepted {
+                log::warn!("accept failed: {e}");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+            Some((accepted, socket))
+        });
+        ctx.add_stream(accepts);
+    }
+}
+
+impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
+    fn handle(&mut self, accepted: io::Result<(TcpStream, SocketAddr)>, _ctx: &mut Context<Self>) {
+        let Ok((stream, peer)) = accepted else {
+            return;
+        };
+        let stats = &self.shared.stats;
+        if stats::get(&stats.curr_connections) >= self.max_connections {
+            self.refuse(stream, peer);
+            return;
+        }
+        let std_stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("cannot hand over client {peer}: {e}");
+                return;
+            }
+        };
+        stats::add(&stats.curr_connections, 1);
+        stats::add(&stats.total_connections, 1);
+        let worker = &self.workers[self.next_worker % self.workers.len()];
+        self.next_worker = self.next_worker.wrapping_add(1);
+        let ctx = SessionContext {
+            coordinator: worker.coordinator.clone(),
+            shared: Arc::clone(&self.shared),
+        };
+        let spawned = worker.arbiter.spawn(async move {
+            let _open = OpenConnection(Arc::clone(&ctx.shared.stats));
+            match TcpStream::from_std(std_stream) {
+                Ok(stream) => session::serve(stream, ctx).await,
+                Err(e) => log::warn!("cannot adopt client {peer}: {e}"),
+            }
+        });
+        if !spawned {
+            log::warn!("worker thread is gone; dropped client {peer}");
+            stats.curr_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counts a session as open until dropped.
+struct OpenConnection(Arc<NodeStats>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.curr_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Stop accepting connections (open sessions continue).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopListening;
+
+impl Handler<StopListening> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopListening, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

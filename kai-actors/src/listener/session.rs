@@ -1,0 +1,198 @@
+//! One client connection: parse requests, execute them in order, write replies.
+//!
+//! Invariants:
+//! - Requests of a connection execute one after another, in order, so a pipelined `set` is
+//!   visible to the `get` after it (memcached's semantics).
+//! - Replies are written in request order; replies of pipelined requests are batched into one
+//!   write, flushed whenever no complete request is buffered or the batch grows past
+//!   [`FLUSH_THRESHOLD`].
+//! - Memory is bounded: input by the parser's limits, output by the flush threshold (a client
+//!   that stops reading stops being read, through TCP back-pressure).
+
+use super::SessionContext;
+use crate::clock::unix_now;
+use crate::config::ExpiryPolicy;
+use crate::coordinator::{CoordinatorError, Delete, Get, Set};
+use crate::stats::{self, report};
+use bytes::BytesMut;
+use futures_util::future::join_all;
+use kai_proto::memcache::{Parsed, Request, RequestDecoder, Response, StorageCommand, ValueEntry};
+use kai_proto::Key;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+
+/// Bytes read from the socket at a time (at least).
+const READ_CHUNK: usize = 16 * 1024;
+/// Buffered reply bytes that force a write even if more requests are waiting.
+const FLUSH_THRESHOLD: usize = 64 * 1024;
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// Serves one connection until the client quits, disconnects or sends an unrecoverable stream.
+pub(crate) async fn serve(stream: TcpStream, ctx: SessionContext) {
+    if let Err(e) = stream.set_nodelay(true) {
+        log::debug!("set_nodelay failed: {e}");
+    }
+    let (mut rd, mut wr) = stream.into_split();
+    let mut decoder = RequestDecoder::new(ctx.shared.limits);
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut output = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        match decoder.decode(&mut input) {
+            Ok(Some(parsed)) => {
+                if let Flow::Close = execute(&ctx, parsed, &mut output).await {
+                    break;
+                }
+                if output.len() < FLUSH_THRESHOLD {
+                    continue;
+                }
+            }
+            Ok(None) => {}
+            Err(fatal) => {
+                log::debug!("closing client connection: {fatal}");
+                Response::ClientError(fatal.to_string()).encode_into(&mut output);
+                break;
+            }
+        }
+        if !flush(&ctx, &mut wr, &mut output).await {
+            return;
+        }
+        input.reserve(READ_CHUNK);
+        match rd.read_buf(&mut input).await {
+            Ok(0) => break,
+            Ok(n) => stats::add(&ctx.shared.stats.bytes_read, n as u64),
+            Err(e) => {
+                log::debug!("client read failed: {e}");
+                return;
+            }
+        }
+    }
+    flush(&ctx, &mut wr, &mut output).await;
+}
+
+/// Writes and clears `output`; false if the connection is gone.
+async fn flush(
+    ctx: &SessionContext,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    output: &mut BytesMut,
+) -> bool {
+    if output.is_empty() {
+        return true;
+    }
+    if let Err(e) = wr.write_all(output).await {
+        log::debug!("client write failed: {e}");
+        return false;
+    }
+    stats::add(&ctx.shared.stats.bytes_written, output.len() as u64);
+    output.clear();
+    true
+}
+
+async fn execute(ctx: &SessionContext, parsed: Parsed, output: &mut BytesMut) -> Flow {
+    let (response, noreply) = match parsed {
+        Parsed::Rejected { error, noreply } => (Response::rejected(&error), noreply),
+        Parsed::Request(request) => {
+            let noreply = request.noreply();
+            match respond(ctx, request).await {
+                Some(response) => (response, noreply),
+                None => return Flow::Close,
+            }
+        }
+    };
+    if !noreply {
+        response.encode_into(output);
+    }
+    Flow::Continue
+}
+
+fn server_error(e: CoordinatorError) -> Response {
+    Response::ServerError(e.to_string())
+}
+
+fn unavailable() -> Response {
+    Response::ServerError("node is shutting down".to_owned())
+}
+
+/// The reply to `request`, or `None` if the connection must close (`quit`).
+async fn respond(ctx: &SessionContext, request: Request) -> Option<Response> {
+    let shared = &ctx.shared;
+    Some(match request {
+        Request::Get { keys, with_cas } => get(ctx, keys, with_cas).await,
+        Request::Set(cmd) => set(ctx, cmd).await,
+        Request::Delete { key, .. } => match ctx.coordinator.send(Delete { key }).await {
+            Ok(Ok(true)) => {
+                stats::add(&shared.stats.delete_hits, 1);
+                Response::Deleted
+            }
+            Ok(Ok(false)) => {
+                stats::add(&shared.stats.delete_misses, 1);
+                Response::NotFound
+            }
+            Ok(Err(e)) => server_error(e),
+            Err(_) => unavailable(),
+        },
+        Request::Stats { group: None } => Response::Stats(report(&shared.info, &shared.stats)),
+        Request::Stats { group: Some(_) } => Response::Error,
+        Request::Version => Response::Version(env!("CARGO_PKG_VERSION").to_owned()),
+        Request::Verbosity { .. } => Response::Ok,
+        Request::Unsupported { command, .. } => {
+            Response::ServerError(format!("'{}' is not supported by kai", command.name()))
+        }
+        Request::Quit => return None,
+    })
+}
+
+async fn get(ctx: &SessionContext, keys: Vec<Key>, with_cas: bool) -> Response {
+    let stats = &ctx.shared.stats;
+    stats::add(&stats.cmd_get, keys.len() as u64);
+    let lookups = keys.into_iter().map(|key| async {
+        let reply = ctx.coordinator.send(Get { key: key.clone() }).await;
+        (key, reply)
+    });
+    let mut values = Vec::new();
+    for (key, reply) in join_all(lookups).await {
+        match reply {
+            Ok(Ok(Some(record))) => {
+                stats::add(&stats.get_hits, 1);
+                if let kai_proto::RecordBody::Value { flags, data, .. } = record.body {
+                    values.push(ValueEntry {
+                        key: key.to_bytes(),
+                        flags,
+                        data,
+                        cas: with_cas.then(|| record.tag.cas_unique()),
+                    });
+                }
+            }
+            Ok(Ok(None)) => stats::add(&stats.get_misses, 1),
+            Ok(Err(e)) => return server_error(e),
+            Err(_) => return unavailable(),
+        }
+    }
+    Response::Values(values)
+}
+
+async fn set(ctx: &SessionContext, cmd: StorageCommand) -> Response {
+    let shared = &ctx.shared;
+    stats::add(&shared.stats.cmd_set, 1);
+    if cmd.exptime != 0 && shared.expiry == ExpiryPolicy::Reject {
+        return Response::ClientError(
+            "expiry is not supported by this node (expiry = \"reject\")".to_owned(),
+        );
+    }
+    let expires_at = cmd.expires_at(unix_now());
+    let msg = Set {
+        key: cmd.key,
+        flags: cmd.flags,
+        expires_at,
+        data: cmd.data,
+    };
+    match ctx.coordinator.send(msg).await {
+        Ok(Ok(_)) => Response::Stored,
+        Ok(Err(e)) => server_error(e),
+        Err(_) => unavailable(),
+    }
+}

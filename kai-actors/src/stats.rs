@@ -1,0 +1,138 @@
+//! Node counters for the memcache `stats` command.
+//!
+//! Counters are plain atomics updated on the request path (relaxed ordering: each is exact on
+//! its own; a report is not a consistent cut across them).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Counters of one node.
+#[derive(Debug)]
+pub struct NodeStats {
+    started: Instant,
+    /// Open client connections.
+    pub curr_connections: AtomicU64,
+    /// Client connections accepted since start.
+    pub total_connections: AtomicU64,
+    /// Connections refused because `max_connections` was reached.
+    pub rejected_connections: AtomicU64,
+    /// Keys requested by get/gets.
+    pub cmd_get: AtomicU64,
+    /// Storage commands executed.
+    pub cmd_set: AtomicU64,
+    /// Keys found by get/gets.
+    pub get_hits: AtomicU64,
+    /// Keys not found by get/gets.
+    pub get_misses: AtomicU64,
+    /// Deletes of existing keys.
+    pub delete_hits: AtomicU64,
+    /// Deletes of missing keys.
+    pub delete_misses: AtomicU64,
+    /// Bytes received from clients.
+    pub bytes_read: AtomicU64,
+    /// Bytes sent to clients.
+    pub bytes_written: AtomicU64,
+    /// Reads that found replicas disagreeing.
+    pub unreconciled_reads: AtomicU64,
+    /// Records written back to stale replicas by reads.
+    pub read_repairs: AtomicU64,
+    /// Operations that failed for lack of a quorum.
+    pub quorum_failures: AtomicU64,
+}
+
+impl Default for NodeStats {
+    fn default() -> Self {
+        NodeStats {
+            started: Instant::now(),
+            curr_connections: AtomicU64::new(0),
+            total_connections: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            cmd_get: AtomicU64::new(0),
+            cmd_set: AtomicU64::new(0),
+            get_hits: AtomicU64::new(0),
+            get_misses: AtomicU64::new(0),
+            delete_hits: AtomicU64::new(0),
+            delete_misses: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            unreconciled_reads: AtomicU64::new(0),
+            read_repairs: AtomicU64::new(0),
+            quorum_failures: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Adds `n` to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Reads a counter.
+pub fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+impl NodeStats {
+    /// Seconds since the node started.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
+
+/// Static facts about a node and handles to its live state, for reports.
+#[derive(Clone)]
+pub struct NodeInfo {
+    /// Node name.
+    pub name: String,
+    /// Node id.
+    pub id: kai_proto::NodeId,
+    /// Configured `(n, r, w)`.
+    pub quorum: (usize, usize, usize),
+    /// Worker threads serving clients.
+    pub threads: usize,
+    /// Configured connection limit.
+    pub max_connections: usize,
+    /// The local store.
+    pub store: crate::store::StoreHandle,
+    /// The current ring.
+    pub ring: crate::ring::RingReader,
+}
+
+/// The `stats` report: memcached's standard fields, then Kai's `kai_` fields.
+pub fn report(info: &NodeInfo, stats: &NodeStats) -> Vec<kai_proto::memcache::StatsEntry> {
+    use kai_proto::memcache::StatsEntry as S;
+    let ring = info.ring.load();
+    let (n, r, w) = info.quorum;
+    vec![
+        S::new("pid", std::process::id()),
+        S::new("uptime", stats.uptime_secs()),
+        S::new("time", crate::clock::unix_now()),
+        S::new("version", env!("CARGO_PKG_VERSION")),
+        S::new("pointer_size", usize::BITS),
+        S::new("curr_connections", get(&stats.curr_connections)),
+        S::new("total_connections", get(&stats.total_connections)),
+        S::new("rejected_connections", get(&stats.rejected_connections)),
+        S::new("max_connections", info.max_connections),
+        S::new("cmd_get", get(&stats.cmd_get)),
+        S::new("cmd_set", get(&stats.cmd_set)),
+        S::new("get_hits", get(&stats.get_hits)),
+        S::new("get_misses", get(&stats.get_misses)),
+        S::new("delete_hits", get(&stats.delete_hits)),
+        S::new("delete_misses", get(&stats.delete_misses)),
+        S::new("bytes_read", get(&stats.bytes_read)),
+        S::new("bytes_written", get(&stats.bytes_written)),
+        S::new("curr_items", info.store.value_count()),
+        S::new("threads", info.threads),
+        S::new("kai_node", &info.name),
+        S::new("kai_node_id", info.id),
+        S::new("kai_quorum", format!("{n}:{r}:{w}")),
+        S::new("kai_store", info.store.backend()),
+        S::new("kai_members", ring.ring.nodes().len()),
+        S::new("kai_ring_version", ring.version),
+        S::new("kai_buckets", ring.ring.buckets()),
+        S::new("kai_buckets_owned", ring.ring.buckets_of(info.id).count()),
+        S::new("kai_unreconciled_reads", get(&stats.unreconciled_reads)),
+        S::new("kai_read_repairs", get(&stats.read_repairs)),
+        S::new("kai_quorum_failures", get(&stats.quorum_failures)),
+    ]
+}

@@ -1,0 +1,109 @@
+//! The Store actor: a pool of threads (an Actix `SyncArbiter`) running blocking store calls, so
+//! RocksDB never blocks the async threads that serve connections.
+
+use super::{Applied, Store, StoreError};
+use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
+use bytes::Bytes;
+use kai_proto::{BucketId, Record};
+use std::sync::Arc;
+
+/// One worker of the pool; all share the same store.
+pub struct StoreActor {
+    store: Arc<dyn Store>,
+}
+
+impl Actor for StoreActor {
+    type Context = SyncContext<Self>;
+}
+
+/// A blocking function of the store.
+type StoreFn<R> = Box<dyn FnOnce(&dyn Store) -> R + Send>;
+
+/// A blocking call to run on a store worker.
+struct Call<R>(StoreFn<R>);
+
+impl<R: Send + 'static> Message for Call<R> {
+    type Result = R;
+}
+
+impl<R: Send + 'static> Handler<Call<R>> for StoreActor {
+    type Result = actix::MessageResult<Call<R>>;
+
+    fn handle(&mut self, call: Call<R>, _ctx: &mut SyncContext<Self>) -> Self::Result {
+        actix::MessageResult((call.0)(self.store.as_ref()))
+    }
+}
+
+/// Async access to the local store. Cheap to clone.
+#[derive(Clone)]
+pub struct StoreHandle {
+    pool: Addr<StoreActor>,
+    store: Arc<dyn Store>,
+}
+
+impl StoreHandle {
+    /// Starts `threads` store workers over `store`. Must run inside an Actix system.
+    pub fn start(store: Arc<dyn Store>, threads: usize) -> Self {
+        let shared = Arc::clone(&store);
+        let pool = SyncArbiter::start(threads, move || StoreActor {
+            store: Arc::clone(&shared),
+        });
+        StoreHandle { pool, store }
+    }
+
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.pool
+            .send(Call(Box::new(f)))
+            .await
+            .map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// See [`Store::get`].
+    pub async fn get(&self, bucket: BucketId, key: Bytes) -> Result<Option<Record>, StoreError> {
+        self.call(move |s| s.get(bucket, &key)).await
+    }
+
+    /// See [`Store::apply`].
+    pub async fn apply(
+        &self,
+        bucket: BucketId,
+        key: Bytes,
+        record: Record,
+    ) -> Result<Applied, StoreError> {
+        self.call(move |s| s.apply(bucket, &key, &record)).await
+    }
+
+    /// See [`Store::scan_bucket`].
+    pub async fn scan_bucket(
+        &self,
+        bucket: BucketId,
+        after: Option<Bytes>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Record)>, StoreError> {
+        self.call(move |s| s.scan_bucket(bucket, after.as_deref(), limit))
+            .await
+    }
+
+    /// See [`Store::drop_bucket`].
+    pub async fn drop_bucket(&self, bucket: BucketId) -> Result<u64, StoreError> {
+        self.call(move |s| s.drop_bucket(bucket)).await
+    }
+
+    /// See [`Store::flush`].
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.call(|s| s.flush()).await
+    }
+
+    /// See [`Store::value_count`] (no I/O).
+    pub fn value_count(&self) -> u64 {
+        self.store.value_count()
+    }
+
+    /// See [`Store::backend`].
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+}

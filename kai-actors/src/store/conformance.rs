@@ -1,0 +1,208 @@
+//! The conformance suite every [`Store`] backend must pass.
+
+use super::{Applied, Store};
+use bytes::Bytes;
+use kai_proto::{BucketId, NodeId, Record, RecordBody, Tag};
+use std::any::Any;
+
+/// A fresh, empty store and whatever must outlive it (e.g. its temporary directory).
+pub struct Fixture {
+    store: Box<dyn Store>,
+    _guard: Option<Box<dyn Any>>,
+}
+
+impl Fixture {
+    /// A store with a value that must be dropped after it.
+    pub fn with_guard(store: Box<dyn Store>, guard: impl Any) -> Self {
+        Fixture {
+            store,
+            _guard: Some(Box::new(guard)),
+        }
+    }
+}
+
+impl From<Box<dyn Store>> for Fixture {
+    fn from(store: Box<dyn Store>) -> Self {
+        Fixture {
+            store,
+            _guard: None,
+        }
+    }
+}
+
+fn tag(counter: u64, node: u64) -> Tag {
+    Tag {
+        counter,
+        node: NodeId(node),
+    }
+}
+
+fn value(counter: u64, data: &'static [u8]) -> Record {
+    Record::value(tag(counter, 1), 7, 0, Bytes::from_static(data))
+}
+
+/// Runs every check against stores made by `make`.
+pub fn run_all<F: Into<Fixture>>(make: impl Fn() -> F) {
+    type Check = (&'static str, fn(&dyn Store));
+    let checks: [Check; 7] = [
+        ("missing keys read as none", missing_keys_read_as_none),
+        ("higher tags win", higher_tags_win),
+        ("tombstones are records", tombstones_are_records),
+        ("buckets are separate", buckets_are_separate),
+        ("scans are ordered and paged", scans_are_ordered_and_paged),
+        ("drop bucket removes only it", drop_bucket_removes_only_it),
+        (
+            "concurrent applies keep the highest",
+            concurrent_applies_keep_the_highest,
+        ),
+    ];
+    for (name, check) in checks {
+        let fixture: Fixture = make().into();
+        eprintln!("store conformance ({}): {name}", fixture.store.backend());
+        check(fixture.store.as_ref());
+    }
+}
+
+fn missing_keys_read_as_none(store: &dyn Store) {
+    assert_eq!(store.get(BucketId(0), b"nope").expect("get"), None);
+    assert_eq!(store.value_count(), 0);
+}
+
+fn higher_tags_win(store: &dyn Store) {
+    let b = BucketId(1);
+    assert_eq!(
+        store.apply(b, b"k", &value(2, b"two")).expect("apply"),
+        Applied::Stored { previous: None }
+    );
+    assert_eq!(
+        store.apply(b, b"k", &value(1, b"one")).expect("apply"),
+        Applied::Kept { current: tag(2, 1) }
+    );
+    assert_eq!(
+        store.apply(b, b"k", &value(2, b"dup")).expect("apply"),
+        Applied::Kept { current: tag(2, 1) }
+    );
+    assert_eq!(store.get(b, b"k").expect("get"), Some(value(2, b"two")));
+    let tie_break = Record::value(tag(2, 9), 0, 0, Bytes::from_static(b"nine"));
+    assert_eq!(
+        store.apply(b, b"k", &tie_break).expect("apply"),
+        Applied::Stored {
+            previous: Some(tag(2, 1))
+        }
+    );
+    assert_eq!(store.get(b, b"k").expect("get"), Some(tie_break));
+    assert_eq!(store.value_count(), 1);
+}
+
+fn tombstones_are_records(store: &dyn Store) {
+    let b = BucketId(2);
+    store.apply(b, b"k", &value(1, b"v")).expect("apply");
+    assert_eq!(store.value_count(), 1);
+    store
+        .apply(b, b"k", &Record::tombstone(tag(2, 1), 123))
+        .expect("apply");
+    assert_eq!(store.value_count(), 0);
+    let got = store.get(b, b"k").expect("get").expect("tombstone present");
+    assert_eq!(got.body, RecordBody::Tombstone { deleted_at: 123 });
+    assert_eq!(
+        store.apply(b, b"k", &value(1, b"v")).expect("apply"),
+        Applied::Kept { current: tag(2, 1) }
+    );
+    assert_eq!(store.value_count(), 0);
+}
+
+fn buckets_are_separate(store: &dyn Store) {
+    store
+        .apply(BucketId(1), b"k", &value(1, b"one"))
+        .expect("apply");
+    store
+        .apply(BucketId(2), b"k", &value(1, b"two"))
+        .expect("apply");
+    assert_eq!(
+        store.get(BucketId(1), b"k").expect("get"),
+        Some(value(1, b"one"))
+    );
+    assert_eq!(
+        store.get(BucketId(2), b"k").expect("get"),
+        Some(value(1, b"two"))
+    );
+    assert_eq!(store.get(BucketId(3), b"k").expect("get"), None);
+}
+
+fn scans_are_ordered_and_paged(store: &dyn Store) {
+    for k in ["c", "a", "b", "d"] {
+        store
+            .apply(BucketId(5), k.as_bytes(), &value(1, b"v"))
+            .expect("apply");
+    }
+    store
+        .apply(BucketId(4), b"z", &value(1, b"v"))
+        .expect("apply");
+    store
+        .apply(BucketId(6), b"0", &value(1, b"v"))
+        .expect("apply");
+    let keys = |page: Vec<(Bytes, Record)>| page.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    let first = keys(store.scan_bucket(BucketId(5), None, 3).expect("scan"));
+    assert_eq!(
+        first,
+        vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("c")]
+    );
+    let rest = keys(store.scan_bucket(BucketId(5), Some(b"c"), 3).expect("scan"));
+    assert_eq!(rest, vec![Bytes::from("d")]);
+    assert!(store
+        .scan_bucket(BucketId(7), None, 10)
+        .expect("scan")
+        .is_empty());
+    let last_bucket = BucketId(u32::MAX);
+    store
+        .apply(last_bucket, b"end", &value(1, b"v"))
+        .expect("apply");
+    assert_eq!(
+        keys(store.scan_bucket(last_bucket, None, 10).expect("scan")),
+        vec![Bytes::from("end")]
+    );
+}
+
+fn drop_bucket_removes_only_it(store: &dyn Store) {
+    for k in ["a", "b"] {
+        store
+            .apply(BucketId(8), k.as_bytes(), &value(1, b"v"))
+            .expect("apply");
+    }
+    store
+        .apply(BucketId(8), b"t", &Record::tombstone(tag(1, 1), 0))
+        .expect("apply");
+    store
+        .apply(BucketId(9), b"a", &value(1, b"v"))
+        .expect("apply");
+    assert_eq!(store.value_count(), 3);
+    assert_eq!(store.drop_bucket(BucketId(8)).expect("drop"), 3);
+    assert_eq!(store.value_count(), 1);
+    assert!(store
+        .scan_bucket(BucketId(8), None, 10)
+        .expect("scan")
+        .is_empty());
+    assert_eq!(
+        store.get(BucketId(9), b"a").expect("get"),
+        Some(value(1, b"v"))
+    );
+}
+
+fn concurrent_applies_keep_the_highest(store: &dyn Store) {
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            s.spawn(move || {
+                for c in 0..200u64 {
+                    let r = Record::value(tag(c, t), 0, 0, Bytes::new());
+                    store.apply(BucketId(10), b"hot", &r).expect("apply");
+                }
+            });
+        }
+    });
+    let got = store
+        .get(BucketId(10), b"hot")
+        .expect("get")
+        .expect("present");
+    assert_eq!(got.tag, tag(199, 3));
+    assert_eq!(store.value_count(), 1);
+}

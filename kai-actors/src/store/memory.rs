@@ -1,0 +1,116 @@
+//! In-memory store: a sorted map behind a lock. For unit tests and embedding; nothing persists.
+
+use super::{apply_decision, stored_key, value_count_delta, Applied, Store, StoreError};
+use bytes::Bytes;
+use kai_proto::{BucketId, Record, RecordBody};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::RwLock;
+
+/// A [`Store`] in memory.
+#[derive(Default)]
+pub struct MemStore {
+    records: RwLock<BTreeMap<Vec<u8>, Record>>,
+    values: AtomicI64,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Record>> {
+        self.records
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Record>> {
+        self.records
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Store for MemStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    fn get(&self, bucket: BucketId, key: &[u8]) -> Result<Option<Record>, StoreError> {
+        Ok(self.read().get(&stored_key(bucket, key)).cloned())
+    }
+
+    fn apply(&self, bucket: BucketId, key: &[u8], record: &Record) -> Result<Applied, StoreError> {
+        let mut records = self.write();
+        let k = stored_key(bucket, key);
+        let current = records.get(&k);
+        let decision = apply_decision(current.map(|r| r.tag), record.tag);
+        if let Applied::Stored { .. } = decision {
+            let was_value = current.is_some_and(|r| matches!(r.body, RecordBody::Value { .. }));
+            self.values
+                .fetch_add(value_count_delta(was_value, record), Ordering::Relaxed);
+            records.insert(k, record.clone());
+        }
+        Ok(decision)
+    }
+
+    fn scan_bucket(
+        &self,
+        bucket: BucketId,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Record)>, StoreError> {
+        let start = match after {
+            Some(after) => Bound::Excluded(stored_key(bucket, after)),
+            None => Bound::Included(bucket.prefix().to_vec()),
+        };
+        let prefix = bucket.prefix();
+        Ok(self
+            .read()
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .take(limit)
+            .map(|(k, r)| (Bytes::copy_from_slice(&k[4..]), r.clone()))
+            .collect())
+    }
+
+    fn drop_bucket(&self, bucket: BucketId) -> Result<u64, StoreError> {
+        let mut records = self.write();
+        let prefix = bucket.prefix();
+        let keys: Vec<Vec<u8>> = records
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &keys {
+            if let Some(r) = records.remove(k) {
+                self.values.fetch_sub(
+                    i64::from(matches!(r.body, RecordBody::Value { .. })),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        Ok(keys.len() as u64)
+    }
+
+    fn value_count(&self) -> u64 {
+        self.values.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conforms() {
+        super::super::conformance::run_all(|| Box::new(MemStore::new()) as Box<dyn Store>);
+    }
+}

@@ -1,0 +1,108 @@
+//! Storage behind one trait.
+//!
+//! A replica keeps, per key, the record with the highest [`Tag`]: [`Store::apply`] is a
+//! compare-and-store that never replaces a record by an older or equal one, so replaying,
+//! reordering or duplicating writes cannot move a key backwards. Keys are stored under their
+//! bucket's big-endian prefix so a bucket is one contiguous, ordered range ([`Store::scan_bucket`]).
+//!
+//! Two backends implement the trait — [`RocksStore`] (persistent, the default) and
+//! [`MemStore`] (tests and embedding) — and one conformance suite (`conformance.rs`) runs against
+//! both. The [`StoreActor`] runs the blocking calls on a pool of threads.
+
+mod actor;
+#[cfg(test)]
+mod conformance;
+mod memory;
+mod rocks;
+
+pub use actor::{StoreActor, StoreHandle};
+pub use memory::MemStore;
+pub use rocks::RocksStore;
+
+use bytes::Bytes;
+use kai_proto::{BucketId, Record, RecordDecodeError, Tag};
+
+/// A storage failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The engine reported an error.
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record for key {key:?}: {source}")]
+    Corrupt {
+        /// The stored key (bucket prefix included).
+        key: Vec<u8>,
+        /// Why it could not be decoded.
+        source: RecordDecodeError,
+    },
+    /// The store's worker threads are gone (node shutting down).
+    #[error("store is shutting down")]
+    Unavailable,
+}
+
+/// Outcome of [`Store::apply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The record was stored; `previous` is the tag it replaced, if any.
+    Stored {
+        /// Tag of the replaced record.
+        previous: Option<Tag>,
+    },
+    /// A record with an equal or higher tag was already present and was kept.
+    Kept {
+        /// Tag of the record kept.
+        current: Tag,
+    },
+}
+
+/// A versioned record store. Implementations are safe to call from many threads at once.
+pub trait Store: Send + Sync + 'static {
+    /// Short backend name for stats (`rocksdb`, `memory`).
+    fn backend(&self) -> &'static str;
+
+    /// The record stored under `key`, expired or not, tombstones included.
+    fn get(&self, bucket: BucketId, key: &[u8]) -> Result<Option<Record>, StoreError>;
+
+    /// Stores `record` unless a record with an equal or higher tag is present.
+    fn apply(&self, bucket: BucketId, key: &[u8], record: &Record) -> Result<Applied, StoreError>;
+
+    /// Up to `limit` records of `bucket` in key order, starting after `after` (exclusive).
+    fn scan_bucket(
+        &self,
+        bucket: BucketId,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Record)>, StoreError>;
+
+    /// Removes every record of `bucket`; returns how many were removed.
+    fn drop_bucket(&self, bucket: BucketId) -> Result<u64, StoreError>;
+
+    /// Number of stored values (tombstones excluded; expired values until they are purged).
+    fn value_count(&self) -> u64;
+
+    /// Makes every applied record durable (flushes memtables).
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// The stored form of a key: bucket prefix, then the key bytes.
+pub(crate) fn stored_key(bucket: BucketId, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.len());
+    k.extend_from_slice(&bucket.prefix());
+    k.extend_from_slice(key);
+    k
+}
+
+/// What `apply` should do given the tag currently stored.
+pub(crate) fn apply_decision(current: Option<Tag>, incoming: Tag) -> Applied {
+    match current {
+        Some(current) if current >= incoming => Applied::Kept { current },
+        previous => Applied::Stored { previous },
+    }
+}
+
+/// How the value count changes when `incoming` replaces a record that was (or was not) a value.
+pub(crate) fn value_count_delta(replaced_was_value: bool, incoming: &Record) -> i64 {
+    let incoming_is_value = matches!(incoming.body, kai_proto::RecordBody::Value { .. });
+    i64::from(incoming_is_value) - i64::from(replaced_was_value)
+}

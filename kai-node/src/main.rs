@@ -1,0 +1,114 @@
+//! `kai`: run a Kai node, or talk to one.
+
+mod bench;
+mod settings;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Kai: a Dynamo-style distributed key-value store that speaks memcache.
+#[derive(Parser)]
+#[command(name = "kai", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a node (runs until SIGINT/SIGTERM).
+    Start(StartArgs),
+    /// Print the version.
+    Version,
+    /// Load-test any memcache server and print throughput and latency percentiles.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args)]
+struct StartArgs {
+    /// TOML configuration file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Memcache listen address (config key `listen`).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Peer listen address (config key `peer_listen`).
+    #[arg(long)]
+    peer_listen: Option<String>,
+    /// Data directory (config key `data_dir`).
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Node name (config key `name`).
+    #[arg(long)]
+    name: Option<String>,
+    /// Any config key: `--set key=value` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl StartArgs {
+    fn overrides(&self) -> Result<Vec<(String, String)>> {
+        let mut pairs = Vec::new();
+        for (key, value) in [
+            ("listen", &self.listen),
+            ("peer_listen", &self.peer_listen),
+            ("data_dir", &self.data_dir),
+            ("name", &self.name),
+        ] {
+            if let Some(v) = value {
+                pairs.push((key.to_owned(), v.clone()));
+            }
+        }
+        for item in &self.set {
+            let Some((key, value)) = item.split_once('=') else {
+                bail!("--set expects KEY=VALUE, got `{item}`");
+            };
+            pairs.push((key.trim().to_owned(), value.trim().to_owned()));
+        }
+        Ok(pairs)
+    }
+}
+
+fn main() -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match Cli::parse().command {
+        Command::Start(args) => start(args),
+        Command::Version => {
+            println!("kai {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+fn start(args: StartArgs) -> Result<()> {
+    let config = settings::load(args.config.as_deref(), &args.overrides()?)?;
+    let system = actix::System::new();
+    system.block_on(async move {
+        let node = kai_actors::start(config)
+            .await
+            .context("node failed to start")?;
+        // One machine-readable line on stdout: scripts and tests wait for it.
+        println!(
+            "kai ready node={} memcache={}",
+            node.name(),
+            node.client_addr()
+        );
+        wait_for_shutdown_signal().await?;
+        log::info!("shutting down");
+        node.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

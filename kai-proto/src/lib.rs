@@ -1,0 +1,20 @@
+//! Kai's wire formats and core types, with no I/O and no actors.
+//!
+//! - [`memcache`]: the memcached text protocol (streaming request parser, reply encoder, limits).
+//! - [`key`], [`tag`], [`record`], [`bucket`]: the data model shared by every node
+//!   (validated keys, version tags, stored records and their on-disk encoding, key → bucket hashing).
+//!
+//! Everything here is deterministic and unit-tested without a network; the `kai-actors` crate does
+//! the I/O around it.
+
+pub mod bucket;
+pub mod key;
+pub mod memcache;
+pub mod record;
+pub mod replica;
+pub mod tag;
+
+pub use bucket::BucketId;
+pub use key::{Key, KeyError};
+pub use record::{Record, RecordBody, RecordDecodeError};
+pub use tag::{NodeId, Tag};

@@ -1,0 +1,404 @@
+//! Streaming request parser.
+//!
+//! Invariants:
+//! - Memory is bounded: a request line is at most [`Limits::max_line`] bytes
+//!   ([`Limits::max_get_line`] for `get`/`gets`, which may carry many keys); a data block is at
+//!   most [`Limits::max_value_size`] bytes. A larger data block is refused and *swallowed* as it
+//!   arrives (never buffered), so the connection stays in sync.
+//! - Every recoverable error is yielded as [`Parsed::Rejected`] with the stream positioned at the
+//!   start of the next request. The only fatal error is a line that exceeds its limit without a
+//!   newline: the stream cannot be resynchronised and the connection must be closed.
+//! - Bytes split across reads parse exactly as if they arrived at once.
+
+use super::request::{Request, StorageCommand, UnsupportedCommand};
+use crate::key::{Key, KeyError};
+use bytes::{Buf, Bytes, BytesMut};
+use std::io;
+use tokio_util::codec::Decoder;
+
+/// Longest request line, in bytes, without the line terminator (memcached's limit).
+pub const DEFAULT_MAX_LINE: usize = 2048;
+/// Longest `get`/`gets` line: these may name many keys.
+pub const DEFAULT_MAX_GET_LINE: usize = 64 * 1024;
+/// Largest value accepted by default.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 1024 * 1024;
+/// Largest `<bytes>` field that is a number at all (memcached's bound); above it the command line
+/// is malformed rather than the object too large.
+const MAX_DECLARED_LEN: u64 = i32::MAX as u64 - 2;
+
+/// Size limits the parser enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request line (without `\r\n`).
+    pub max_line: usize,
+    /// Longest `get`/`gets` request line.
+    pub max_get_line: usize,
+    /// Largest data block.
+    pub max_value_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: DEFAULT_MAX_LINE,
+            max_get_line: DEFAULT_MAX_GET_LINE,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+        }
+    }
+}
+
+/// A request the parser refused; the stream is in sync again after it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Not a command this protocol knows (`ERROR`).
+    #[error("unknown command")]
+    UnknownCommand,
+    /// Wrong number of tokens or a non-numeric field.
+    #[error("bad command line format")]
+    BadCommandLine,
+    /// `delete` with the wrong arguments.
+    #[error("bad command line format.  Usage: delete <key> [noreply]")]
+    BadDeleteUsage,
+    /// A key breaks the key rules.
+    #[error("bad key: {0}")]
+    BadKey(KeyError),
+    /// The data block was not followed by `\r\n`.
+    #[error("bad data chunk")]
+    BadDataChunk,
+    /// The data block exceeds [`Limits::max_value_size`].
+    #[error("object too large for cache")]
+    TooLarge {
+        /// Declared size.
+        size: u64,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// An error after which the connection must be closed.
+#[derive(Debug, thiserror::Error)]
+pub enum FatalError {
+    /// No newline within the line limit.
+    #[error("line too long")]
+    LineTooLong {
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+    /// The transport failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// One item of the request stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// A complete request.
+    Request(Request),
+    /// A refused request; `noreply` if the client asked for no reply.
+    Rejected {
+        /// Why it was refused.
+        error: RequestError,
+        /// The client asked for no reply.
+        noreply: bool,
+    },
+}
+
+/// The streaming parser: feed it bytes, take requests out.
+#[derive(Debug, Default)]
+pub struct RequestDecoder {
+    limits: Limits,
+    state: State,
+}
+
+#[derive(Debug, Default)]
+enum State {
+    #[default]
+    Line,
+    /// Waiting for `len` data bytes plus `\r\n`.
+    Data { header: StorageHeader, len: usize },
+    /// Discarding `remaining` bytes of a refused data block.
+    Swallow { remaining: u64 },
+}
+
+#[derive(Debug)]
+struct StorageHeader {
+    command: Option<UnsupportedCommand>,
+    key: Key,
+    flags: u32,
+    exptime: i64,
+    noreply: bool,
+}
+
+impl RequestDecoder {
+    /// A parser enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        RequestDecoder {
+            limits,
+            state: State::Line,
+        }
+    }
+
+    fn line_limit(&self, buf: &[u8]) -> usize {
+        let is_get = buf.starts_with(b"get ") || buf.starts_with(b"gets ");
+        if is_get {
+            self.limits.max_get_line
+        } else {
+            self.limits.max_line
+        }
+    }
+
+    /// Starts reading a storage command's data block of `len` bytes, or refuses it.
+    fn begin_data(
+        &mut self,
+        header: Result<StorageHeader, RequestError>,
+        len: u64,
+        noreply: bool,
+    ) -> Option<Parsed> {
+        let block = len + 2;
+        if len > self.limits.max_value_size as u64 {
+            self.state = State::Swallow { remaining: block };
+            let error = RequestError::TooLarge {
+                size: len,
+                max: self.limits.max_value_size,
+            };
+            return Some(Parsed::Rejected { error, noreply });
+        }
+        match header {
+            Ok(header) => {
+                self.state = State::Data {
+                    header,
+                    len: len as usize,
+                };
+                None
+            }
+            Err(error) => {
+                self.state = State::Swallow { remaining: block };
+                Some(Parsed::Rejected { error, noreply })
+            }
+        }
+    }
+
+    fn parse_line(&mut self, line: Bytes) -> Option<Parsed> {
+        let tokens: Vec<Bytes> = line
+            .split(|b| *b == b' ')
+            .filter(|t| !t.is_empty())
+            .map(|t| line.slice_ref(t))
+            .collect();
+        let Some(command) = tokens.first() else {
+            return Some(reject(RequestError::UnknownCommand, false));
+        };
+        let args = &tokens[1..];
+        let request = match command.as_ref() {
+            b"get" => parse_get(args, false),
+            b"gets" => parse_get(args, true),
+            b"set" => return self.parse_storage(None, args),
+            b"add" => return self.parse_storage(Some(UnsupportedCommand::Add), args),
+            b"replace" => return self.parse_storage(Some(UnsupportedCommand::Replace), args),
+            b"append" => return self.parse_storage(Some(UnsupportedCommand::Append), args),
+            b"prepend" => return self.parse_storage(Some(UnsupportedCommand::Prepend), args),
+            b"cas" => return self.parse_storage(Some(UnsupportedCommand::Cas), args),
+            b"delete" => parse_delete(args),
+            b"incr" => parse_unsupported(UnsupportedCommand::Incr, args, 2),
+            b"decr" => parse_unsupported(UnsupportedCommand::Decr, args, 2),
+            b"touch" => parse_unsupported(UnsupportedCommand::Touch, args, 2),
+            b"gat" => parse_unsupported(UnsupportedCommand::Gat, args, 2),
+            b"gats" => parse_unsupported(UnsupportedCommand::Gats, args, 2),
+            b"flush_all" => parse_unsupported(UnsupportedCommand::FlushAll, args, 0),
+            b"stats" => Ok(Request::Stats {
+                group: (!args.is_empty()).then(|| join_tokens(args)),
+            }),
+            b"version" => Ok(Request::Version),
+            b"quit" => Ok(Request::Quit),
+            b"verbosity" if !args.is_empty() => Ok(Request::Verbosity {
+                noreply: ends_with_noreply(args),
+            }),
+            _ => Err(RequestError::UnknownCommand),
+        };
+        Some(match request {
+            Ok(request) => Parsed::Request(request),
+            Err(error) => reject(error, ends_with_noreply(args)),
+        })
+    }
+
+    /// `<cmd> <key> <flags> <exptime> <bytes> [cas] [noreply]`; `command` is `None` for `set`.
+    fn parse_storage(
+        &mut self,
+        command: Option<UnsupportedCommand>,
+        args: &[Bytes],
+    ) -> Option<Parsed> {
+        let fixed = if command == Some(UnsupportedCommand::Cas) {
+            5
+        } else {
+            4
+        };
+        let noreply = args.len() == fixed + 1 && args[fixed].as_ref() == b"noreply";
+        if args.len() != fixed && !noreply {
+            return Some(reject(
+                RequestError::BadCommandLine,
+                ends_with_noreply(args),
+            ));
+        }
+        let Some(len) = parse_number::<u64>(&args[3]).filter(|n| *n <= MAX_DECLARED_LEN) else {
+            return Some(reject(RequestError::BadCommandLine, noreply));
+        };
+        let header = (|| {
+            let key = Key::new(args[0].clone()).map_err(RequestError::BadKey)?;
+            let flags = parse_number::<u32>(&args[1]).ok_or(RequestError::BadCommandLine)?;
+            let exptime = parse_number::<i64>(&args[2]).ok_or(RequestError::BadCommandLine)?;
+            if command == Some(UnsupportedCommand::Cas) {
+                parse_number::<u64>(&args[4]).ok_or(RequestError::BadCommandLine)?;
+            }
+            Ok(StorageHeader {
+                command,
+                key,
+                flags,
+                exptime,
+                noreply,
+            })
+        })();
+        self.begin_data(header, len, noreply)
+    }
+}
+
+impl Decoder for RequestDecoder {
+    type Item = Parsed;
+    type Error = FatalError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Parsed>, FatalError> {
+        loop {
+            match &mut self.state {
+                State::Swallow { remaining } => {
+                    let n = (*remaining).min(buf.len() as u64);
+                    buf.advance(n as usize);
+                    *remaining -= n;
+                    if *remaining > 0 {
+                        return Ok(None);
+                    }
+                    self.state = State::Line;
+                }
+                State::Data { len, .. } => {
+                    let block = *len + 2;
+                    if buf.len() < block {
+                        buf.reserve(block - buf.len());
+                        return Ok(None);
+                    }
+                    let data = buf.split_to(block).freeze();
+                    let State::Data { header, len } = std::mem::take(&mut self.state) else {
+                        unreachable!("state checked above");
+                    };
+                    if &data[len..] != b"\r\n" {
+                        return Ok(Some(reject(RequestError::BadDataChunk, header.noreply)));
+                    }
+                    return Ok(Some(Parsed::Request(
+                        header.into_request(data.slice(..len)),
+                    )));
+                }
+                State::Line => {
+                    let limit = self.line_limit(buf);
+                    let window = &buf[..buf.len().min(limit + 2)];
+                    let Some(newline) = window.iter().position(|b| *b == b'\n') else {
+                        if buf.len() > limit + 1 {
+                            return Err(FatalError::LineTooLong { limit });
+                        }
+                        return Ok(None);
+                    };
+                    let mut line = buf.split_to(newline + 1).freeze();
+                    line.truncate(newline);
+                    if line.last() == Some(&b'\r') {
+                        line.truncate(newline - 1);
+                    }
+                    if line.len() > limit {
+                        return Err(FatalError::LineTooLong { limit });
+                    }
+                    if let Some(parsed) = self.parse_line(line) {
+                        return Ok(Some(parsed));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl StorageHeader {
+    fn into_request(self, data: Bytes) -> Request {
+        match self.command {
+            None => Request::Set(StorageCommand {
+                key: self.key,
+                flags: self.flags,
+                exptime: self.exptime,
+                data,
+                noreply: self.noreply,
+            }),
+            Some(command) => Request::Unsupported {
+                command,
+                noreply: self.noreply,
+            },
+        }
+    }
+}
+
+fn reject(error: RequestError, noreply: bool) -> Parsed {
+    Parsed::Rejected { error, noreply }
+}
+
+fn parse_get(args: &[Bytes], with_cas: bool) -> Result<Request, RequestError> {
+    if args.is_empty() {
+        return Err(RequestError::UnknownCommand);
+    }
+    let keys = args
+        .iter()
+        .map(|k| Key::new(k.clone()).map_err(RequestError::BadKey))
+        .collect::<Result<_, _>>()?;
+    Ok(Request::Get { keys, with_cas })
+}
+
+/// `delete <key> [0] [noreply]` (the `0` is a legacy hold time memcached still accepts).
+fn parse_delete(args: &[Bytes]) -> Result<Request, RequestError> {
+    let noreply = ends_with_noreply(args);
+    let rest = &args[..args.len() - usize::from(noreply)];
+    match rest {
+        [_] => {}
+        [_, zero] if zero.as_ref() == b"0" => {}
+        _ => return Err(RequestError::BadDeleteUsage),
+    }
+    let key = Key::new(rest[0].clone()).map_err(RequestError::BadKey)?;
+    Ok(Request::Delete { key, noreply })
+}
+
+/// A command with at least `min_args` arguments that Kai recognises but does not execute.
+fn parse_unsupported(
+    command: UnsupportedCommand,
+    args: &[Bytes],
+    min_args: usize,
+) -> Result<Request, RequestError> {
+    if args.len() < min_args {
+        return Err(RequestError::BadCommandLine);
+    }
+    Ok(Request::Unsupported {
+        command,
+        noreply: ends_with_noreply(args),
+    })
+}
+
+fn ends_with_noreply(args: &[Bytes]) -> bool {
+    args.last().is_some_and(|t| t.as_ref() == b"noreply")
+}
+
+fn join_tokens(args: &[Bytes]) -> String {
+    args.iter()
+        .map(|t| String::from_utf8_lossy(t))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Parses a decimal number made only of ASCII digits (and a leading `-` for signed types).
+fn parse_number<T: std::str::FromStr>(token: &[u8]) -> Option<T> {
+    let digits = token.strip_prefix(b"-").unwrap_or(token);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(token).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! Parsed memcache requests.
+
+use crate::key::Key;
+use bytes::Bytes;
+
+/// A storage command whose data block has been read in full.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageCommand {
+    /// The key.
+    pub key: Key,
+    /// Opaque client flags.
+    pub flags: u32,
+    /// Expiry as sent: 0 = never, ≤ 30 days = relative seconds, larger = absolute unix time,
+    /// negative = already expired.
+    pub exptime: i64,
+    /// The data block, without its trailing `\r\n`.
+    pub data: Bytes,
+    /// The client asked for no reply.
+    pub noreply: bool,
+}
+
+/// Commands of the memcached protocol that Kai parses but does not execute yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnsupportedCommand {
+    /// `add`
+    Add,
+    /// `replace`
+    Replace,
+    /// `append`
+    Append,
+    /// `prepend`
+    Prepend,
+    /// `cas`
+    Cas,
+    /// `incr`
+    Incr,
+    /// `decr`
+    Decr,
+    /// `touch`
+    Touch,
+    /// `gat`
+    Gat,
+    /// `gats`
+    Gats,
+    /// `flush_all`
+    FlushAll,
+}
+
+impl UnsupportedCommand {
+    /// The command's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnsupportedCommand::Add => "add",
+            UnsupportedCommand::Replace => "replace",
+            UnsupportedCommand::Append => "append",
+            UnsupportedCommand::Prepend => "prepend",
+            UnsupportedCommand::Cas => "cas",
+            UnsupportedCommand::Incr => "incr",
+            UnsupportedCommand::Decr => "decr",
+            UnsupportedCommand::Touch => "touch",
+            UnsupportedCommand::Gat => "gat",
+            UnsupportedCommand::Gats => "gats",
+            UnsupportedCommand::FlushAll => "flush_all",
+        }
+    }
+}
+
+/// One complete client request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// `get`/`gets` with one or more keys; `with_cas` for `gets`.
+    Get {
+        /// Keys in request order.
+        keys: Vec<Key>,
+        /// Include the cas unique in each `VALUE` line (`gets`).
+        with_cas: bool,
+    },
+    /// `set`
+    Set(StorageCommand),
+    /// `delete <key> [noreply]`
+    Delete {
+        /// The key.
+        key: Key,
+        /// The client asked for no reply.
+        noreply: bool,
+    },
+    /// `stats [group]`
+    Stats {
+        /// Optional argument, e.g. `kai`.
+        group: Option<String>,
+    },
+    /// `version`
+    Version,
+    /// `verbosity <level> [noreply]`
+    Verbosity {
+        /// The client asked for no reply.
+        noreply: bool,
+    },
+    /// `quit`: close the connection.
+    Quit,
+    /// A well-formed memcached command Kai does not execute yet (its data block, if any, has
+    /// been consumed so the stream stays in sync).
+    Unsupported {
+        /// Which command.
+        command: UnsupportedCommand,
+        /// The client asked for no reply.
+        noreply: bool,
+    },
+}
+
+impl Request {
+    /// True if the client asked not to get a reply.
+    pub fn noreply(&self) -> bool {
+        match self {
+            Request::Set(cmd) => cmd.noreply,
+            Request::Delete { noreply, .. }
+            | Request::Verbosity { noreply }
+            | Request::Unsupported { noreply, .. } => *noreply,
+            Request::Get { .. } | Request::Stats { .. } | Request::Version | Request::Quit => false,
+        }
+    }
+}
+
+/// Seconds of relative expiry beyond which memcached reads `exptime` as a unix timestamp.
+pub const MAX_RELATIVE_EXPTIME: i64 = 60 * 60 * 24 * 30;
+
+impl StorageCommand {
+    /// The absolute expiry (unix seconds, 0 = never) of this command when received at `now`,
+    /// following memcached: 0 never expires, up to 30 days is relative, larger is an absolute
+    /// unix time, negative is already expired.
+    pub fn expires_at(&self, now: u64) -> u64 {
+        absolute_expiry(self.exptime, now)
+    }
+}
+
+/// See [`StorageCommand::expires_at`].
+pub fn absolute_expiry(exptime: i64, now: u64) -> u64 {
+    match exptime {
+        0 => 0,
+        e if e < 0 => now.max(1),
+        e if e <= MAX_RELATIVE_EXPTIME => now + e as u64,
+        e => e as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_follows_memcached_rules() {
+        let now = 1_800_000_000;
+        assert_eq!(absolute_expiry(0, now), 0);
+        assert_eq!(absolute_expiry(10, now), now + 10);
+        assert_eq!(
+            absolute_expiry(MAX_RELATIVE_EXPTIME, now),
+            now + MAX_RELATIVE_EXPTIME as u64
+        );
+        assert_eq!(
+            absolute_expiry(MAX_RELATIVE_EXPTIME + 1, now),
+            MAX_RELATIVE_EXPTIME as u64 + 1
+        );
+        assert_eq!(absolute_expiry(1_900_000_000, now), 1_900_000_000);
+        assert!(absolute_expiry(-1, now) <= now);
+        assert_ne!(absolute_expiry(-1, now), 0);
+    }
+}
