@@ -6,6 +6,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+/// The version a node reports to memcache clients: the memcached protocol level it implements,
+/// then Kai's own version as a semver pre-release tag. Clients such as libmemcached parse the
+/// leading numbers and refuse a major version of 0, so Kai's own `0.x` cannot lead.
+pub const PROTOCOL_VERSION: &str = concat!("1.6.0-kai.", env!("CARGO_PKG_VERSION"));
+
 /// Counters of one node.
 #[derive(Debug)]
 pub struct NodeStats {
@@ -107,7 +112,7 @@ pub fn report(info: &NodeInfo, stats: &NodeStats) -> Vec<kai_proto::memcache::St
         S::new("pid", std::process::id()),
         S::new("uptime", stats.uptime_secs()),
         S::new("time", crate::clock::unix_now()),
-        S::new("version", env!("CARGO_PKG_VERSION")),
+        S::new("version", PROTOCOL_VERSION),
         S::new("pointer_size", usize::BITS),
         S::new("curr_connections", get(&stats.curr_connections)),
         S::new("total_connections", get(&stats.total_connections)),

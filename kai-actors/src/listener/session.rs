@@ -137,7 +137,7 @@ async fn respond(ctx: &SessionContext, request: Request) -> Option<Response> {
         },
         Request::Stats { group: None } => Response::Stats(report(&shared.info, &shared.stats)),
         Request::Stats { group: Some(_) } => Response::Error,
-        Request::Version => Response::Version(env!("CARGO_PKG_VERSION").to_owned()),
+        Request::Version => Response::Version(stats::PROTOCOL_VERSION.to_owned()),
         Request::Verbosity { .. } => Response::Ok,
         Request::Unsupported { command, .. } => {
             Response::ServerError(format!("'{}' is not supported by kai", command.name()))

@@ -1,7 +1,7 @@
 //! The Store actor: a pool of threads (an Actix `SyncArbiter`) running blocking store calls, so
 //! RocksDB never blocks the async threads that serve connections.
 
-use super::{Applied, Store, StoreError};
+use super::{Applied, CachedRead, Store, StoreError};
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use bytes::Bytes;
 use kai_proto::{BucketId, Record};
@@ -61,9 +61,13 @@ impl StoreHandle {
             .map_err(|_| StoreError::Unavailable)?
     }
 
-    /// See [`Store::get`].
+    /// See [`Store::get`]. Answered on the calling thread when the record is in memory
+    /// ([`Store::get_cached`]); only reads that need disk I/O go to the pool.
     pub async fn get(&self, bucket: BucketId, key: Bytes) -> Result<Option<Record>, StoreError> {
-        self.call(move |s| s.get(bucket, &key)).await
+        match self.store.get_cached(bucket, &key)? {
+            CachedRead::Done(record) => Ok(record),
+            CachedRead::NeedsIo => self.call(move |s| s.get(bucket, &key)).await,
+        }
     }
 
     /// See [`Store::apply`].

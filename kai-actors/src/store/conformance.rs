@@ -1,6 +1,6 @@
 //! The conformance suite every [`Store`] backend must pass.
 
-use super::{Applied, Store};
+use super::{Applied, CachedRead, Store};
 use bytes::Bytes;
 use kai_proto::{BucketId, NodeId, Record, RecordBody, Tag};
 use std::any::Any;
@@ -65,6 +65,7 @@ pub fn run_all<F: Into<Fixture>>(make: impl Fn() -> F) {
 
 fn missing_keys_read_as_none(store: &dyn Store) {
     assert_eq!(store.get(BucketId(0), b"nope").expect("get"), None);
+    assert_cached_matches(store, BucketId(0), b"nope");
     assert_eq!(store.value_count(), 0);
 }
 
@@ -83,6 +84,9 @@ fn higher_tags_win(store: &dyn Store) {
         Applied::Kept { current: tag(2, 1) }
     );
     assert_eq!(store.get(b, b"k").expect("get"), Some(value(2, b"two")));
+    assert_cached_matches(store, b, b"k");
+    store.flush().expect("flush");
+    assert_cached_matches(store, b, b"k");
     let tie_break = Record::value(tag(2, 9), 0, 0, Bytes::from_static(b"nine"));
     assert_eq!(
         store.apply(b, b"k", &tie_break).expect("apply"),
@@ -92,6 +96,14 @@ fn higher_tags_win(store: &dyn Store) {
     );
     assert_eq!(store.get(b, b"k").expect("get"), Some(tie_break));
     assert_eq!(store.value_count(), 1);
+}
+
+/// `get_cached` either gives up (needs I/O) or agrees with `get`.
+fn assert_cached_matches(store: &dyn Store, bucket: BucketId, key: &[u8]) {
+    match store.get_cached(bucket, key).expect("get_cached") {
+        CachedRead::Done(record) => assert_eq!(record, store.get(bucket, key).expect("get")),
+        CachedRead::NeedsIo => {}
+    }
 }
 
 fn tombstones_are_records(store: &dyn Store) {

@@ -1,6 +1,8 @@
 //! In-memory store: a sorted map behind a lock. For unit tests and embedding; nothing persists.
 
-use super::{apply_decision, stored_key, value_count_delta, Applied, Store, StoreError};
+use super::{
+    apply_decision, stored_key, value_count_delta, Applied, CachedRead, Store, StoreError,
+};
 use bytes::Bytes;
 use kai_proto::{BucketId, Record, RecordBody};
 use std::collections::BTreeMap;
@@ -41,6 +43,10 @@ impl Store for MemStore {
 
     fn get(&self, bucket: BucketId, key: &[u8]) -> Result<Option<Record>, StoreError> {
         Ok(self.read().get(&stored_key(bucket, key)).cloned())
+    }
+
+    fn get_cached(&self, bucket: BucketId, key: &[u8]) -> Result<CachedRead, StoreError> {
+        self.get(bucket, key).map(CachedRead::Done)
     }
 
     fn apply(&self, bucket: BucketId, key: &[u8], record: &Record) -> Result<Applied, StoreError> {

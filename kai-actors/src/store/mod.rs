@@ -56,6 +56,15 @@ pub enum Applied {
     },
 }
 
+/// Result of [`Store::get_cached`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CachedRead {
+    /// The answer, found in memory.
+    Done(Option<Record>),
+    /// Answering needs disk I/O: use [`Store::get`] on a blocking thread.
+    NeedsIo,
+}
+
 /// A versioned record store. Implementations are safe to call from many threads at once.
 pub trait Store: Send + Sync + 'static {
     /// Short backend name for stats (`rocksdb`, `memory`).
@@ -63,6 +72,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The record stored under `key`, expired or not, tombstones included.
     fn get(&self, bucket: BucketId, key: &[u8]) -> Result<Option<Record>, StoreError>;
+
+    /// Like [`Store::get`], but only from memory (memtable, block cache): never blocks on disk
+    /// I/O, so it may run on an async thread.
+    fn get_cached(&self, bucket: BucketId, key: &[u8]) -> Result<CachedRead, StoreError>;
 
     /// Stores `record` unless a record with an equal or higher tag is present.
     fn apply(&self, bucket: BucketId, key: &[u8], record: &Record) -> Result<Applied, StoreError>;

@@ -7,13 +7,15 @@
 //! dropped by compaction; the grace leaves anti-entropy time to spread newer versions first, so
 //! purging one replica's copy cannot let an older version on another replica reappear.
 
-use super::{apply_decision, stored_key, value_count_delta, Applied, Store, StoreError};
+use super::{
+    apply_decision, stored_key, value_count_delta, Applied, CachedRead, Store, StoreError,
+};
 use bytes::Bytes;
 use kai_proto::{BucketId, Record};
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
-    BlockBasedOptions, Cache, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, Cache, Direction, ErrorKind, IteratorMode, Options, ReadOptions, ReadTier,
+    WriteBatch, WriteOptions, DB,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -33,6 +35,8 @@ const BLOOM_BITS_PER_KEY: f64 = 10.0;
 pub struct RocksStore {
     db: DB,
     write_options: WriteOptions,
+    /// Reads that may only use the memtables and the block cache.
+    cached_read: ReadOptions,
     apply_locks: Vec<Mutex<()>>,
     values: Arc<AtomicI64>,
 }
@@ -79,9 +83,12 @@ impl RocksStore {
         let db = DB::open(&options, path).map_err(engine)?;
         let mut write_options = WriteOptions::default();
         write_options.set_sync(fsync);
+        let mut cached_read = ReadOptions::default();
+        cached_read.set_read_tier(ReadTier::BlockCache);
         let store = RocksStore {
             db,
             write_options,
+            cached_read,
             apply_locks: (0..APPLY_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             values,
         };
@@ -118,6 +125,18 @@ impl Store for RocksStore {
         match self.db.get_pinned(&k).map_err(engine)? {
             Some(v) => decode(&k, Bytes::copy_from_slice(&v)).map(Some),
             None => Ok(None),
+        }
+    }
+
+    fn get_cached(&self, bucket: BucketId, key: &[u8]) -> Result<CachedRead, StoreError> {
+        let k = stored_key(bucket, key);
+        match self.db.get_pinned_opt(&k, &self.cached_read) {
+            Ok(Some(v)) => {
+                decode(&k, Bytes::copy_from_slice(&v)).map(|r| CachedRead::Done(Some(r)))
+            }
+            Ok(None) => Ok(CachedRead::Done(None)),
+            Err(e) if e.kind() == ErrorKind::Incomplete => Ok(CachedRead::NeedsIo),
+            Err(e) => Err(engine(e)),
         }
     }
 

@@ -1,0 +1,407 @@
+//! End-to-end: one real `kai` process with RocksDB, driven over TCP by raw sockets and real
+//! memcache clients.
+
+mod common;
+
+use common::{python, wait_until, Client, KaiProcess};
+use std::process::Command;
+use std::time::Duration;
+
+fn node(dir: &tempfile::TempDir) -> KaiProcess {
+    KaiProcess::start(dir.path(), &[])
+}
+
+#[test]
+fn memcache_commands_behave_like_memcached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let mut c = kai.client();
+    assert_eq!(c.set_with("k", 42, 0, b"hello"), "STORED\r\n");
+    c.send(b"get k\r\n");
+    assert_eq!(c.values(), vec![("k".into(), 42, b"hello".to_vec(), None)]);
+
+    c.send(b"gets k missing k\r\n");
+    let hits = c.values();
+    assert_eq!(
+        hits.len(),
+        2,
+        "missing keys are skipped, repeated keys repeated"
+    );
+    let cas = hits[0].3.expect("gets returns a cas unique");
+    assert_eq!(c.set("k", b"v2"), "STORED\r\n");
+    c.send(b"gets k\r\n");
+    let cas2 = c.values()[0].3.expect("cas");
+    assert_ne!(cas, cas2, "a new version gets a new cas unique");
+
+    assert_eq!(c.call("delete k\r\n"), "DELETED\r\n");
+    assert_eq!(c.call("delete k\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(c.get("k"), None);
+
+    assert!(c.call("version\r\n").starts_with("VERSION 1.6.0-kai.0."));
+    assert_eq!(c.call("verbosity 1\r\n"), "OK\r\n");
+    assert_eq!(c.call("bogus\r\n"), "ERROR\r\n");
+    assert_eq!(c.call("get\r\n"), "ERROR\r\n");
+    assert_eq!(
+        c.call("set k abc 0 1\r\nx\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        c.call("set k 0 0 1\r\nxyz\r\n"),
+        "CLIENT_ERROR bad data chunk\r\n"
+    );
+    // The stray "z\r\n" after the bad chunk parses as an unknown command.
+    assert_eq!(c.line(), "ERROR\r\n");
+    let long_key = "k".repeat(251);
+    assert!(c
+        .call(&format!("get {long_key}\r\n"))
+        .starts_with("CLIENT_ERROR"));
+    for cmd in ["add", "replace", "append", "prepend"] {
+        let reply = c.call(&format!("{cmd} k 0 0 1\r\nx\r\n"));
+        assert_eq!(
+            reply,
+            format!("SERVER_ERROR '{cmd}' is not supported by kai\r\n")
+        );
+    }
+    assert_eq!(
+        c.call("cas k 0 0 1 5\r\nx\r\n"),
+        "SERVER_ERROR 'cas' is not supported by kai\r\n"
+    );
+    for cmd in ["incr k 1", "decr k 1", "touch k 10", "flush_all"] {
+        assert!(
+            c.call(&format!("{cmd}\r\n")).starts_with("SERVER_ERROR"),
+            "{cmd}"
+        );
+    }
+    assert_eq!(c.set("still", b"usable"), "STORED\r\n");
+    c.send(b"quit\r\n");
+    assert!(c.is_closed());
+}
+
+#[test]
+fn values_are_binary_safe_and_may_be_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let mut c = kai.client();
+    let binary: Vec<u8> = (0..=255u8).chain(*b"\r\nEND\r\n\0").collect();
+    assert_eq!(c.set("bin", &binary), "STORED\r\n");
+    assert_eq!(c.get("bin"), Some(binary));
+    assert_eq!(c.set("empty", b""), "STORED\r\n");
+    assert_eq!(c.get("empty"), Some(Vec::new()));
+}
+
+#[test]
+fn noreply_and_pipelined_requests_keep_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let mut c = kai.client();
+    let mut batch = Vec::new();
+    for i in 0..100 {
+        batch.extend_from_slice(
+            format!("set p{i} 0 0 {}\r\nv{i}\r\n", format!("v{i}").len()).as_bytes(),
+        );
+        batch.extend_from_slice(format!("get p{i}\r\n").as_bytes());
+    }
+    batch.extend_from_slice(
+        b"set quiet 0 0 1 noreply\r\nq\r\ndelete p0 noreply\r\nget quiet p0\r\n",
+    );
+    // Feed it in awkward pieces.
+    for chunk in batch.chunks(7) {
+        c.send(chunk);
+    }
+    for i in 0..100 {
+        assert_eq!(c.line(), "STORED\r\n");
+        assert_eq!(
+            c.values(),
+            vec![(format!("p{i}"), 0, format!("v{i}").into_bytes(), None)]
+        );
+    }
+    assert_eq!(c.values(), vec![("quiet".into(), 0, b"q".to_vec(), None)]);
+}
+
+#[test]
+fn oversized_values_are_refused_and_the_connection_stays_in_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = KaiProcess::start(dir.path(), &[("max_value_size", "1000")]);
+    let mut c = kai.client();
+    let big = vec![b'x'; 5000];
+    assert_eq!(
+        c.set("big", &big),
+        "SERVER_ERROR object too large for cache\r\n"
+    );
+    assert_eq!(c.set("ok", &big[..1000]), "STORED\r\n");
+    assert_eq!(c.get("big"), None);
+    assert_eq!(c.get("ok").map(|v| v.len()), Some(1000));
+}
+
+#[test]
+fn an_endless_line_closes_only_that_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let mut other = kai.client();
+    assert_eq!(other.set("a", b"1"), "STORED\r\n");
+    let mut bad = kai.client();
+    bad.send(&vec![b'a'; 10_000]);
+    assert_eq!(bad.line(), "CLIENT_ERROR line too long\r\n");
+    assert!(bad.is_closed());
+    assert_eq!(other.get("a"), Some(b"1".to_vec()));
+}
+
+#[test]
+fn expiry_is_honoured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let mut c = kai.client();
+    assert_eq!(c.set_with("short", 0, 1, b"v"), "STORED\r\n");
+    assert_eq!(c.set_with("gone", 0, -1, b"v"), "STORED\r\n");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let later = (now + 3600).to_string();
+    assert_eq!(
+        c.set_with("abs", 0, later.parse().expect("number"), b"v"),
+        "STORED\r\n"
+    );
+    assert_eq!(c.get("gone"), None);
+    assert_eq!(c.get("abs"), Some(b"v".to_vec()));
+    wait_until(Duration::from_secs(5), "relative expiry", || {
+        c.get("short").is_none()
+    });
+    assert_eq!(c.call("delete short\r\n"), "NOT_FOUND\r\n");
+}
+
+#[test]
+fn expiry_can_be_rejected_like_the_original_kai() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = KaiProcess::start(dir.path(), &[("expiry", "reject")]);
+    let mut c = kai.client();
+    assert!(c
+        .set_with("k", 0, 10, b"v")
+        .starts_with("CLIENT_ERROR expiry is not supported"));
+    assert_eq!(c.set_with("k", 0, 0, b"v"), "STORED\r\n");
+}
+
+#[test]
+fn stats_counters_move() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let mut c = kai.client();
+    let before = c.stats();
+    assert_eq!(before["kai_store"], "rocksdb");
+    assert_eq!(before["kai_quorum"], "1:1:1");
+    assert_eq!(before["curr_items"], "0");
+    c.set("a", b"1");
+    c.set("b", b"2");
+    c.get("a");
+    c.get("zz");
+    c.call("delete b\r\n");
+    c.call("delete b\r\n");
+    let mut other = kai.client();
+    let after = other.stats();
+    let delta = |k: &str| {
+        after[k].parse::<i64>().expect("number") - before[k].parse::<i64>().expect("number")
+    };
+    assert_eq!(delta("cmd_set"), 2);
+    assert_eq!(delta("cmd_get"), 2);
+    assert_eq!(delta("get_hits"), 1);
+    assert_eq!(delta("get_misses"), 1);
+    assert_eq!(delta("delete_hits"), 1);
+    assert_eq!(delta("delete_misses"), 1);
+    assert_eq!(after["curr_items"], "1");
+    assert_eq!(after["curr_connections"], "2");
+    assert!(delta("total_connections") >= 1);
+    assert!(delta("bytes_read") > 0 && delta("bytes_written") > 0);
+    assert!(
+        after["pid"].parse::<u32>().is_ok()
+            && after.contains_key("uptime")
+            && after.contains_key("threads")
+    );
+}
+
+#[test]
+fn data_survives_a_clean_restart_and_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut kai = node(&dir);
+    {
+        let mut c = kai.client();
+        for i in 0..200 {
+            assert_eq!(
+                c.set(&format!("key{i}"), format!("value{i}").as_bytes()),
+                "STORED\r\n"
+            );
+        }
+        c.call("delete key7\r\n");
+    }
+    kai.terminate();
+    kai.restart();
+    {
+        let mut c = kai.client();
+        assert_eq!(c.get("key199"), Some(b"value199".to_vec()));
+        assert_eq!(c.get("key7"), None);
+        assert_eq!(c.stats()["curr_items"], "199");
+        assert_eq!(c.set("after-restart", b"x"), "STORED\r\n");
+    }
+    kai.kill9();
+    kai.restart();
+    let mut c = kai.client();
+    for i in (0..200).filter(|i| *i != 7) {
+        assert_eq!(
+            c.get(&format!("key{i}")),
+            Some(format!("value{i}").into_bytes())
+        );
+    }
+    assert_eq!(
+        c.get("after-restart"),
+        Some(b"x".to_vec()),
+        "acknowledged write lost by kill -9"
+    );
+}
+
+#[test]
+fn two_hundred_concurrent_connections_get_correct_replies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let addr = kai.addr;
+    let threads: Vec<_> = (0..200)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                for i in 0..50 {
+                    let key = format!("c{t}-{}", i % 10);
+                    let value = format!("t{t}i{i}");
+                    assert_eq!(c.set(&key, value.as_bytes()), "STORED\r\n");
+                    assert_eq!(c.get(&key), Some(value.into_bytes()));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let mut c = kai.client();
+    assert_eq!(c.stats()["curr_items"], "2000");
+}
+
+#[test]
+fn connections_beyond_the_limit_are_refused_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = KaiProcess::start(dir.path(), &[("max_connections", "3")]);
+    let mut held: Vec<Client> = (0..3).map(|_| kai.client()).collect();
+    for c in &mut held {
+        assert_eq!(c.call("version\r\n").split(' ').next(), Some("VERSION"));
+    }
+    let mut extra = kai.client();
+    assert_eq!(extra.line(), "ERROR Too many open connections\r\n");
+    assert!(extra.is_closed());
+    drop(held.pop());
+    wait_until(Duration::from_secs(5), "a free connection slot", || {
+        let mut c = kai.client();
+        c.call("version\r\n").starts_with("VERSION")
+    });
+    assert_eq!(held[0].set("k", b"v"), "STORED\r\n");
+}
+
+#[test]
+fn pymemcache_works_against_kai() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let script = r#"
+import sys
+from pymemcache.client.base import Client
+c = Client((sys.argv[1], int(sys.argv[2])), connect_timeout=5, timeout=5)
+assert c.set("greeting", b"hello world")
+assert c.get("greeting") == b"hello world"
+c.set_many({"a": b"1", "b": b"2"})
+assert c.get_many(["a", "b", "nope"]) == {"a": b"1", "b": b"2"}
+value, cas = c.gets("a")
+assert value == b"1" and cas is not None
+assert c.delete("a") is True
+assert c.get("a") is None
+assert c.set("noreply", b"x", noreply=True)
+assert c.get("noreply") == b"x"
+assert c.version().startswith(b"1.6.0-kai.")
+stats = c.stats()
+assert stats[b"kai_store"] == b"rocksdb", stats
+print("pymemcache ok")
+"#;
+    let out = python(
+        script,
+        &[kai.addr.ip().to_string(), kai.addr.port().to_string()],
+    );
+    assert_eq!(out.trim(), "pymemcache ok");
+}
+
+#[test]
+fn libmemcached_tools_work_against_kai() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let servers = format!("--servers={}:{}", kai.addr.ip(), kai.addr.port());
+    let file = dir.path().join("payload.txt");
+    std::fs::write(&file, b"copied by memccp\n").expect("write payload");
+    let tool = |name: &str, args: &[&str]| {
+        let out = Command::new(name)
+            .arg(&servers)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{name} must be installed (apt-get install libmemcached-tools): {e}")
+            });
+        assert!(
+            out.status.success(),
+            "{name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    tool("memccp", &["payload.txt"]);
+    // memccat prints a newline after the value, as it does against memcached.
+    assert_eq!(tool("memccat", &["payload.txt"]), "copied by memccp\n\n");
+    assert!(tool("memcstat", &[]).contains("kai_store: rocksdb"));
+    tool("memcrm", &["payload.txt"]);
+    let mut c = kai.client();
+    assert_eq!(c.get("payload.txt"), None);
+}
+
+#[test]
+fn the_rust_memcache_crate_works_against_kai() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let client =
+        memcache::connect(format!("memcache://{}?protocol=ascii", kai.addr)).expect("connect");
+    client.set("rust", "client", 0).expect("set");
+    assert_eq!(
+        client.get::<String>("rust").expect("get"),
+        Some("client".to_owned())
+    );
+    assert!(client.delete("rust").expect("delete"));
+}
+
+#[test]
+fn a_bad_config_is_refused_naming_the_key() {
+    let out = Command::new(common::kai_bin())
+        .args(["start", "--set", "r=5", "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("run kai");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`r`"), "{stderr}");
+    let out = Command::new(common::kai_bin())
+        .args(["start", "--set", "buckets=1000"])
+        .output()
+        .expect("run kai");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`buckets`"));
+}
+
+#[test]
+fn two_nodes_cannot_share_a_data_dir() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = node(&dir);
+    let out = Command::new(common::kai_bin())
+        .args(["start", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run kai");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the store"));
+}
