@@ -242,6 +242,29 @@ mod tests {
     }
 
     #[test]
+    fn compaction_purges_values_expired_longer_than_the_grace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RocksStore::open(dir.path(), false).expect("open");
+        let tag = Tag { counter: 1, node: NodeId(1) };
+        let now = crate::clock::unix_now();
+        let long_expired = now - EXPIRED_PURGE_GRACE - 10;
+        let just_expired = now - 10;
+        let put = |key: &[u8], expires_at| {
+            let record = Record::value(tag, 0, expires_at, Bytes::from_static(b"v"));
+            store.apply(BucketId(1), key, &record).expect("apply");
+        };
+        put(b"purge-me", long_expired);
+        put(b"keep-recent", just_expired);
+        put(b"keep-forever", 0);
+        store.flush().expect("flush");
+        store.db.compact_range::<&[u8], &[u8]>(None, None);
+        assert_eq!(store.get(BucketId(1), b"purge-me").expect("get"), None);
+        assert!(store.get(BucketId(1), b"keep-recent").expect("get").is_some());
+        assert!(store.get(BucketId(1), b"keep-forever").expect("get").is_some());
+        assert_eq!(store.value_count(), 2);
+    }
+
+    #[test]
     fn records_and_counts_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let tag = Tag {
