@@ -10,6 +10,7 @@
 pub mod bucket;
 pub mod key;
 pub mod memcache;
+pub mod peer;
 pub mod record;
 pub mod replica;
 pub mod tag;

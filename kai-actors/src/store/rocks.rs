@@ -245,7 +245,10 @@ mod tests {
     fn compaction_purges_values_expired_longer_than_the_grace() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = RocksStore::open(dir.path(), false).expect("open");
-        let tag = Tag { counter: 1, node: NodeId(1) };
+        let tag = Tag {
+            counter: 1,
+            node: NodeId(1),
+        };
         let now = crate::clock::unix_now();
         let long_expired = now - EXPIRED_PURGE_GRACE - 10;
         let just_expired = now - 10;
@@ -259,8 +262,14 @@ mod tests {
         store.flush().expect("flush");
         store.db.compact_range::<&[u8], &[u8]>(None, None);
         assert_eq!(store.get(BucketId(1), b"purge-me").expect("get"), None);
-        assert!(store.get(BucketId(1), b"keep-recent").expect("get").is_some());
-        assert!(store.get(BucketId(1), b"keep-forever").expect("get").is_some());
+        assert!(store
+            .get(BucketId(1), b"keep-recent")
+            .expect("get")
+            .is_some());
+        assert!(store
+            .get(BucketId(1), b"keep-forever")
+            .expect("get")
+            .is_some());
         assert_eq!(store.value_count(), 2);
     }
 

@@ -1,0 +1,204 @@
+//! Framing and encoding of peer messages: tokio-util length-delimited frames whose payload is
+//! bincode 2 (serde). This is the only module that knows the encoding, so it can be swapped.
+//!
+//! Invariants: a frame longer than the codec's `max_frame` is refused before it is buffered; a
+//! payload is decoded with a bincode size limit, so a few hostile bytes cannot claim a huge
+//! allocation; any malformed frame is an error for that connection only.
+
+use super::message::{Frame, HandshakeFrame};
+use bytes::{Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::marker::PhantomData;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// Largest handshake frame: handshakes are small, and come from peers not yet trusted.
+pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
+/// Upper bound of any frame payload the decoder will consider (the codec's own `max_frame` is
+/// usually lower); also the bincode decode limit.
+pub const MAX_FRAME_LIMIT: usize = 256 * 1024 * 1024;
+
+/// A peer frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// Transport failure, or a frame over the size limit.
+    #[error("peer connection i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The payload is not a valid message.
+    #[error("malformed peer message: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    /// The message could not be encoded.
+    #[error("cannot encode peer message: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    /// The payload has bytes after the message.
+    #[error("malformed peer message: {0} trailing bytes")]
+    TrailingBytes(usize),
+}
+
+/// Length-delimited bincode codec reading `In` and writing `Out`; `LIMIT` bounds decoding.
+#[derive(Debug)]
+pub struct BincodeCodec<In, Out, const LIMIT: usize> {
+    frames: LengthDelimitedCodec,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+/// Codec of established connections.
+pub type FrameCodec = BincodeCodec<Frame, Frame, MAX_FRAME_LIMIT>;
+/// Codec of the handshake.
+pub type HandshakeCodec = BincodeCodec<HandshakeFrame, HandshakeFrame, MAX_HANDSHAKE_FRAME>;
+
+impl<In, Out, const LIMIT: usize> BincodeCodec<In, Out, LIMIT> {
+    /// A codec refusing frames longer than `max_frame` bytes (capped at `LIMIT`).
+    pub fn new(max_frame: usize) -> Self {
+        BincodeCodec {
+            frames: LengthDelimitedCodec::builder()
+                .max_frame_length(max_frame.min(LIMIT))
+                .new_codec(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl HandshakeCodec {
+    /// The codec for handshakes.
+    pub fn handshake() -> Self {
+        Self::new(MAX_HANDSHAKE_FRAME)
+    }
+}
+
+impl<In: DeserializeOwned, Out, const LIMIT: usize> Decoder for BincodeCodec<In, Out, LIMIT> {
+    type Item = In;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
+        let Some(payload) = self.frames.decode(src)? else {
+            return Ok(None);
+        };
+        let config = bincode::config::standard().with_limit::<LIMIT>();
+        let (message, used) = bincode::serde::decode_from_slice(&payload, config)?;
+        if used != payload.len() {
+            return Err(CodecError::TrailingBytes(payload.len() - used));
+        }
+        Ok(Some(message))
+    }
+}
+
+impl<In, Out: Serialize, const LIMIT: usize> Encoder<Out> for BincodeCodec<In, Out, LIMIT> {
+    type Error = CodecError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), CodecError> {
+        let payload = bincode::serde::encode_to_vec(&item, bincode::config::standard())?;
+        self.frames.encode(Bytes::from(payload), dst)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::message::{PeerRequest, PeerResponse};
+    use crate::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
+    use crate::{BucketId, Key, NodeId, Record, Tag};
+    use proptest::prelude::*;
+
+    fn sample_frames() -> Vec<Frame> {
+        let tag = Tag {
+            counter: 9,
+            node: NodeId(3),
+        };
+        vec![
+            Frame::Request {
+                id: 1,
+                body: PeerRequest::Replica(ReplicaRequest {
+                    bucket: BucketId(7),
+                    key: Key::new("k").expect("key"),
+                    op: ReplicaOp::Write(Record::value(tag, 1, 2, Bytes::from_static(b"\r\n\0"))),
+                }),
+            },
+            Frame::Response {
+                id: 1,
+                body: PeerResponse::Replica(ReplicaReply::Written(tag)),
+            },
+            Frame::Request {
+                id: u64::MAX,
+                body: PeerRequest::Ping,
+            },
+            Frame::Response {
+                id: 2,
+                body: PeerResponse::Error("nope".into()),
+            },
+        ]
+    }
+
+    #[test]
+    fn frames_round_trip_in_one_buffer() {
+        let mut codec = FrameCodec::new(1 << 20);
+        let mut buf = BytesMut::new();
+        for f in sample_frames() {
+            codec.encode(f, &mut buf).expect("encode");
+        }
+        let mut out = Vec::new();
+        while let Some(f) = codec.decode(&mut buf).expect("decode") {
+            out.push(f);
+        }
+        assert_eq!(out, sample_frames());
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_buffering() {
+        let mut codec = FrameCodec::new(1024);
+        let mut buf = BytesMut::from(&(1_000_000u32).to_be_bytes()[..]);
+        assert!(matches!(codec.decode(&mut buf), Err(CodecError::Io(_))));
+    }
+
+    #[test]
+    fn a_tiny_frame_claiming_a_huge_value_is_an_error() {
+        // A Hello whose name claims 2^40 bytes: the decode limit refuses it without allocating.
+        let mut payload = vec![0u8, 1, 1, b'k', 0];
+        payload.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 1, 0, 0]);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        buf.extend_from_slice(&payload);
+        let mut codec = HandshakeCodec::handshake();
+        assert!(codec.decode(&mut buf).is_err());
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        let mut payload =
+            bincode::serde::encode_to_vec(&HandshakeFrame::Accepted, bincode::config::standard())
+                .expect("encode");
+        payload.push(0);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        buf.extend_from_slice(&payload);
+        assert!(matches!(
+            HandshakeCodec::handshake().decode(&mut buf),
+            Err(CodecError::TrailingBytes(1))
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut codec = FrameCodec::new(1 << 16);
+            let mut buf = BytesMut::from(&data[..]);
+            loop {
+                match codec.decode(&mut buf) {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        #[test]
+        fn garbage_inside_a_valid_frame_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut buf = BytesMut::new();
+            buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            buf.extend_from_slice(&payload);
+            let _ = FrameCodec::new(1 << 16).decode(&mut buf);
+        }
+    }
+}

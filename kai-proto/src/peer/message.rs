@@ -1,0 +1,97 @@
+//! Messages of the peer protocol.
+
+use crate::replica::{ReplicaReply, ReplicaRequest};
+use crate::tag::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// Version of the peer protocol; peers must speak the same one.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// 32 random bytes chosen by one side of a handshake.
+pub type Nonce = [u8; 32];
+/// An HMAC-SHA256 proof of knowing the cluster secret.
+pub type Proof = [u8; 32];
+
+/// The dialling node introduces itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the dialler.
+    pub protocol_version: u32,
+    /// The dialler's cluster.
+    pub cluster_name: String,
+    /// The dialler's id.
+    pub node: NodeId,
+    /// The dialler's name.
+    pub name: String,
+    /// The peer address the dialler can be reached at.
+    pub advertise: String,
+    /// The dialler's challenge.
+    pub nonce: Nonce,
+}
+
+/// The accepting node introduces itself and answers the challenge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The acceptor's id.
+    pub node: NodeId,
+    /// The acceptor's name.
+    pub name: String,
+    /// The acceptor's challenge.
+    pub nonce: Nonce,
+    /// Answer to the dialler's challenge.
+    pub proof: Proof,
+}
+
+/// Frames exchanged before a connection is trusted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HandshakeFrame {
+    /// Dialler → acceptor, first.
+    Hello(Hello),
+    /// Acceptor → dialler: identity and proof.
+    Welcome(Welcome),
+    /// Dialler → acceptor: answer to the acceptor's challenge.
+    Proof(Proof),
+    /// Acceptor → dialler: the connection is open for requests.
+    Accepted,
+    /// Either side: the handshake failed, and why.
+    Refused(String),
+}
+
+/// A request from one node to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// An operation on the replica of a key.
+    Replica(ReplicaRequest),
+    /// Liveness check.
+    Ping,
+}
+
+/// The answer to a [`PeerRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerResponse {
+    /// Answer to [`PeerRequest::Replica`].
+    Replica(ReplicaReply),
+    /// Answer to [`PeerRequest::Ping`].
+    Pong,
+    /// The request could not be served.
+    Error(String),
+}
+
+/// A frame of an established connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// A request; the response carries the same id.
+    Request {
+        /// Chosen by the requester, unique among its requests in flight.
+        id: u64,
+        /// The request.
+        body: PeerRequest,
+    },
+    /// The response to request `id`.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The response.
+        body: PeerResponse,
+    },
+}

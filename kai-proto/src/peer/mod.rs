@@ -1,0 +1,17 @@
+//! The node-to-node protocol.
+//!
+//! A connection carries length-delimited frames whose payload is a bincode-encoded message
+//! ([`codec`], the one module that knows the encoding). It opens with a [`handshake`] that checks the
+//! protocol version and cluster name and, when a cluster secret is configured, makes both sides
+//! prove they know it; after that it carries [`message::Frame`]s: requests tagged with an id and
+//! the responses to them, many in flight at once.
+
+pub mod codec;
+pub mod handshake;
+pub mod message;
+
+pub use codec::{CodecError, FrameCodec, HandshakeCodec};
+pub use handshake::{Credentials, HandshakeError};
+pub use message::{
+    Frame, HandshakeFrame, Hello, PeerRequest, PeerResponse, Welcome, PROTOCOL_VERSION,
+};
