@@ -185,12 +185,7 @@ mod tests {
         fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             let mut codec = FrameCodec::new(1 << 16);
             let mut buf = BytesMut::from(&data[..]);
-            loop {
-                match codec.decode(&mut buf) {
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(_)) = codec.decode(&mut buf) {}
         }
 
         #[test]
