@@ -22,11 +22,7 @@ fn memcache_commands_behave_like_memcached() {
 
     c.send(b"gets k missing k\r\n");
     let hits = c.values();
-    assert_eq!(
-        hits.len(),
-        2,
-        "missing keys are skipped, repeated keys repeated"
-    );
+    assert_eq!(hits.len(), 2, "missing keys are skipped, repeated keys repeated");
     let cas = hits[0].3.expect("gets returns a cas unique");
     assert_eq!(c.set("k", b"v2"), "STORED\r\n");
     c.send(b"gets k\r\n");
@@ -45,32 +41,21 @@ fn memcache_commands_behave_like_memcached() {
         c.call("set k abc 0 1\r\nx\r\n"),
         "CLIENT_ERROR bad command line format\r\n"
     );
-    assert_eq!(
-        c.call("set k 0 0 1\r\nxyz\r\n"),
-        "CLIENT_ERROR bad data chunk\r\n"
-    );
+    assert_eq!(c.call("set k 0 0 1\r\nxyz\r\n"), "CLIENT_ERROR bad data chunk\r\n");
     // The stray "z\r\n" after the bad chunk parses as an unknown command.
     assert_eq!(c.line(), "ERROR\r\n");
     let long_key = "k".repeat(251);
-    assert!(c
-        .call(&format!("get {long_key}\r\n"))
-        .starts_with("CLIENT_ERROR"));
+    assert!(c.call(&format!("get {long_key}\r\n")).starts_with("CLIENT_ERROR"));
     for cmd in ["add", "replace", "append", "prepend"] {
         let reply = c.call(&format!("{cmd} k 0 0 1\r\nx\r\n"));
-        assert_eq!(
-            reply,
-            format!("SERVER_ERROR '{cmd}' is not supported by kai\r\n")
-        );
+        assert_eq!(reply, format!("SERVER_ERROR '{cmd}' is not supported by kai\r\n"));
     }
     assert_eq!(
         c.call("cas k 0 0 1 5\r\nx\r\n"),
         "SERVER_ERROR 'cas' is not supported by kai\r\n"
     );
     for cmd in ["incr k 1", "decr k 1", "touch k 10", "flush_all"] {
-        assert!(
-            c.call(&format!("{cmd}\r\n")).starts_with("SERVER_ERROR"),
-            "{cmd}"
-        );
+        assert!(c.call(&format!("{cmd}\r\n")).starts_with("SERVER_ERROR"), "{cmd}");
     }
     assert_eq!(c.set("still", b"usable"), "STORED\r\n");
     c.send(b"quit\r\n");
@@ -96,14 +81,10 @@ fn noreply_and_pipelined_requests_keep_order() {
     let mut c = kai.client();
     let mut batch = Vec::new();
     for i in 0..100 {
-        batch.extend_from_slice(
-            format!("set p{i} 0 0 {}\r\nv{i}\r\n", format!("v{i}").len()).as_bytes(),
-        );
+        batch.extend_from_slice(format!("set p{i} 0 0 {}\r\nv{i}\r\n", format!("v{i}").len()).as_bytes());
         batch.extend_from_slice(format!("get p{i}\r\n").as_bytes());
     }
-    batch.extend_from_slice(
-        b"set quiet 0 0 1 noreply\r\nq\r\ndelete p0 noreply\r\nget quiet p0\r\n",
-    );
+    batch.extend_from_slice(b"set quiet 0 0 1 noreply\r\nq\r\ndelete p0 noreply\r\nget quiet p0\r\n");
     // Feed it in awkward pieces.
     for chunk in batch.chunks(7) {
         c.send(chunk);
@@ -124,10 +105,7 @@ fn oversized_values_are_refused_and_the_connection_stays_in_sync() {
     let kai = KaiProcess::start(dir.path(), &[("max_value_size", "1000")]);
     let mut c = kai.client();
     let big = vec![b'x'; 5000];
-    assert_eq!(
-        c.set("big", &big),
-        "SERVER_ERROR object too large for cache\r\n"
-    );
+    assert_eq!(c.set("big", &big), "SERVER_ERROR object too large for cache\r\n");
     assert_eq!(c.set("ok", &big[..1000]), "STORED\r\n");
     assert_eq!(c.get("big"), None);
     assert_eq!(c.get("ok").map(|v| v.len()), Some(1000));
@@ -158,15 +136,10 @@ fn expiry_is_honoured() {
         .expect("clock")
         .as_secs();
     let later = (now + 3600).to_string();
-    assert_eq!(
-        c.set_with("abs", 0, later.parse().expect("number"), b"v"),
-        "STORED\r\n"
-    );
+    assert_eq!(c.set_with("abs", 0, later.parse().expect("number"), b"v"), "STORED\r\n");
     assert_eq!(c.get("gone"), None);
     assert_eq!(c.get("abs"), Some(b"v".to_vec()));
-    wait_until(Duration::from_secs(5), "relative expiry", || {
-        c.get("short").is_none()
-    });
+    wait_until(Duration::from_secs(5), "relative expiry", || c.get("short").is_none());
     assert_eq!(c.call("delete short\r\n"), "NOT_FOUND\r\n");
 }
 
@@ -198,9 +171,7 @@ fn stats_counters_move() {
     c.call("delete b\r\n");
     let mut other = kai.client();
     let after = other.stats();
-    let delta = |k: &str| {
-        after[k].parse::<i64>().expect("number") - before[k].parse::<i64>().expect("number")
-    };
+    let delta = |k: &str| after[k].parse::<i64>().expect("number") - before[k].parse::<i64>().expect("number");
     assert_eq!(delta("cmd_set"), 2);
     assert_eq!(delta("cmd_get"), 2);
     assert_eq!(delta("get_hits"), 1);
@@ -211,11 +182,7 @@ fn stats_counters_move() {
     assert_eq!(after["curr_connections"], "2");
     assert!(delta("total_connections") >= 1);
     assert!(delta("bytes_read") > 0 && delta("bytes_written") > 0);
-    assert!(
-        after["pid"].parse::<u32>().is_ok()
-            && after.contains_key("uptime")
-            && after.contains_key("threads")
-    );
+    assert!(after["pid"].parse::<u32>().is_ok() && after.contains_key("uptime") && after.contains_key("threads"));
 }
 
 #[test]
@@ -225,10 +192,7 @@ fn data_survives_a_clean_restart_and_kill_9() {
     {
         let mut c = kai.client();
         for i in 0..200 {
-            assert_eq!(
-                c.set(&format!("key{i}"), format!("value{i}").as_bytes()),
-                "STORED\r\n"
-            );
+            assert_eq!(c.set(&format!("key{i}"), format!("value{i}").as_bytes()), "STORED\r\n");
         }
         c.call("delete key7\r\n");
     }
@@ -245,10 +209,7 @@ fn data_survives_a_clean_restart_and_kill_9() {
     kai.restart();
     let mut c = kai.client();
     for i in (0..200).filter(|i| *i != 7) {
-        assert_eq!(
-            c.get(&format!("key{i}")),
-            Some(format!("value{i}").into_bytes())
-        );
+        assert_eq!(c.get(&format!("key{i}")), Some(format!("value{i}").into_bytes()));
     }
     assert_eq!(
         c.get("after-restart"),
@@ -324,10 +285,7 @@ stats = c.stats()
 assert stats[b"kai_store"] == b"rocksdb", stats
 print("pymemcache ok")
 "#;
-    let out = python(
-        script,
-        &[kai.addr.ip().to_string(), kai.addr.port().to_string()],
-    );
+    let out = python(script, &[kai.addr.ip().to_string(), kai.addr.port().to_string()]);
     assert_eq!(out.trim(), "pymemcache ok");
 }
 
@@ -344,9 +302,7 @@ fn libmemcached_tools_work_against_kai() {
             .args(args)
             .current_dir(dir.path())
             .output()
-            .unwrap_or_else(|e| {
-                panic!("{name} must be installed (apt-get install libmemcached-tools): {e}")
-            });
+            .unwrap_or_else(|e| panic!("{name} must be installed (apt-get install libmemcached-tools): {e}"));
         assert!(
             out.status.success(),
             "{name} failed: {}",
@@ -367,13 +323,9 @@ fn libmemcached_tools_work_against_kai() {
 fn the_rust_memcache_crate_works_against_kai() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kai = node(&dir);
-    let client =
-        memcache::connect(format!("memcache://{}?protocol=ascii", kai.addr)).expect("connect");
+    let client = memcache::connect(format!("memcache://{}?protocol=ascii", kai.addr)).expect("connect");
     client.set("rust", "client", 0).expect("set");
-    assert_eq!(
-        client.get::<String>("rust").expect("get"),
-        Some("client".to_owned())
-    );
+    assert_eq!(client.get::<String>("rust").expect("get"), Some("client".to_owned()));
     assert!(client.delete("rust").expect("delete"));
 }
 

@@ -42,7 +42,8 @@ pub struct NodeConfig {
     pub peer_listen: SocketAddr,
     /// Peer address other nodes use to reach this one; defaults to `peer_listen`.
     pub advertise: Option<String>,
-    /// Peer addresses (`host:port`) of nodes to contact at start.
+    /// The other members of the cluster, as peer addresses `host:port`, or `name@host:port` for
+    /// nodes whose `name` is not their advertised address.
     pub seeds: Vec<String>,
     /// Replicas per key.
     pub n: usize,
@@ -137,9 +138,50 @@ const MAX_VALUE_SIZE_LIMIT: usize = 128 * 1024 * 1024;
 /// Upper bound on `buckets`: the ring precomputes a preference list per bucket.
 const MAX_BUCKETS: u32 = 1 << 20;
 
+/// One entry of `seeds`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seed {
+    /// The node's name: given before `@`, or else its address.
+    pub name: String,
+    /// Its peer address.
+    pub addr: String,
+}
+
+impl Seed {
+    /// Parses `host:port` or `name@host:port`.
+    pub fn parse(entry: &str) -> Result<Seed, ConfigError> {
+        let entry = entry.trim();
+        let (name, addr) = match entry.split_once('@') {
+            Some((name, addr)) => (name.to_owned(), addr.to_owned()),
+            None => (entry.to_owned(), entry.to_owned()),
+        };
+        let port_ok = addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if name.is_empty() || !port_ok {
+            return Err(invalid(
+                "seeds",
+                format!("`{entry}` is not `host:port` or `name@host:port`"),
+            ));
+        }
+        Ok(Seed { name, addr })
+    }
+}
+
 impl NodeConfig {
     /// Checks every rule; the first broken one is reported.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_quorum()?;
+        self.validate_rest()
+    }
+
+    /// The parsed `seeds`.
+    pub fn seed_list(&self) -> Result<Vec<Seed>, ConfigError> {
+        self.seeds.iter().map(|s| Seed::parse(s)).collect()
+    }
+
+    /// The quorum rules: `1 ≤ R, W ≤ N`, `R + W > N`, `W > N/2`.
+    pub fn validate_quorum(&self) -> Result<(), ConfigError> {
         if self.n == 0 {
             return Err(invalid("n", "must be at least 1"));
         }
@@ -167,19 +209,21 @@ impl NodeConfig {
         if 2 * self.w <= self.n {
             return Err(invalid(
                 "w",
-                format!(
-                    "w must be a majority of n = {} (w > n/2), got {}",
-                    self.n, self.w
-                ),
+                format!("w must be a majority of n = {} (w > n/2), got {}", self.n, self.w),
             ));
+        }
+        Ok(())
+    }
+
+    /// Every rule but the quorum rules.
+    pub fn validate_rest(&self) -> Result<(), ConfigError> {
+        if self.n == 0 {
+            return Err(invalid("n", "must be at least 1"));
         }
         if !self.buckets.is_power_of_two() || self.buckets > MAX_BUCKETS {
             return Err(invalid(
                 "buckets",
-                format!(
-                    "must be a power of two up to {MAX_BUCKETS}, got {}",
-                    self.buckets
-                ),
+                format!("must be a power of two up to {MAX_BUCKETS}, got {}", self.buckets),
             ));
         }
         if self.virtual_nodes == 0 {
@@ -215,21 +259,28 @@ impl NodeConfig {
         if self.store == StoreBackend::Rocksdb && self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must be set for the rocksdb store"));
         }
+        if self.advertise.is_none() && self.peer_listen.ip().is_unspecified() {
+            return Err(invalid(
+                "advertise",
+                format!(
+                    "must be set when peer_listen ({}) is a wildcard address",
+                    self.peer_listen
+                ),
+            ));
+        }
+        self.seed_list()?;
         Ok(())
     }
 
-    /// The address peers use to reach this node.
-    pub fn advertised_address(&self) -> String {
-        self.advertise
-            .clone()
-            .unwrap_or_else(|| self.peer_listen.to_string())
+    /// The address peers use to reach this node, given the address its peer listener is bound
+    /// to (which differs from `peer_listen` when that asks for port 0).
+    pub fn advertised_address(&self, bound: SocketAddr) -> String {
+        self.advertise.clone().unwrap_or_else(|| bound.to_string())
     }
 
     /// This node's name: `name`, or the advertised address.
-    pub fn node_name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| self.advertised_address())
+    pub fn node_name(&self, bound: SocketAddr) -> String {
+        self.name.clone().unwrap_or_else(|| self.advertised_address(bound))
     }
 
     /// Threads serving client connections.
@@ -261,41 +312,57 @@ mod tests {
     #[test]
     fn quorum_rules_are_enforced_naming_the_key() {
         assert_eq!(with(|c| c.n = 0).map_err(|e| e.key), Err("n"));
+        assert_eq!(with(|c| (c.n, c.r, c.w) = (3, 0, 3)).map_err(|e| e.key), Err("r"));
+        assert_eq!(with(|c| (c.n, c.r, c.w) = (3, 4, 3)).map_err(|e| e.key), Err("r"));
+        assert_eq!(with(|c| (c.n, c.r, c.w) = (3, 1, 2)).map_err(|e| e.key), Err("r"));
+        assert_eq!(with(|c| (c.n, c.r, c.w) = (4, 3, 2)).map_err(|e| e.key), Err("w"));
+    }
+
+    #[test]
+    fn seeds_are_addresses_or_named_addresses() {
         assert_eq!(
-            with(|c| (c.n, c.r, c.w) = (3, 0, 3)).map_err(|e| e.key),
-            Err("r")
+            Seed::parse("10.0.0.1:11011"),
+            Ok(Seed {
+                name: "10.0.0.1:11011".into(),
+                addr: "10.0.0.1:11011".into()
+            })
         );
         assert_eq!(
-            with(|c| (c.n, c.r, c.w) = (3, 4, 3)).map_err(|e| e.key),
-            Err("r")
+            Seed::parse("kai2@kai2.local:11011"),
+            Ok(Seed {
+                name: "kai2".into(),
+                addr: "kai2.local:11011".into()
+            })
+        );
+        for bad in ["nohost", ":1", "h:notaport", "@h:1", "h:70000"] {
+            assert_eq!(Seed::parse(bad).map_err(|e| e.key), Err("seeds"), "{bad}");
+        }
+        assert_eq!(with(|c| c.seeds = vec!["x".into()]).map_err(|e| e.key), Err("seeds"));
+    }
+
+    #[test]
+    fn a_wildcard_peer_address_needs_an_advertised_one() {
+        assert_eq!(
+            with(|c| c.peer_listen = "0.0.0.0:11011".parse().expect("addr")).map_err(|e| e.key),
+            Err("advertise")
         );
         assert_eq!(
-            with(|c| (c.n, c.r, c.w) = (3, 1, 2)).map_err(|e| e.key),
-            Err("r")
-        );
-        assert_eq!(
-            with(|c| (c.n, c.r, c.w) = (4, 3, 2)).map_err(|e| e.key),
-            Err("w")
+            with(|c| {
+                c.peer_listen = "0.0.0.0:11011".parse().expect("addr");
+                c.advertise = Some("kai1:11011".into());
+            }),
+            Ok(())
         );
     }
 
     #[test]
     fn sizes_and_durations_are_checked() {
-        assert_eq!(
-            with(|c| c.buckets = 1000).map_err(|e| e.key),
-            Err("buckets")
-        );
-        assert_eq!(
-            with(|c| c.max_value_size = 0).map_err(|e| e.key),
-            Err("max_value_size")
-        );
+        assert_eq!(with(|c| c.buckets = 1000).map_err(|e| e.key), Err("buckets"));
+        assert_eq!(with(|c| c.max_value_size = 0).map_err(|e| e.key), Err("max_value_size"));
         assert_eq!(
             with(|c| c.request_timeout = Duration::ZERO).map_err(|e| e.key),
             Err("request_timeout")
         );
-        assert_eq!(
-            with(|c| c.cluster_name.clear()).map_err(|e| e.key),
-            Err("cluster_name")
-        );
+        assert_eq!(with(|c| c.cluster_name.clear()).map_err(|e| e.key), Err("cluster_name"));
     }
 }

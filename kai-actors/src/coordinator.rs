@@ -142,9 +142,7 @@ impl CoordinatorCore {
             key: key.clone(),
             op: ReplicaOp::Read,
         };
-        let answers = self
-            .round(Phase::Read, &replicas, r, request, expect_record)
-            .await?;
+        let answers = self.round(Phase::Read, &replicas, r, request, expect_record).await?;
         let decision = decide_read(answers, &replicas, w);
         if let Some(write_back) = decision.write_back {
             stats::add(&self.stats.unreconciled_reads, 1);
@@ -181,9 +179,7 @@ impl CoordinatorCore {
             key: key.clone(),
             op: ReplicaOp::ReadVersion,
         };
-        let versions = self
-            .round(Phase::Version, replicas, r, request, expect_version)
-            .await?;
+        let versions = self.round(Phase::Version, replicas, r, request, expect_version).await?;
         Ok(latest_version(versions.iter().map(|(_, v)| v)))
     }
 
@@ -201,29 +197,17 @@ impl CoordinatorCore {
             key,
             op: ReplicaOp::Write(record),
         };
-        self.round(Phase::Write, replicas, w, request, expect_written)
-            .await?;
+        self.round(Phase::Write, replicas, w, request, expect_written).await?;
         Ok(())
     }
 
     /// Stores a value; returns its version.
-    pub async fn set(
-        &self,
-        key: Key,
-        flags: u32,
-        expires_at: u64,
-        data: Bytes,
-    ) -> Result<Tag, CoordinatorError> {
+    pub async fn set(&self, key: Key, flags: u32, expires_at: u64, data: Bytes) -> Result<Tag, CoordinatorError> {
         let (bucket, replicas) = self.placement(&key)?;
         let latest = self.latest_version(bucket, &key, &replicas).await?;
         let tag = write_tag(latest, self.me());
-        self.write(
-            bucket,
-            key,
-            &replicas,
-            Record::value(tag, flags, expires_at, data),
-        )
-        .await?;
+        self.write(bucket, key, &replicas, Record::value(tag, flags, expires_at, data))
+            .await?;
         Ok(tag)
     }
 

@@ -24,6 +24,7 @@ pub mod config;
 pub mod coordinator;
 pub mod listener;
 mod node;
+pub mod peer;
 pub mod quorum;
 pub mod replica;
 pub mod ring;
@@ -31,4 +32,4 @@ pub mod stats;
 pub mod store;
 
 pub use config::{ConfigError, ExpiryPolicy, NodeConfig, StoreBackend};
-pub use node::{start, NodeError, NodeHandle, StartError};
+pub use node::{start, NodeBuilder, NodeError, NodeHandle, StartError};

@@ -1,12 +1,17 @@
 //! Starting and stopping a node inside a running Actix system.
 //!
-//! [`start`] wires the actors together — Store pool, Ring, one Coordinator per worker thread,
-//! Listener — and returns a [`NodeHandle`]. It never creates a `System` or calls `run()`, so an
-//! application can embed a node in its own Actix system; the `kai` binary is one such application.
+//! [`NodeBuilder::start`] wires the actors together — Store pool, Ring, one Coordinator per worker
+//! thread, Peer actors and the peer listener, the client Listener — and returns a [`NodeHandle`].
+//! It never creates a `System` or calls `run()`, so an application can embed a node in its own
+//! Actix system; the `kai` binary is one such application.
+//!
+//! Membership is static for now: the ring is this node plus its `seeds`, identical on every node
+//! that lists the same members, whether or not they are reachable yet.
 
-use crate::config::{NodeConfig, StoreBackend};
+use crate::config::{NodeConfig, Seed, StoreBackend};
 use crate::coordinator::{Coordinator, CoordinatorCore, CoordinatorError, Delete, Get, Set};
 use crate::listener::{Listener, SessionShared, StopListening, Worker};
+use crate::peer::{LocalIdentity, NetworkFilter, PeerActor, PeerDirectory, PeerListener, PeerService};
 use crate::replica::Replicas;
 use crate::ring::{RingActor, RingReader};
 use crate::stats::{NodeInfo, NodeStats};
@@ -15,10 +20,14 @@ use crate::ConfigError;
 use actix::{Actor, Addr, Arbiter, MailboxError};
 use bytes::Bytes;
 use kai_proto::memcache::Limits;
-use kai_proto::{Key, NodeId, Record, Tag};
+use kai_proto::peer::Credentials;
+use kai_proto::{BucketId, Key, NodeId, Record, Tag};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Bytes a peer frame may carry beyond the largest value (key, tags, framing).
+const FRAME_OVERHEAD: usize = 64 * 1024;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,96 +74,226 @@ pub enum NodeError {
     Stopped(#[from] MailboxError),
 }
 
-/// A running node.
-pub struct NodeHandle {
-    id: NodeId,
-    name: String,
-    client_addr: SocketAddr,
-    coordinator: Addr<Coordinator>,
-    listener: Addr<Listener>,
-    workers: Vec<Arbiter>,
-    store: StoreHandle,
-    ring: RingReader,
-    stats: Arc<NodeStats>,
+/// Builds and starts a node.
+pub struct NodeBuilder {
+    config: NodeConfig,
+    client_socket: Option<std::net::TcpListener>,
+    peer_socket: Option<std::net::TcpListener>,
+    filter: Option<NetworkFilter>,
+    check_quorum: bool,
 }
 
-/// Starts a node from `config`. Must be called inside a running Actix system.
-pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
-    config.validate()?;
-    let name = config.node_name();
-    let id = NodeId::from_name(&name);
-    let store = open_store(&config).await?;
-    let store = StoreHandle::start(store, config.store_threads);
-    let (ring_actor, ring) = RingActor::new(&[id], config.buckets, config.virtual_nodes, config.n);
-    ring_actor.start();
-    let stats = Arc::new(NodeStats::default());
-    let core = Arc::new(CoordinatorCore::new(
-        Replicas::new(id, store.clone()),
-        ring.clone(),
-        (config.r, config.w),
-        config.request_timeout,
-        Arc::clone(&stats),
-    ));
-    let threads = config.effective_worker_threads();
-    let workers: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
-    let worker_handles: Vec<Worker> = workers
-        .iter()
-        .map(|arbiter| {
-            let core = Arc::clone(&core);
-            Worker {
-                arbiter: arbiter.handle(),
-                coordinator: Coordinator::start_in_arbiter(&arbiter.handle(), move |_| {
-                    Coordinator::new(core)
-                }),
+impl NodeBuilder {
+    /// A node configured by `config`.
+    pub fn new(config: NodeConfig) -> Self {
+        NodeBuilder {
+            config,
+            client_socket: None,
+            peer_socket: None,
+            filter: None,
+            check_quorum: true,
+        }
+    }
+
+    /// Serve memcache clients on this already-bound socket instead of binding `listen`.
+    pub fn client_socket(mut self, socket: std::net::TcpListener) -> Self {
+        self.client_socket = Some(socket);
+        self
+    }
+
+    /// Serve peers on this already-bound socket instead of binding `peer_listen`.
+    pub fn peer_socket(mut self, socket: std::net::TcpListener) -> Self {
+        self.peer_socket = Some(socket);
+        self
+    }
+
+    /// Route this node's requests to peers through `filter` (fault-injection tests).
+    pub fn network_filter(mut self, filter: NetworkFilter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Skip the quorum rules (`R + W > N`, `W > N/2`). Only for demonstrating, in tests, what
+    /// breaks without them: such a node is not linearizable.
+    pub fn unchecked_quorum(mut self) -> Self {
+        self.check_quorum = false;
+        self
+    }
+
+    /// Starts the node. Must be called inside a running Actix system.
+    pub async fn start(self) -> Result<NodeHandle, StartError> {
+        let NodeBuilder {
+            config,
+            client_socket,
+            peer_socket,
+            filter,
+            check_quorum,
+        } = self;
+        if check_quorum {
+            config.validate_quorum()?;
+        }
+        config.validate_rest()?;
+        let peer_socket = bind("peer_listen", config.peer_listen, peer_socket)?;
+        let peer_addr = local_addr("peer_listen", config.peer_listen, &peer_socket)?;
+        let client_socket = bind("listen", config.listen, client_socket)?;
+        let client_addr = local_addr("listen", config.listen, &client_socket)?;
+
+        let name = config.node_name(peer_addr);
+        let me = Arc::new(LocalIdentity {
+            id: NodeId::from_name(&name),
+            name: name.clone(),
+            advertise: config.advertised_address(peer_addr),
+            credentials: Credentials::new(&config.cluster_name, config.cluster_secret.as_deref()),
+        });
+        let seeds: Vec<Seed> = config
+            .seed_list()?
+            .into_iter()
+            .filter(|s| NodeId::from_name(&s.name) != me.id)
+            .collect();
+        let mut members: Vec<NodeId> = seeds.iter().map(|s| NodeId::from_name(&s.name)).collect();
+        members.push(me.id);
+        members.sort_unstable();
+        members.dedup();
+        if config.n > members.len() {
+            return Err(ConfigError {
+                key: "n",
+                reason: format!(
+                    "n = {} but the cluster has {} member(s) (this node and its seeds)",
+                    config.n,
+                    members.len()
+                ),
             }
-        })
-        .collect();
-    let coordinator = worker_handles[0].coordinator.clone();
-    let socket = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
+            .into());
+        }
+
+        let store = StoreHandle::start(open_store(&config).await?, config.store_threads);
+        let (ring_actor, ring) = RingActor::new(&members, config.buckets, config.virtual_nodes, config.n);
+        ring_actor.start();
+        let stats = Arc::new(NodeStats::default());
+        let threads = config.effective_worker_threads();
+        let workers: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+        let max_frame = config.max_value_size + FRAME_OVERHEAD;
+
+        let peers = PeerDirectory::default();
+        for (i, seed) in seeds.iter().enumerate() {
+            let peer = PeerActor::new(
+                Arc::clone(&me),
+                seed.addr.clone(),
+                Some(NodeId::from_name(&seed.name)),
+                max_frame,
+                config.request_timeout,
+                filter.clone(),
+            );
+            let arbiter = workers[i % workers.len()].handle();
+            peers.insert(
+                NodeId::from_name(&seed.name),
+                PeerActor::start_in_arbiter(&arbiter, |_| peer),
+            );
+        }
+        let peer_listener = PeerListener::new(
+            tokio::net::TcpListener::from_std(peer_socket).map_err(|source| StartError::Bind {
+                key: "peer_listen",
+                addr: config.peer_listen,
+                source,
+            })?,
+            workers.iter().map(Arbiter::handle).collect(),
+            Arc::clone(&me),
+            PeerService::new(store.clone()),
+            max_frame,
+        )
+        .start();
+
+        let core = Arc::new(CoordinatorCore::new(
+            Replicas::new(me.id, store.clone(), peers.clone()),
+            ring.clone(),
+            (config.r, config.w),
+            config.request_timeout,
+            Arc::clone(&stats),
+        ));
+        let worker_handles: Vec<Worker> = workers
+            .iter()
+            .map(|arbiter| {
+                let core = Arc::clone(&core);
+                Worker {
+                    arbiter: arbiter.handle(),
+                    coordinator: Coordinator::start_in_arbiter(&arbiter.handle(), move |_| Coordinator::new(core)),
+                }
+            })
+            .collect();
+        let coordinator = worker_handles[0].coordinator.clone();
+        let shared = Arc::new(SessionShared {
+            stats: Arc::clone(&stats),
+            info: NodeInfo {
+                name: name.clone(),
+                id: me.id,
+                quorum: (config.n, config.r, config.w),
+                threads,
+                max_connections: config.max_connections,
+                store: store.clone(),
+                ring: ring.clone(),
+            },
+            limits: Limits {
+                max_value_size: config.max_value_size,
+                ..Limits::default()
+            },
+            expiry: config.expiry,
+        });
+        let client_socket = tokio::net::TcpListener::from_std(client_socket).map_err(|source| StartError::Bind {
             key: "listen",
             addr: config.listen,
             source,
         })?;
-    let client_addr = socket.local_addr().map_err(|source| StartError::Bind {
-        key: "listen",
-        addr: config.listen,
-        source,
-    })?;
-    let shared = Arc::new(SessionShared {
-        stats: Arc::clone(&stats),
-        info: NodeInfo {
-            name: name.clone(),
-            id,
-            quorum: (config.n, config.r, config.w),
-            threads,
-            max_connections: config.max_connections,
-            store: store.clone(),
-            ring: ring.clone(),
-        },
-        limits: Limits {
-            max_value_size: config.max_value_size,
-            ..Limits::default()
-        },
-        expiry: config.expiry,
-    });
-    let listener = Listener::new(socket, worker_handles, shared, config.max_connections).start();
-    log::info!(
-        "node {name} ({id}) serving memcache on {client_addr}, store {}",
-        store.backend()
-    );
-    Ok(NodeHandle {
-        id,
-        name,
-        client_addr,
-        coordinator,
-        listener,
-        workers,
-        store,
-        ring,
-        stats,
-    })
+        let listener = Listener::new(client_socket, worker_handles, shared, config.max_connections).start();
+        log::info!(
+            "node {name} ({}) serving memcache on {client_addr}, peers on {peer_addr}; {} member(s), N:R:W = {}:{}:{}, store {}",
+            me.id,
+            members.len(),
+            config.n,
+            config.r,
+            config.w,
+            store.backend()
+        );
+        Ok(NodeHandle {
+            id: me.id,
+            name,
+            client_addr,
+            peer_addr,
+            coordinator,
+            listener,
+            peer_listener,
+            workers,
+            store,
+            ring,
+            stats,
+        })
+    }
+}
+
+/// `socket` if given, else a fresh non-blocking socket bound to `addr`.
+fn bind(
+    key: &'static str,
+    addr: SocketAddr,
+    socket: Option<std::net::TcpListener>,
+) -> Result<std::net::TcpListener, StartError> {
+    let bound = match socket {
+        Some(socket) => socket,
+        None => std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { key, addr, source })?,
+    };
+    bound
+        .set_nonblocking(true)
+        .map_err(|source| StartError::Bind { key, addr, source })?;
+    Ok(bound)
+}
+
+fn local_addr(key: &'static str, addr: SocketAddr, socket: &std::net::TcpListener) -> Result<SocketAddr, StartError> {
+    socket
+        .local_addr()
+        .map_err(|source| StartError::Bind { key, addr, source })
+}
+
+/// Starts a node from `config` with default options. Must be called inside a running Actix system.
+pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
+    NodeBuilder::new(config).start().await
 }
 
 async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, StartError> {
@@ -177,6 +316,21 @@ async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, StartError> {
     }
 }
 
+/// A running node.
+pub struct NodeHandle {
+    id: NodeId,
+    name: String,
+    client_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    coordinator: Addr<Coordinator>,
+    listener: Addr<Listener>,
+    peer_listener: Addr<PeerListener>,
+    workers: Vec<Arbiter>,
+    store: StoreHandle,
+    ring: RingReader,
+    stats: Arc<NodeStats>,
+}
+
 impl NodeHandle {
     /// This node's id.
     pub fn id(&self) -> NodeId {
@@ -193,6 +347,11 @@ impl NodeHandle {
         self.client_addr
     }
 
+    /// The address the peer listener is bound to.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
     /// A coordinator to send [`Get`], [`Set`] and [`Delete`] messages to.
     pub fn coordinator(&self) -> Addr<Coordinator> {
         self.coordinator.clone()
@@ -206,6 +365,12 @@ impl NodeHandle {
     /// The current ring.
     pub fn ring(&self) -> RingReader {
         self.ring.clone()
+    }
+
+    /// The record this node's own replica holds for `key` (no quorum; for inspection).
+    pub async fn local_record(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        let bucket = BucketId::of(key.as_bytes(), self.ring.load().ring.buckets());
+        self.store.get(bucket, key.to_bytes()).await
     }
 
     /// The latest live value of `key` in the cluster.
@@ -229,9 +394,10 @@ impl NodeHandle {
         Ok(self.coordinator.send(Delete { key }).await??)
     }
 
-    /// Stops accepting clients, flushes the store and stops the worker threads.
+    /// Stops accepting clients and peers, flushes the store and stops the worker threads.
     pub async fn shutdown(self) {
         let _ = self.listener.send(StopListening).await;
+        let _ = self.peer_listener.send(StopListening).await;
         if let Err(e) = self.store.flush().await {
             log::error!("flushing the store at shutdown failed: {e}");
         }

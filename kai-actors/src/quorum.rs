@@ -125,8 +125,7 @@ impl<T> Round<T> {
     /// never answered.
     pub fn into_error(mut self, timed_out: bool) -> QuorumError {
         if timed_out && self.outstanding > 0 {
-            self.failures
-                .push(format!("{} replica(s) timed out", self.outstanding));
+            self.failures.push(format!("{} replica(s) timed out", self.outstanding));
         }
         QuorumError {
             phase: self.phase,
@@ -138,14 +137,8 @@ impl<T> Round<T> {
 }
 
 /// The highest version among `versions`.
-pub fn latest_version<'a>(
-    versions: impl IntoIterator<Item = &'a Option<VersionInfo>>,
-) -> Option<VersionInfo> {
-    versions
-        .into_iter()
-        .flatten()
-        .max_by_key(|v| v.tag)
-        .copied()
+pub fn latest_version<'a>(versions: impl IntoIterator<Item = &'a Option<VersionInfo>>) -> Option<VersionInfo> {
+    versions.into_iter().flatten().max_by_key(|v| v.tag).copied()
 }
 
 /// The tag a write coordinated by `me` gives the new version, after seeing `latest`.
@@ -174,11 +167,7 @@ pub struct ReadDecision {
 }
 
 /// Decides a read from the `answers` of a read quorum over `replicas`, with write quorum `w`.
-pub fn decide_read(
-    answers: Vec<(NodeId, Option<Record>)>,
-    replicas: &[NodeId],
-    w: usize,
-) -> ReadDecision {
+pub fn decide_read(answers: Vec<(NodeId, Option<Record>)>, replicas: &[NodeId], w: usize) -> ReadDecision {
     let Some(latest) = answers
         .iter()
         .filter_map(|(_, r)| r.as_ref())
@@ -197,11 +186,7 @@ pub fn decide_read(
         .collect();
     let write_back = (holders.len() < w).then(|| WriteBack {
         record: latest.clone(),
-        targets: replicas
-            .iter()
-            .copied()
-            .filter(|n| !holders.contains(n))
-            .collect(),
+        targets: replicas.iter().copied().filter(|n| !holders.contains(n)).collect(),
         needed: w - holders.len(),
     });
     ReadDecision {
@@ -243,11 +228,7 @@ mod tests {
         assert_eq!(round.fail(B, "store error"), Progress::Impossible);
         let err = round.into_error(false);
         assert_eq!((err.needed, err.got, err.errors.len()), (2, 0, 2));
-        assert!(
-            err.to_string()
-                .starts_with("read quorum not reached: 0 of 2"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("read quorum not reached: 0 of 2"), "{err}");
     }
 
     #[test]
@@ -281,22 +262,14 @@ mod tests {
 
     #[test]
     fn read_returns_the_highest_tag_and_skips_write_back_when_w_hold_it() {
-        let d = decide_read(
-            vec![(A, Some(rec(3, A))), (B, Some(rec(3, A)))],
-            &[A, B, C],
-            2,
-        );
+        let d = decide_read(vec![(A, Some(rec(3, A))), (B, Some(rec(3, A)))], &[A, B, C], 2);
         assert_eq!(d.latest, Some(rec(3, A)));
         assert_eq!(d.write_back, None);
     }
 
     #[test]
     fn stale_answers_trigger_write_back_to_the_others() {
-        let d = decide_read(
-            vec![(A, Some(rec(2, A))), (C, Some(rec(5, B)))],
-            &[A, B, C],
-            2,
-        );
+        let d = decide_read(vec![(A, Some(rec(2, A))), (C, Some(rec(5, B)))], &[A, B, C], 2);
         assert_eq!(d.latest, Some(rec(5, B)));
         assert_eq!(
             d.write_back,
@@ -310,27 +283,16 @@ mod tests {
 
     #[test]
     fn ties_on_counter_break_by_node() {
-        let d = decide_read(
-            vec![(A, Some(rec(7, A))), (B, Some(rec(7, C)))],
-            &[A, B, C],
-            2,
-        );
+        let d = decide_read(vec![(A, Some(rec(7, A))), (B, Some(rec(7, C)))], &[A, B, C], 2);
         assert_eq!(d.latest.map(|r| r.tag), Some(tag(7, C)));
     }
 
     #[test]
     fn tombstones_are_written_back_like_values() {
         let tomb = Record::tombstone(tag(9, A), 0);
-        let d = decide_read(
-            vec![(A, Some(tomb.clone())), (B, Some(rec(8, B)))],
-            &[A, B, C],
-            2,
-        );
+        let d = decide_read(vec![(A, Some(tomb.clone())), (B, Some(rec(8, B)))], &[A, B, C], 2);
         assert_eq!(d.latest, Some(tomb.clone()));
-        assert_eq!(
-            d.write_back.map(|wb| (wb.record, wb.targets)),
-            Some((tomb, vec![B, C]))
-        );
+        assert_eq!(d.write_back.map(|wb| (wb.record, wb.targets)), Some((tomb, vec![B, C])));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! node coordinates it.
 
 use crate::clock::unix_now;
+use crate::peer::{Call, PeerDirectory, PeerError};
 use crate::store::{Applied, StoreHandle};
+use kai_proto::peer::{PeerRequest, PeerResponse};
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest, VersionInfo};
 use kai_proto::NodeId;
 
@@ -24,13 +26,10 @@ pub async fn serve_local(store: &StoreHandle, request: ReplicaRequest) -> Replic
         ReplicaOp::Read => store.get(bucket, key).await.map(ReplicaReply::Record),
         ReplicaOp::Write(record) => {
             let tag = record.tag;
-            store
-                .apply(bucket, key, record)
-                .await
-                .map(|applied| match applied {
-                    Applied::Stored { .. } => ReplicaReply::Written(tag),
-                    Applied::Kept { current } => ReplicaReply::Written(current),
-                })
+            store.apply(bucket, key, record).await.map(|applied| match applied {
+                Applied::Stored { .. } => ReplicaReply::Written(tag),
+                Applied::Kept { current } => ReplicaReply::Written(current),
+            })
         }
     };
     result.unwrap_or_else(|e| ReplicaReply::Failed(e.to_string()))
@@ -48,6 +47,12 @@ pub enum ReplicaError {
     /// The replica answered something that does not match the request.
     #[error("unexpected reply to {0}")]
     UnexpectedReply(&'static str),
+    /// The remote node could not be reached or did not answer.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// The remote node could not serve the request.
+    #[error("remote error: {0}")]
+    Remote(String),
 }
 
 /// Routes replica operations to the node that must execute them.
@@ -55,12 +60,13 @@ pub enum ReplicaError {
 pub struct Replicas {
     me: NodeId,
     store: StoreHandle,
+    peers: PeerDirectory,
 }
 
 impl Replicas {
-    /// Routes for node `me`, whose own replica is `store`.
-    pub fn new(me: NodeId, store: StoreHandle) -> Self {
-        Replicas { me, store }
+    /// Routes for node `me`, whose own replica is `store`; other nodes through `peers`.
+    pub fn new(me: NodeId, store: StoreHandle, peers: PeerDirectory) -> Self {
+        Replicas { me, store, peers }
     }
 
     /// This node's id.
@@ -69,15 +75,20 @@ impl Replicas {
     }
 
     /// Executes `request` on `node`.
-    pub async fn call(
-        &self,
-        node: NodeId,
-        request: ReplicaRequest,
-    ) -> Result<ReplicaReply, ReplicaError> {
-        if node != self.me {
-            return Err(ReplicaError::NoRoute(node));
-        }
-        match serve_local(&self.store, request).await {
+    pub async fn call(&self, node: NodeId, request: ReplicaRequest) -> Result<ReplicaReply, ReplicaError> {
+        let reply = if node == self.me {
+            serve_local(&self.store, request).await
+        } else {
+            let peer = self.peers.get(node).ok_or(ReplicaError::NoRoute(node))?;
+            match peer.send(Call(PeerRequest::Replica(request))).await {
+                Ok(Ok(PeerResponse::Replica(reply))) => reply,
+                Ok(Ok(PeerResponse::Error(e))) => return Err(ReplicaError::Remote(e)),
+                Ok(Ok(_)) => return Err(ReplicaError::UnexpectedReply("replica request")),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(PeerError::ConnectionLost(node.to_string()).into()),
+            }
+        };
+        match reply {
             ReplicaReply::Failed(reason) => Err(ReplicaError::Failed(reason)),
             reply => Ok(reply),
         }

@@ -69,8 +69,7 @@ struct Tally {
 impl Tally {
     fn new() -> Result<Self> {
         Ok(Tally {
-            latencies: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-                .context("histogram bounds")?,
+            latencies: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("histogram bounds")?,
             ops: 0,
             errors: 0,
         })
@@ -121,17 +120,12 @@ impl Connection {
 
     /// `get`; true if the server answered a well-formed hit or miss.
     async fn get(&mut self, key: &str) -> Result<bool> {
-        self.writer
-            .write_all(format!("get {key}\r\n").as_bytes())
-            .await?;
+        self.writer.write_all(format!("get {key}\r\n").as_bytes()).await?;
         let line = self.read_line().await?.to_owned();
         if line == "END" {
             return Ok(true);
         }
-        let Some(len) = line
-            .strip_prefix("VALUE ")
-            .and_then(|rest| rest.split(' ').nth(2))
-        else {
+        let Some(len) = line.strip_prefix("VALUE ").and_then(|rest| rest.split(' ').nth(2)) else {
             return Ok(false);
         };
         let len: usize = len.parse().context("bad VALUE line")?;
@@ -167,12 +161,7 @@ async fn prefill(args: &BenchArgs, value: &[u8]) -> Result<()> {
     Ok(())
 }
 
-async fn run_connection(
-    args: Arc<BenchArgs>,
-    index: usize,
-    start: Instant,
-    done: Arc<AtomicU64>,
-) -> Result<Tally> {
+async fn run_connection(args: Arc<BenchArgs>, index: usize, start: Instant, done: Arc<AtomicU64>) -> Result<Tally> {
     let addr = &args.target[index % args.target.len()];
     let mut conn = Connection::open(addr).await?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(index as u64);
@@ -205,10 +194,7 @@ async fn run_connection(
         if issued < measure_from {
             continue;
         }
-        let micros = issued
-            .elapsed()
-            .as_micros()
-            .clamp(1, u128::from(MAX_LATENCY_US)) as u64;
+        let micros = issued.elapsed().as_micros().clamp(1, u128::from(MAX_LATENCY_US)) as u64;
         tally.latencies.record(micros)?;
         tally.ops += 1;
         tally.errors += u64::from(!ok);
@@ -241,14 +227,7 @@ async fn run_async(args: BenchArgs) -> Result<()> {
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..args.connections)
-        .map(|i| {
-            tokio::spawn(run_connection(
-                Arc::clone(&args),
-                i,
-                start,
-                Arc::clone(&done),
-            ))
-        })
+        .map(|i| tokio::spawn(run_connection(Arc::clone(&args), i, start, Arc::clone(&done))))
         .collect();
     let progress = (!args.quiet && !args.json).then(|| progress_bar(&args));
     let total_time = args.warmup + args.duration;
@@ -275,9 +254,7 @@ async fn run_async(args: BenchArgs) -> Result<()> {
 
 fn progress_bar(args: &BenchArgs) -> ProgressBar {
     let bar = ProgressBar::new((args.warmup + args.duration).as_millis() as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} [{bar:40}] {elapsed}/{duration} {msg}")
-    {
+    if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:40}] {elapsed}/{duration} {msg}") {
         bar.set_style(style);
     }
     bar

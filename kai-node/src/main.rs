@@ -6,6 +6,7 @@ mod settings;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Kai: a Dynamo-style distributed key-value store that speaks memcache.
 #[derive(Parser)]
@@ -70,9 +71,19 @@ impl StartArgs {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match Cli::parse().command {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kai: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Start(args) => start(args),
         Command::Version => {
             println!("kai {}", env!("CARGO_PKG_VERSION"));
@@ -86,14 +97,13 @@ fn start(args: StartArgs) -> Result<()> {
     let config = settings::load(args.config.as_deref(), &args.overrides()?)?;
     let system = actix::System::new();
     system.block_on(async move {
-        let node = kai_actors::start(config)
-            .await
-            .context("node failed to start")?;
+        let node = kai_actors::start(config).await.context("node failed to start")?;
         // One machine-readable line on stdout: scripts and tests wait for it.
         println!(
-            "kai ready node={} memcache={}",
+            "kai ready node={} memcache={} peer={}",
             node.name(),
-            node.client_addr()
+            node.client_addr(),
+            node.peer_addr()
         );
         wait_for_shutdown_signal().await?;
         log::info!("shutting down");

@@ -114,10 +114,7 @@ mod tests {
             Err(KeyError::TooLong { len: 251, max: 250 })
         );
         assert_eq!(Key::new("a b"), Err(KeyError::BadCharacter { position: 1 }));
-        assert_eq!(
-            Key::new("ab\x01"),
-            Err(KeyError::BadCharacter { position: 2 })
-        );
+        assert_eq!(Key::new("ab\x01"), Err(KeyError::BadCharacter { position: 2 }));
         assert_eq!(Key::new("\t"), Err(KeyError::BadCharacter { position: 0 }));
     }
 }

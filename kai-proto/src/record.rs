@@ -174,10 +174,7 @@ impl Record {
                 }
             }
         };
-        Ok(Record {
-            tag: header.tag,
-            body,
-        })
+        Ok(Record { tag: header.tag, body })
     }
 }
 
@@ -235,12 +232,7 @@ mod tests {
 
     #[test]
     fn value_and_tombstone_round_trip() {
-        let v = Record::value(
-            tag(3, 7),
-            0xdead_beef,
-            1_700_000_000,
-            Bytes::from_static(b"a\r\nb\0"),
-        );
+        let v = Record::value(tag(3, 7), 0xdead_beef, 1_700_000_000, Bytes::from_static(b"a\r\nb\0"));
         assert_eq!(Record::decode(v.encode()), Ok(v.clone()));
         assert_eq!(Record::decode_tag(&v.encode()), Ok(tag(3, 7)));
         assert_eq!(Record::decode_expiry(&v.encode()), Ok(1_700_000_000));
@@ -261,10 +253,7 @@ mod tests {
         );
         let mut v = Record::tombstone(tag(1, 1), 0).encode().to_vec();
         v[1] = 5;
-        assert_eq!(
-            Record::decode(v.into()),
-            Err(RecordDecodeError::UnknownKind(5))
-        );
+        assert_eq!(Record::decode(v.into()), Err(RecordDecodeError::UnknownKind(5)));
         let short_value = &Record::value(tag(1, 1), 0, 0, Bytes::new()).encode()[..20];
         assert!(Record::decode(Bytes::copy_from_slice(short_value)).is_err());
     }

@@ -98,14 +98,8 @@ mod tests {
     #[test]
     fn cas_unique_grows_with_the_counter() {
         let n = NodeId::from_name("kai1");
-        let t1 = Tag {
-            counter: 7,
-            node: n,
-        };
-        let t2 = Tag {
-            counter: 8,
-            node: n,
-        };
+        let t1 = Tag { counter: 7, node: n };
+        let t2 = Tag { counter: 8, node: n };
         assert!(t2.cas_unique() > t1.cas_unique());
         assert_ne!(
             Tag {

@@ -66,10 +66,7 @@ impl KaiProcess {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("memcache="))
-                {
+                if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("memcache=")) {
                     let _ = tx.send(addr.to_owned());
                 }
             }
@@ -166,9 +163,7 @@ impl Client {
     /// Connects to `addr`.
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(CLIENT_TIMEOUT))
-            .expect("timeout");
+        stream.set_read_timeout(Some(CLIENT_TIMEOUT)).expect("timeout");
         stream.set_nodelay(true).expect("nodelay");
         Client {
             stream: BufReader::new(stream),

@@ -10,10 +10,7 @@ mod session;
 use crate::config::ExpiryPolicy;
 use crate::coordinator::Coordinator;
 use crate::stats::{self, NodeInfo, NodeStats};
-use actix::{
-    Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message,
-    StreamHandler,
-};
+use actix::{Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, StreamHandler};
 use kai_proto::memcache::Limits;
 use std::io;
 use std::net::SocketAddr;
@@ -26,6 +23,21 @@ use tokio::net::{TcpListener, TcpStream};
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// The reply memcached gives a connection over its limit.
 const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
+
+/// The connections accepted on `socket`, forever. After a failed accept (e.g. out of file
+/// descriptors) it pauses briefly, so the loop cannot spin.
+pub(crate) fn accept_stream(
+    socket: TcpListener,
+) -> impl futures_util::Stream<Item = io::Result<(TcpStream, SocketAddr)>> {
+    futures_util::stream::unfold(socket, |socket| async move {
+        let accepted = socket.accept().await;
+        if let Err(e) = &accepted {
+            log::warn!("accept failed: {e}");
+            tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+        }
+        Some((accepted, socket))
+    })
+}
 
 /// What every session of a node shares.
 pub struct SessionShared {
@@ -65,12 +77,7 @@ pub struct Listener {
 
 impl Listener {
     /// A listener on `socket` placing sessions on `workers`.
-    pub fn new(
-        socket: TcpListener,
-        workers: Vec<Worker>,
-        shared: Arc<SessionShared>,
-        max_connections: usize,
-    ) -> Self {
+    pub fn new(socket: TcpListener, workers: Vec<Worker>, shared: Arc<SessionShared>, max_connections: usize) -> Self {
         Listener {
             socket: Some(socket),
             workers,
@@ -95,18 +102,9 @@ impl Actor for Listener {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let Some(socket) = self.socket.take() else {
-            return;
-        };
-        let accepts = futures_util::stream::unfold(socket, |socket| async move {
-            let accepted = socket.accept().await;
-            if let Err(e) = &accepted {
-                log::warn!("accept failed: {e}");
-                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-            }
-            Some((accepted, socket))
-        });
-        ctx.add_stream(accepts);
+        if let Some(socket) = self.socket.take() {
+            ctx.add_stream(accept_stream(socket));
+        }
     }
 }
 

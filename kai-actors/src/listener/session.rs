@@ -75,11 +75,7 @@ pub(crate) async fn serve(stream: TcpStream, ctx: SessionContext) {
 }
 
 /// Writes and clears `output`; false if the connection is gone.
-async fn flush(
-    ctx: &SessionContext,
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
-    output: &mut BytesMut,
-) -> bool {
+async fn flush(ctx: &SessionContext, wr: &mut tokio::net::tcp::OwnedWriteHalf, output: &mut BytesMut) -> bool {
     if output.is_empty() {
         return true;
     }
@@ -179,9 +175,7 @@ async fn set(ctx: &SessionContext, cmd: StorageCommand) -> Response {
     let shared = &ctx.shared;
     stats::add(&shared.stats.cmd_set, 1);
     if cmd.exptime != 0 && shared.expiry == ExpiryPolicy::Reject {
-        return Response::ClientError(
-            "expiry is not supported by this node (expiry = \"reject\")".to_owned(),
-        );
+        return Response::ClientError("expiry is not supported by this node (expiry = \"reject\")".to_owned());
     }
     let expires_at = cmd.expires_at(unix_now());
     let msg = Set {

@@ -39,12 +39,7 @@ pub struct RingActor {
 
 impl RingActor {
     /// A ring of `members` with the given shape, and a reader of what it publishes.
-    pub fn new(
-        members: &[NodeId],
-        buckets: u32,
-        virtual_nodes: u32,
-        n: usize,
-    ) -> (Self, RingReader) {
+    pub fn new(members: &[NodeId], buckets: u32, virtual_nodes: u32, n: usize) -> (Self, RingReader) {
         let first = RingSnapshot {
             version: 1,
             ring: Ring::build(members, buckets, virtual_nodes, n),
@@ -81,8 +76,7 @@ impl Handler<SetMembers> for RingActor {
         }
         let version = current.version + 1;
         log::info!("ring version {version}: {} members", ring.nodes().len());
-        self.published
-            .store(Arc::new(RingSnapshot { version, ring }));
+        self.published.store(Arc::new(RingSnapshot { version, ring }));
         version
     }
 }

@@ -96,9 +96,7 @@ impl Ring {
     /// The nodes holding `bucket`, coordinator preference first.
     pub fn preference_list(&self, bucket: BucketId) -> &[NodeId] {
         let start = bucket.0 as usize * self.replicas;
-        self.preference
-            .get(start..start + self.replicas)
-            .unwrap_or(&[])
+        self.preference.get(start..start + self.replicas).unwrap_or(&[])
     }
 
     /// Buckets for which `node` is one of the replicas.

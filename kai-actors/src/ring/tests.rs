@@ -2,9 +2,7 @@ use super::*;
 use proptest::prelude::*;
 
 fn nodes(count: u64) -> Vec<NodeId> {
-    (0..count)
-        .map(|i| NodeId::from_name(&format!("node-{i}")))
-        .collect()
+    (0..count).map(|i| NodeId::from_name(&format!("node-{i}"))).collect()
 }
 
 /// Fraction of (bucket, replica) slots whose node differs between two rings of the same shape.
@@ -38,19 +36,14 @@ fn replicas_are_capped_by_membership() {
     assert_eq!(ring.preference_list(BucketId(5)).len(), 2);
     let single = Ring::build(&nodes(1), 64, 16, 1);
     assert!((0..64).all(|b| single.preference_list(BucketId(b)) == [nodes(1)[0]]));
-    assert!(Ring::build(&[], 64, 16, 3)
-        .preference_list(BucketId(0))
-        .is_empty());
+    assert!(Ring::build(&[], 64, 16, 3).preference_list(BucketId(0)).is_empty());
 }
 
 #[test]
 fn member_order_does_not_matter() {
     let mut shuffled = nodes(7);
     shuffled.reverse();
-    assert_eq!(
-        Ring::build(&nodes(7), 256, 32, 3),
-        Ring::build(&shuffled, 256, 32, 3)
-    );
+    assert_eq!(Ring::build(&nodes(7), 256, 32, 3), Ring::build(&shuffled, 256, 32, 3));
 }
 
 /// Balance bound: with 128 virtual nodes and 1024 buckets, the busiest node holds at most twice
@@ -59,11 +52,7 @@ fn member_order_does_not_matter() {
 fn buckets_are_balanced() {
     for count in 3..=64u64 {
         let ring = Ring::build(&nodes(count), 1024, 128, 3);
-        let loads: Vec<usize> = ring
-            .nodes()
-            .iter()
-            .map(|n| ring.buckets_of(*n).count())
-            .collect();
+        let loads: Vec<usize> = ring.nodes().iter().map(|n| ring.buckets_of(*n).count()).collect();
         let (min, max) = (
             loads.iter().min().copied().unwrap_or(0),
             loads.iter().max().copied().unwrap_or(0),
@@ -86,11 +75,7 @@ fn adding_or_removing_one_node_moves_about_one_nth() {
         let added = moved_fraction(&before, &grown);
         let removed = moved_fraction(&before, &shrunk);
         let bound = 1.25 / n as f64;
-        assert!(
-            added <= bound,
-            "join {n}→{}: moved {added:.4} > {bound:.4}",
-            n + 1
-        );
+        assert!(added <= bound, "join {n}→{}: moved {added:.4} > {bound:.4}", n + 1);
         assert!(
             removed <= bound.max(1.25 / (n - 1) as f64),
             "leave {n}→{}: moved {removed:.4}",

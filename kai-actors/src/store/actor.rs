@@ -71,12 +71,7 @@ impl StoreHandle {
     }
 
     /// See [`Store::apply`].
-    pub async fn apply(
-        &self,
-        bucket: BucketId,
-        key: Bytes,
-        record: Record,
-    ) -> Result<Applied, StoreError> {
+    pub async fn apply(&self, bucket: BucketId, key: Bytes, record: Record) -> Result<Applied, StoreError> {
         self.call(move |s| s.apply(bucket, &key, &record)).await
     }
 
@@ -87,8 +82,7 @@ impl StoreHandle {
         after: Option<Bytes>,
         limit: usize,
     ) -> Result<Vec<(Bytes, Record)>, StoreError> {
-        self.call(move |s| s.scan_bucket(bucket, after.as_deref(), limit))
-            .await
+        self.call(move |s| s.scan_bucket(bucket, after.as_deref(), limit)).await
     }
 
     /// See [`Store::drop_bucket`].

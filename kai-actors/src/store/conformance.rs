@@ -23,10 +23,7 @@ impl Fixture {
 
 impl From<Box<dyn Store>> for Fixture {
     fn from(store: Box<dyn Store>) -> Self {
-        Fixture {
-            store,
-            _guard: None,
-        }
+        Fixture { store, _guard: None }
     }
 }
 
@@ -110,9 +107,7 @@ fn tombstones_are_records(store: &dyn Store) {
     let b = BucketId(2);
     store.apply(b, b"k", &value(1, b"v")).expect("apply");
     assert_eq!(store.value_count(), 1);
-    store
-        .apply(b, b"k", &Record::tombstone(tag(2, 1), 123))
-        .expect("apply");
+    store.apply(b, b"k", &Record::tombstone(tag(2, 1), 123)).expect("apply");
     assert_eq!(store.value_count(), 0);
     let got = store.get(b, b"k").expect("get").expect("tombstone present");
     assert_eq!(got.body, RecordBody::Tombstone { deleted_at: 123 });
@@ -124,51 +119,27 @@ fn tombstones_are_records(store: &dyn Store) {
 }
 
 fn buckets_are_separate(store: &dyn Store) {
-    store
-        .apply(BucketId(1), b"k", &value(1, b"one"))
-        .expect("apply");
-    store
-        .apply(BucketId(2), b"k", &value(1, b"two"))
-        .expect("apply");
-    assert_eq!(
-        store.get(BucketId(1), b"k").expect("get"),
-        Some(value(1, b"one"))
-    );
-    assert_eq!(
-        store.get(BucketId(2), b"k").expect("get"),
-        Some(value(1, b"two"))
-    );
+    store.apply(BucketId(1), b"k", &value(1, b"one")).expect("apply");
+    store.apply(BucketId(2), b"k", &value(1, b"two")).expect("apply");
+    assert_eq!(store.get(BucketId(1), b"k").expect("get"), Some(value(1, b"one")));
+    assert_eq!(store.get(BucketId(2), b"k").expect("get"), Some(value(1, b"two")));
     assert_eq!(store.get(BucketId(3), b"k").expect("get"), None);
 }
 
 fn scans_are_ordered_and_paged(store: &dyn Store) {
     for k in ["c", "a", "b", "d"] {
-        store
-            .apply(BucketId(5), k.as_bytes(), &value(1, b"v"))
-            .expect("apply");
+        store.apply(BucketId(5), k.as_bytes(), &value(1, b"v")).expect("apply");
     }
-    store
-        .apply(BucketId(4), b"z", &value(1, b"v"))
-        .expect("apply");
-    store
-        .apply(BucketId(6), b"0", &value(1, b"v"))
-        .expect("apply");
+    store.apply(BucketId(4), b"z", &value(1, b"v")).expect("apply");
+    store.apply(BucketId(6), b"0", &value(1, b"v")).expect("apply");
     let keys = |page: Vec<(Bytes, Record)>| page.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
     let first = keys(store.scan_bucket(BucketId(5), None, 3).expect("scan"));
-    assert_eq!(
-        first,
-        vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("c")]
-    );
+    assert_eq!(first, vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("c")]);
     let rest = keys(store.scan_bucket(BucketId(5), Some(b"c"), 3).expect("scan"));
     assert_eq!(rest, vec![Bytes::from("d")]);
-    assert!(store
-        .scan_bucket(BucketId(7), None, 10)
-        .expect("scan")
-        .is_empty());
+    assert!(store.scan_bucket(BucketId(7), None, 10).expect("scan").is_empty());
     let last_bucket = BucketId(u32::MAX);
-    store
-        .apply(last_bucket, b"end", &value(1, b"v"))
-        .expect("apply");
+    store.apply(last_bucket, b"end", &value(1, b"v")).expect("apply");
     assert_eq!(
         keys(store.scan_bucket(last_bucket, None, 10).expect("scan")),
         vec![Bytes::from("end")]
@@ -177,27 +148,17 @@ fn scans_are_ordered_and_paged(store: &dyn Store) {
 
 fn drop_bucket_removes_only_it(store: &dyn Store) {
     for k in ["a", "b"] {
-        store
-            .apply(BucketId(8), k.as_bytes(), &value(1, b"v"))
-            .expect("apply");
+        store.apply(BucketId(8), k.as_bytes(), &value(1, b"v")).expect("apply");
     }
     store
         .apply(BucketId(8), b"t", &Record::tombstone(tag(1, 1), 0))
         .expect("apply");
-    store
-        .apply(BucketId(9), b"a", &value(1, b"v"))
-        .expect("apply");
+    store.apply(BucketId(9), b"a", &value(1, b"v")).expect("apply");
     assert_eq!(store.value_count(), 3);
     assert_eq!(store.drop_bucket(BucketId(8)).expect("drop"), 3);
     assert_eq!(store.value_count(), 1);
-    assert!(store
-        .scan_bucket(BucketId(8), None, 10)
-        .expect("scan")
-        .is_empty());
-    assert_eq!(
-        store.get(BucketId(9), b"a").expect("get"),
-        Some(value(1, b"v"))
-    );
+    assert!(store.scan_bucket(BucketId(8), None, 10).expect("scan").is_empty());
+    assert_eq!(store.get(BucketId(9), b"a").expect("get"), Some(value(1, b"v")));
 }
 
 fn concurrent_applies_keep_the_highest(store: &dyn Store) {
@@ -211,10 +172,7 @@ fn concurrent_applies_keep_the_highest(store: &dyn Store) {
             });
         }
     });
-    let got = store
-        .get(BucketId(10), b"hot")
-        .expect("get")
-        .expect("present");
+    let got = store.get(BucketId(10), b"hot").expect("get").expect("present");
     assert_eq!(got.tag, tag(199, 3));
     assert_eq!(store.value_count(), 1);
 }

@@ -1,8 +1,6 @@
 //! In-memory store: a sorted map behind a lock. For unit tests and embedding; nothing persists.
 
-use super::{
-    apply_decision, stored_key, value_count_delta, Applied, CachedRead, Store, StoreError,
-};
+use super::{apply_decision, stored_key, value_count_delta, Applied, CachedRead, Store, StoreError};
 use bytes::Bytes;
 use kai_proto::{BucketId, Record, RecordBody};
 use std::collections::BTreeMap;
@@ -24,15 +22,11 @@ impl MemStore {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Record>> {
-        self.records
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.records.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Record>> {
-        self.records
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.records.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -93,10 +87,8 @@ impl Store for MemStore {
             .collect();
         for k in &keys {
             if let Some(r) = records.remove(k) {
-                self.values.fetch_sub(
-                    i64::from(matches!(r.body, RecordBody::Value { .. })),
-                    Ordering::Relaxed,
-                );
+                self.values
+                    .fetch_sub(i64::from(matches!(r.body, RecordBody::Value { .. })), Ordering::Relaxed);
             }
         }
         Ok(keys.len() as u64)

@@ -7,15 +7,13 @@
 //! dropped by compaction; the grace leaves anti-entropy time to spread newer versions first, so
 //! purging one replica's copy cannot let an older version on another replica reappear.
 
-use super::{
-    apply_decision, stored_key, value_count_delta, Applied, CachedRead, Store, StoreError,
-};
+use super::{apply_decision, stored_key, value_count_delta, Applied, CachedRead, Store, StoreError};
 use bytes::Bytes;
 use kai_proto::{BucketId, Record};
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
-    BlockBasedOptions, Cache, Direction, ErrorKind, IteratorMode, Options, ReadOptions, ReadTier,
-    WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, Direction, ErrorKind, IteratorMode, Options, ReadOptions, ReadTier, WriteBatch,
+    WriteOptions, DB,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -131,9 +129,7 @@ impl Store for RocksStore {
     fn get_cached(&self, bucket: BucketId, key: &[u8]) -> Result<CachedRead, StoreError> {
         let k = stored_key(bucket, key);
         match self.db.get_pinned_opt(&k, &self.cached_read) {
-            Ok(Some(v)) => {
-                decode(&k, Bytes::copy_from_slice(&v)).map(|r| CachedRead::Done(Some(r)))
-            }
+            Ok(Some(v)) => decode(&k, Bytes::copy_from_slice(&v)).map(|r| CachedRead::Done(Some(r))),
             Ok(None) => Ok(CachedRead::Done(None)),
             Err(e) if e.kind() == ErrorKind::Incomplete => Ok(CachedRead::NeedsIo),
             Err(e) => Err(engine(e)),
@@ -143,15 +139,10 @@ impl Store for RocksStore {
     fn apply(&self, bucket: BucketId, key: &[u8], record: &Record) -> Result<Applied, StoreError> {
         let k = stored_key(bucket, key);
         let stripe = xxh3_64(&k) as usize % APPLY_LOCK_STRIPES;
-        let _guard = self.apply_locks[stripe]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _guard = self.apply_locks[stripe].lock().unwrap_or_else(|p| p.into_inner());
         let current = self.db.get_pinned(&k).map_err(engine)?;
         let current_tag = match &current {
-            Some(v) => Some(Record::decode_tag(v).map_err(|source| StoreError::Corrupt {
-                key: k.clone(),
-                source,
-            })?),
+            Some(v) => Some(Record::decode_tag(v).map_err(|source| StoreError::Corrupt { key: k.clone(), source })?),
             None => None,
         };
         let decision = apply_decision(current_tag, record.tag);
@@ -202,9 +193,7 @@ impl Store for RocksStore {
             values += i64::from(is_value(&v));
             batch.delete(&k);
         }
-        self.db
-            .write_opt(batch, &self.write_options)
-            .map_err(engine)?;
+        self.db.write_opt(batch, &self.write_options).map_err(engine)?;
         self.values.fetch_sub(values, Ordering::Relaxed);
         Ok(removed)
     }
@@ -262,14 +251,8 @@ mod tests {
         store.flush().expect("flush");
         store.db.compact_range::<&[u8], &[u8]>(None, None);
         assert_eq!(store.get(BucketId(1), b"purge-me").expect("get"), None);
-        assert!(store
-            .get(BucketId(1), b"keep-recent")
-            .expect("get")
-            .is_some());
-        assert!(store
-            .get(BucketId(1), b"keep-forever")
-            .expect("get")
-            .is_some());
+        assert!(store.get(BucketId(1), b"keep-recent").expect("get").is_some());
+        assert!(store.get(BucketId(1), b"keep-forever").expect("get").is_some());
         assert_eq!(store.value_count(), 2);
     }
 
@@ -283,11 +266,7 @@ mod tests {
         {
             let store = RocksStore::open(dir.path(), true).expect("open");
             store
-                .apply(
-                    BucketId(3),
-                    b"a",
-                    &Record::value(tag, 1, 0, Bytes::from_static(b"x")),
-                )
+                .apply(BucketId(3), b"a", &Record::value(tag, 1, 0, Bytes::from_static(b"x")))
                 .expect("apply");
             store
                 .apply(BucketId(3), b"b", &Record::tombstone(tag, 0))
@@ -295,10 +274,7 @@ mod tests {
         }
         let store = RocksStore::open(dir.path(), false).expect("reopen");
         assert_eq!(store.value_count(), 1);
-        let b = store
-            .get(BucketId(3), b"b")
-            .expect("get")
-            .expect("tombstone kept");
+        let b = store.get(BucketId(3), b"b").expect("get").expect("tombstone kept");
         assert!(matches!(b.body, RecordBody::Tombstone { .. }));
     }
 }

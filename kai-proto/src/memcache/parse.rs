@@ -148,12 +148,7 @@ impl RequestDecoder {
     }
 
     /// Starts reading a storage command's data block of `len` bytes, or refuses it.
-    fn begin_data(
-        &mut self,
-        header: Result<StorageHeader, RequestError>,
-        len: u64,
-        noreply: bool,
-    ) -> Option<Parsed> {
+    fn begin_data(&mut self, header: Result<StorageHeader, RequestError>, len: u64, noreply: bool) -> Option<Parsed> {
         let block = len + 2;
         if len > self.limits.max_value_size as u64 {
             self.state = State::Swallow { remaining: block };
@@ -221,22 +216,11 @@ impl RequestDecoder {
     }
 
     /// `<cmd> <key> <flags> <exptime> <bytes> [cas] [noreply]`; `command` is `None` for `set`.
-    fn parse_storage(
-        &mut self,
-        command: Option<UnsupportedCommand>,
-        args: &[Bytes],
-    ) -> Option<Parsed> {
-        let fixed = if command == Some(UnsupportedCommand::Cas) {
-            5
-        } else {
-            4
-        };
+    fn parse_storage(&mut self, command: Option<UnsupportedCommand>, args: &[Bytes]) -> Option<Parsed> {
+        let fixed = if command == Some(UnsupportedCommand::Cas) { 5 } else { 4 };
         let noreply = args.len() == fixed + 1 && args[fixed].as_ref() == b"noreply";
         if args.len() != fixed && !noreply {
-            return Some(reject(
-                RequestError::BadCommandLine,
-                ends_with_noreply(args),
-            ));
+            return Some(reject(RequestError::BadCommandLine, ends_with_noreply(args)));
         }
         let Some(len) = parse_number::<u64>(&args[3]).filter(|n| *n <= MAX_DECLARED_LEN) else {
             return Some(reject(RequestError::BadCommandLine, noreply));
@@ -289,9 +273,7 @@ impl Decoder for RequestDecoder {
                     if &data[len..] != b"\r\n" {
                         return Ok(Some(reject(RequestError::BadDataChunk, header.noreply)));
                     }
-                    return Ok(Some(Parsed::Request(
-                        header.into_request(data.slice(..len)),
-                    )));
+                    return Ok(Some(Parsed::Request(header.into_request(data.slice(..len)))));
                 }
                 State::Line => {
                     let limit = self.line_limit(buf);
@@ -366,11 +348,7 @@ fn parse_delete(args: &[Bytes]) -> Result<Request, RequestError> {
 }
 
 /// A command with at least `min_args` arguments that Kai recognises but does not execute.
-fn parse_unsupported(
-    command: UnsupportedCommand,
-    args: &[Bytes],
-    min_args: usize,
-) -> Result<Request, RequestError> {
+fn parse_unsupported(command: UnsupportedCommand, args: &[Bytes], min_args: usize) -> Result<Request, RequestError> {
     if args.len() < min_args {
         return Err(RequestError::BadCommandLine);
     }

@@ -113,9 +113,9 @@ impl Request {
     pub fn noreply(&self) -> bool {
         match self {
             Request::Set(cmd) => cmd.noreply,
-            Request::Delete { noreply, .. }
-            | Request::Verbosity { noreply }
-            | Request::Unsupported { noreply, .. } => *noreply,
+            Request::Delete { noreply, .. } | Request::Verbosity { noreply } | Request::Unsupported { noreply, .. } => {
+                *noreply
+            }
             Request::Get { .. } | Request::Stats { .. } | Request::Version | Request::Quit => false,
         }
     }

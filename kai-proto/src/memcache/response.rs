@@ -181,10 +181,7 @@ mod tests {
         assert_eq!(wire(&Response::Deleted), "DELETED\r\n");
         assert_eq!(wire(&Response::NotFound), "NOT_FOUND\r\n");
         assert_eq!(wire(&Response::Ok), "OK\r\n");
-        assert_eq!(
-            wire(&Response::Version("0.1.0".into())),
-            "VERSION 0.1.0\r\n"
-        );
+        assert_eq!(wire(&Response::Version("0.1.0".into())), "VERSION 0.1.0\r\n");
         assert_eq!(
             wire(&Response::Stats(vec![
                 StatsEntry::new("pid", 7),
@@ -196,24 +193,15 @@ mod tests {
 
     #[test]
     fn errors_map_to_the_memcached_lines() {
-        assert_eq!(
-            wire(&Response::rejected(&RequestError::UnknownCommand)),
-            "ERROR\r\n"
-        );
+        assert_eq!(wire(&Response::rejected(&RequestError::UnknownCommand)), "ERROR\r\n");
         assert_eq!(
             wire(&Response::rejected(&RequestError::BadDataChunk)),
             "CLIENT_ERROR bad data chunk\r\n"
         );
         assert_eq!(
-            wire(&Response::rejected(&RequestError::TooLarge {
-                size: 9,
-                max: 1
-            })),
+            wire(&Response::rejected(&RequestError::TooLarge { size: 9, max: 1 })),
             "SERVER_ERROR object too large for cache\r\n"
         );
-        assert_eq!(
-            wire(&Response::ServerError("a\r\nb".into())),
-            "SERVER_ERROR a  b\r\n"
-        );
+        assert_eq!(wire(&Response::ServerError("a\r\nb".into())), "SERVER_ERROR a  b\r\n");
     }
 }

@@ -166,8 +166,7 @@ mod tests {
     #[test]
     fn trailing_bytes_are_an_error() {
         let mut payload =
-            bincode::serde::encode_to_vec(&HandshakeFrame::Accepted, bincode::config::standard())
-                .expect("encode");
+            bincode::serde::encode_to_vec(&HandshakeFrame::Accepted, bincode::config::standard()).expect("encode");
         payload.push(0);
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());

@@ -112,13 +112,7 @@ impl Credentials {
             .map_or([0; 32], |mac| mac.finalize().into_bytes().into())
     }
 
-    fn verify(
-        &self,
-        label: &[u8],
-        dialler: &Nonce,
-        acceptor: &Nonce,
-        proof: &Proof,
-    ) -> Result<(), HandshakeError> {
+    fn verify(&self, label: &[u8], dialler: &Nonce, acceptor: &Nonce, proof: &Proof) -> Result<(), HandshakeError> {
         let ok = match self.mac(label, dialler, acceptor) {
             Some(mac) => mac.verify_slice(proof).is_ok(),
             None => proof == &[0; 32],
@@ -137,22 +131,12 @@ impl Credentials {
     }
 
     /// Checks the acceptor's proof (dialler side).
-    pub fn verify_acceptor(
-        &self,
-        dialler: &Nonce,
-        acceptor: &Nonce,
-        proof: &Proof,
-    ) -> Result<(), HandshakeError> {
+    pub fn verify_acceptor(&self, dialler: &Nonce, acceptor: &Nonce, proof: &Proof) -> Result<(), HandshakeError> {
         self.verify(ACCEPTOR_LABEL, dialler, acceptor, proof)
     }
 
     /// Checks the dialler's proof (acceptor side).
-    pub fn verify_dialler(
-        &self,
-        dialler: &Nonce,
-        acceptor: &Nonce,
-        proof: &Proof,
-    ) -> Result<(), HandshakeError> {
+    pub fn verify_dialler(&self, dialler: &Nonce, acceptor: &Nonce, proof: &Proof) -> Result<(), HandshakeError> {
         self.verify(DIALLER_LABEL, dialler, acceptor, proof)
     }
 }
@@ -194,14 +178,8 @@ mod tests {
             Credentials::new("c", Some("s3cret")),
         );
         let (nd, na) = ([7; 32], [9; 32]);
-        assert_eq!(
-            b.verify_acceptor(&nd, &na, &a.acceptor_proof(&nd, &na)),
-            Ok(())
-        );
-        assert_eq!(
-            a.verify_dialler(&nd, &na, &b.dialler_proof(&nd, &na)),
-            Ok(())
-        );
+        assert_eq!(b.verify_acceptor(&nd, &na, &a.acceptor_proof(&nd, &na)), Ok(()));
+        assert_eq!(a.verify_dialler(&nd, &na, &b.dialler_proof(&nd, &na)), Ok(()));
     }
 
     #[test]
@@ -212,41 +190,23 @@ mod tests {
         let other_cluster = Credentials::new("d", Some("s3cret"));
         let (nd, na) = ([7; 32], [9; 32]);
         let bad = Err(HandshakeError::BadProof);
-        assert_eq!(
-            good.verify_acceptor(&nd, &na, &wrong.acceptor_proof(&nd, &na)),
-            bad
-        );
-        assert_eq!(
-            good.verify_acceptor(&nd, &na, &none.acceptor_proof(&nd, &na)),
-            bad
-        );
-        assert_eq!(
-            none.verify_acceptor(&nd, &na, &good.acceptor_proof(&nd, &na)),
-            bad
-        );
+        assert_eq!(good.verify_acceptor(&nd, &na, &wrong.acceptor_proof(&nd, &na)), bad);
+        assert_eq!(good.verify_acceptor(&nd, &na, &none.acceptor_proof(&nd, &na)), bad);
+        assert_eq!(none.verify_acceptor(&nd, &na, &good.acceptor_proof(&nd, &na)), bad);
         assert_eq!(
             good.verify_acceptor(&nd, &na, &other_cluster.acceptor_proof(&nd, &na)),
             bad
         );
         // A proof made for one direction or other nonces does not pass for another.
-        assert_eq!(
-            good.verify_dialler(&nd, &na, &good.acceptor_proof(&nd, &na)),
-            bad
-        );
-        assert_eq!(
-            good.verify_acceptor(&[8; 32], &na, &good.acceptor_proof(&nd, &na)),
-            bad
-        );
+        assert_eq!(good.verify_dialler(&nd, &na, &good.acceptor_proof(&nd, &na)), bad);
+        assert_eq!(good.verify_acceptor(&[8; 32], &na, &good.acceptor_proof(&nd, &na)), bad);
     }
 
     #[test]
     fn without_secrets_both_sides_agree() {
         let none = Credentials::new("c", None);
         let (nd, na) = ([7; 32], [9; 32]);
-        assert_eq!(
-            none.verify_dialler(&nd, &na, &none.dialler_proof(&nd, &na)),
-            Ok(())
-        );
+        assert_eq!(none.verify_dialler(&nd, &na, &none.dialler_proof(&nd, &na)), Ok(()));
     }
 
     #[test]

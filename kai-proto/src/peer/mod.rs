@@ -12,6 +12,4 @@ pub mod message;
 
 pub use codec::{CodecError, FrameCodec, HandshakeCodec};
 pub use handshake::{Credentials, HandshakeError};
-pub use message::{
-    Frame, HandshakeFrame, Hello, PeerRequest, PeerResponse, Welcome, PROTOCOL_VERSION,
-};
+pub use message::{Frame, HandshakeFrame, Hello, PeerRequest, PeerResponse, Welcome, PROTOCOL_VERSION};

@@ -44,10 +44,7 @@ fn set(k: &str, flags: u32, exptime: i64, data: &[u8], noreply: bool) -> Parsed 
 }
 
 fn rejected(error: RequestError) -> Parsed {
-    Parsed::Rejected {
-        error,
-        noreply: false,
-    }
+    Parsed::Rejected { error, noreply: false }
 }
 
 #[test]
@@ -104,14 +101,13 @@ fn values_are_binary_safe() {
 
 #[test]
 fn unsupported_commands_consume_their_data_and_keep_the_stream_in_sync() {
-    let input = b"add k 0 0 2\r\nhi\r\ncas k 0 0 1 99 noreply\r\nx\r\nincr k 1\r\ntouch k 10 noreply\r\nflush_all\r\nget k\r\n";
+    let input =
+        b"add k 0 0 2\r\nhi\r\ncas k 0 0 1 99 noreply\r\nx\r\nincr k 1\r\ntouch k 10 noreply\r\nflush_all\r\nget k\r\n";
     let got = requests(input);
     let commands: Vec<_> = got
         .iter()
         .map(|p| match p {
-            Parsed::Request(Request::Unsupported { command, noreply }) => {
-                (command.name(), *noreply)
-            }
+            Parsed::Request(Request::Unsupported { command, noreply }) => (command.name(), *noreply),
             Parsed::Request(Request::Get { .. }) => ("get", false),
             other => panic!("unexpected {other:?}"),
         })
@@ -225,10 +221,7 @@ fn oversized_values_are_refused_and_swallowed_without_buffering() {
     let mut buf = BytesMut::from(&b"set big 0 0 1000\r\n"[..]);
     assert_eq!(
         decoder.decode(&mut buf).expect("not fatal"),
-        Some(rejected(RequestError::TooLarge {
-            size: 1000,
-            max: 10
-        }))
+        Some(rejected(RequestError::TooLarge { size: 1000, max: 10 }))
     );
     for _ in 0..10 {
         buf.extend_from_slice(&[b'x'; 100]);

@@ -1,0 +1,228 @@
+//! The Peer actor: this node's connection to one remote node, for requests it sends there.
+
+use super::filter::{NetworkFilter, Verdict};
+use super::handshake;
+use super::{write_frames, LocalIdentity, PeerError, RemoteIdentity, WRITE_QUEUE};
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, StreamHandler, WrapFuture,
+};
+use futures_util::{stream, StreamExt};
+use kai_proto::peer::{CodecError, Frame, FrameCodec, PeerRequest, PeerResponse};
+use kai_proto::NodeId;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// First redial delay after a failure.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest redial delay: a restarted peer is reconnected to within this.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Requests in flight to one peer before new ones are refused.
+const MAX_IN_FLIGHT: usize = 16 * 1024;
+/// How often abandoned pending calls are forgotten.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Messages the actor may hold before senders wait.
+const MAILBOX_CAPACITY: usize = 4096;
+
+/// Send a request to the peer; resolves with its response or an error within the request timeout.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<PeerResponse, PeerError>")]
+pub struct Call(pub PeerRequest);
+
+struct Link {
+    queue: mpsc::Sender<Frame>,
+    remote: NodeId,
+}
+
+/// Items of the current connection's read side, tagged with the connection's generation so that
+/// events of an old connection are ignored.
+enum Inbound {
+    Frame(u64, Result<Frame, CodecError>),
+    Closed(u64),
+}
+
+/// The outbound connection to one remote node.
+pub struct PeerActor {
+    me: Arc<LocalIdentity>,
+    addr: String,
+    expected: Option<NodeId>,
+    max_frame: usize,
+    request_timeout: Duration,
+    filter: Option<NetworkFilter>,
+    link: Option<Link>,
+    generation: u64,
+    dialing: bool,
+    backoff: Duration,
+    pending: HashMap<u64, oneshot::Sender<PeerResponse>>,
+    next_id: u64,
+    outage_logged: bool,
+}
+
+impl PeerActor {
+    /// A peer at `addr` that should be node `expected` (if known).
+    pub fn new(
+        me: Arc<LocalIdentity>,
+        addr: String,
+        expected: Option<NodeId>,
+        max_frame: usize,
+        request_timeout: Duration,
+        filter: Option<NetworkFilter>,
+    ) -> Self {
+        PeerActor {
+            me,
+            addr,
+            expected,
+            max_frame,
+            request_timeout,
+            filter,
+            link: None,
+            generation: 0,
+            dialing: false,
+            backoff: MIN_BACKOFF,
+            pending: HashMap::new(),
+            next_id: 0,
+            outage_logged: false,
+        }
+    }
+
+    fn dial(&mut self, ctx: &mut Context<Self>) {
+        if self.dialing || self.link.is_some() {
+            return;
+        }
+        self.dialing = true;
+        let (addr, me, expected) = (self.addr.clone(), Arc::clone(&self.me), self.expected);
+        let attempt = async move { handshake::dial(&addr, &me, expected).await };
+        ctx.spawn(attempt.into_actor(self).map(|result, act, ctx| act.dialed(result, ctx)));
+    }
+
+    fn dialed(&mut self, result: Result<(TcpStream, RemoteIdentity), PeerError>, ctx: &mut Context<Self>) {
+        self.dialing = false;
+        match result {
+            Ok((stream, remote)) => self.open_link(stream, remote, ctx),
+            Err(e) => {
+                if self.outage_logged {
+                    log::debug!("peer {}: {e}", self.addr);
+                } else {
+                    log::warn!("peer {}: {e}; retrying with backoff", self.addr);
+                    self.outage_logged = true;
+                }
+                let delay = self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                ctx.run_later(delay, |act, ctx| act.dial(ctx));
+            }
+        }
+    }
+
+    fn open_link(&mut self, stream: TcpStream, remote: RemoteIdentity, ctx: &mut Context<Self>) {
+        self.generation += 1;
+        let generation = self.generation;
+        let (read, write) = stream.into_split();
+        let (queue, outgoing) = mpsc::channel(WRITE_QUEUE);
+        actix_rt::spawn(write_frames(
+            FramedWrite::new(write, FrameCodec::new(self.max_frame)),
+            outgoing,
+        ));
+        let frames = FramedRead::new(read, FrameCodec::new(self.max_frame))
+            .map(move |frame| Inbound::Frame(generation, frame))
+            .chain(stream::once(async move { Inbound::Closed(generation) }));
+        ctx.add_stream(frames);
+        log::info!("connected to peer {} ({}) at {}", remote.name, remote.id, self.addr);
+        self.link = Some(Link {
+            queue,
+            remote: remote.id,
+        });
+        self.backoff = MIN_BACKOFF;
+        self.outage_logged = false;
+    }
+
+    fn drop_link(&mut self, why: &str, ctx: &mut Context<Self>) {
+        if self.link.take().is_some() {
+            log::warn!("lost connection to peer {}: {why}", self.addr);
+            self.outage_logged = true;
+        }
+        // Dropping the senders fails the calls in flight at once.
+        self.pending.clear();
+        ctx.run_later(MIN_BACKOFF, |act, ctx| act.dial(ctx));
+    }
+}
+
+impl Actor for PeerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.dial(ctx);
+        ctx.run_interval(SWEEP_INTERVAL, |act, _| act.pending.retain(|_, tx| !tx.is_closed()));
+    }
+}
+
+impl StreamHandler<Inbound> for PeerActor {
+    fn handle(&mut self, item: Inbound, ctx: &mut Context<Self>) {
+        match item {
+            Inbound::Frame(generation, _) | Inbound::Closed(generation) if generation != self.generation => {}
+            Inbound::Frame(_, Ok(Frame::Response { id, body })) => {
+                if let Some(tx) = self.pending.remove(&id) {
+                    let _ = tx.send(body);
+                }
+            }
+            Inbound::Frame(_, Ok(Frame::Request { .. })) => {
+                self.drop_link("peer sent a request on our connection", ctx)
+            }
+            Inbound::Frame(_, Err(e)) => self.drop_link(&e.to_string(), ctx),
+            Inbound::Closed(_) => self.drop_link("closed by peer", ctx),
+        }
+    }
+
+    /// A connection's stream ending is handled by `Inbound::Closed`; the actor keeps running.
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+impl Handler<Call> for PeerActor {
+    type Result = ResponseFuture<Result<PeerResponse, PeerError>>;
+
+    fn handle(&mut self, Call(request): Call, ctx: &mut Context<Self>) -> Self::Result {
+        let addr = self.addr.clone();
+        let Some(link) = &self.link else {
+            self.dial(ctx);
+            return Box::pin(async move { Err(PeerError::NotConnected(addr)) });
+        };
+        if self.pending.len() >= MAX_IN_FLIGHT {
+            return Box::pin(async move { Err(PeerError::Overloaded(addr)) });
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = Frame::Request { id, body: request };
+        let verdict = self
+            .filter
+            .as_ref()
+            .map_or(Verdict::Deliver, |f| f.verdict(self.me.id, link.remote));
+        match verdict {
+            Verdict::Deliver => {
+                if link.queue.try_send(frame).is_err() {
+                    return Box::pin(async move { Err(PeerError::Overloaded(addr)) });
+                }
+            }
+            Verdict::Drop => {}
+            Verdict::Delay(delay) => {
+                let queue = link.queue.clone();
+                actix_rt::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = queue.send(frame).await;
+                });
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(id, tx);
+        let timeout = self.request_timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(_)) => Err(PeerError::ConnectionLost(addr)),
+                Err(_) => Err(PeerError::Timeout(addr)),
+            }
+        })
+    }
+}

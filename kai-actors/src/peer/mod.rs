@@ -1,0 +1,160 @@
+//! Node-to-node transport.
+//!
+//! - [`PeerActor`] (`client.rs`): one per remote node; dials it, runs the handshake, and
+//!   multiplexes many requests over that one connection (request ids, a oneshot per call). It
+//!   redials with exponential backoff whenever the connection drops, so a restarted peer is
+//!   reconnected to within [`client::MAX_BACKOFF`].
+//! - [`PeerListener`] (`server.rs`): accepts connections from other nodes, runs the acceptor side
+//!   of the handshake, and serves their requests concurrently through a [`PeerService`].
+//! - [`PeerDirectory`]: the lock-free map from node id to its `PeerActor` that coordinators read.
+//! - [`NetworkFilter`] (`filter.rs`): drop, delay or partition requests between chosen nodes, for
+//!   in-process fault-injection tests.
+//!
+//! Invariants: every remote call ends — with the response, or an error after at most the request
+//! timeout; a failed or malicious connection (bad handshake, garbage, oversized frames) is closed
+//! and logged once, and never affects other connections.
+
+mod client;
+mod filter;
+mod handshake;
+mod server;
+
+pub use client::{Call, PeerActor};
+pub use filter::{NetworkFilter, Verdict};
+pub use server::{PeerListener, PeerService};
+
+use arc_swap::ArcSwap;
+use futures_util::SinkExt;
+use kai_proto::peer::{Credentials, Frame, FrameCodec, HandshakeError};
+use kai_proto::NodeId;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedWrite;
+
+/// Who this node is, as told to peers.
+#[derive(Clone, Debug)]
+pub struct LocalIdentity {
+    /// Node id.
+    pub id: NodeId,
+    /// Node name.
+    pub name: String,
+    /// Peer address others can reach this node at.
+    pub advertise: String,
+    /// Cluster name and secret.
+    pub credentials: Credentials,
+}
+
+/// The node at the other end of an established connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteIdentity {
+    /// Its id.
+    pub id: NodeId,
+    /// Its name.
+    pub name: String,
+    /// Its advertised peer address (as it says; acceptor side only).
+    pub advertise: String,
+}
+
+/// A remote call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// No connection to the node is up.
+    #[error("not connected to {0}")]
+    NotConnected(String),
+    /// The connection dropped before the response arrived.
+    #[error("connection to {0} lost")]
+    ConnectionLost(String),
+    /// No response within the request timeout.
+    #[error("no response from {0} in time")]
+    Timeout(String),
+    /// Too many requests to that node are in flight.
+    #[error("too many requests in flight to {0}")]
+    Overloaded(String),
+    /// Connecting failed.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// The address dialled.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The handshake failed.
+    #[error("handshake with {addr} failed: {source}")]
+    Handshake {
+        /// The peer address.
+        addr: String,
+        /// Why.
+        source: HandshakeError,
+    },
+    /// The node at that address is not the one expected.
+    #[error("{addr} is node {found}, expected {expected}")]
+    WrongNode {
+        /// The peer address.
+        addr: String,
+        /// The id expected there.
+        expected: NodeId,
+        /// The id found.
+        found: NodeId,
+    },
+}
+
+/// Node id → Peer actor, readable without locks.
+#[derive(Clone, Default)]
+pub struct PeerDirectory(Arc<ArcSwap<HashMap<NodeId, actix::Addr<PeerActor>>>>);
+
+impl PeerDirectory {
+    /// The Peer actor of `node`, if known.
+    pub fn get(&self, node: NodeId) -> Option<actix::Addr<PeerActor>> {
+        self.0.load().get(&node).cloned()
+    }
+
+    /// Adds or replaces the Peer actor of `node`.
+    pub fn insert(&self, node: NodeId, peer: actix::Addr<PeerActor>) {
+        self.0.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(node, peer.clone());
+            map
+        });
+    }
+
+    /// Removes `node`; returns its actor.
+    pub fn remove(&self, node: NodeId) -> Option<actix::Addr<PeerActor>> {
+        let mut removed = None;
+        self.0.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            removed = map.remove(&node);
+            map
+        });
+        removed
+    }
+
+    /// Every known peer.
+    pub fn all(&self) -> Vec<(NodeId, actix::Addr<PeerActor>)> {
+        self.0.load().iter().map(|(id, addr)| (*id, addr.clone())).collect()
+    }
+}
+
+/// Frames queued for one connection's writer before senders are refused.
+pub(crate) const WRITE_QUEUE: usize = 8192;
+
+/// Writes frames from `queue` to `sink`, batching whatever is queued into one flush. Ends when
+/// the queue closes or the connection fails.
+pub(crate) async fn write_frames(
+    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+    mut queue: mpsc::Receiver<Frame>,
+) {
+    while let Some(frame) = queue.recv().await {
+        if sink.feed(frame).await.is_err() {
+            return;
+        }
+        while let Ok(frame) = queue.try_recv() {
+            if sink.feed(frame).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The peer listener: serves requests from other nodes.
+
+use super::handshake;
+use super::{write_frames, LocalIdentity, WRITE_QUEUE};
+use crate::listener::{accept_stream, StopListening};
+use crate::replica::serve_local;
+use crate::store::StoreHandle;
+use actix::{Actor, ActorContext, ArbiterHandle, AsyncContext, Context, Handler, StreamHandler};
+use futures_util::StreamExt;
+use kai_proto::peer::{Frame, FrameCodec, PeerRequest, PeerResponse};
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// Requests of one peer connection executing at once; further requests wait to be read.
+const MAX_CONCURRENT_REQUESTS: usize = 1024;
+/// Distinct refused addresses remembered for log-once.
+const REFUSALS_REMEMBERED: usize = 1024;
+
+/// Executes requests received from other nodes.
+#[derive(Clone)]
+pub struct PeerService {
+    store: StoreHandle,
+}
+
+impl PeerService {
+    /// A service answering from `store`.
+    pub fn new(store: StoreHandle) -> Self {
+        PeerService { store }
+    }
+
+    /// The response to `request`.
+    pub async fn handle(&self, request: PeerRequest) -> PeerResponse {
+        match request {
+            PeerRequest::Replica(request) => PeerResponse::Replica(serve_local(&self.store, request).await),
+            PeerRequest::Ping => PeerResponse::Pong,
+        }
+    }
+}
+
+/// Logs a refused peer address once (at warn), then quietly (at debug).
+#[derive(Clone, Default)]
+struct RefusalLog(Arc<Mutex<HashSet<IpAddr>>>);
+
+impl RefusalLog {
+    fn refused(&self, from: SocketAddr, why: &dyn std::fmt::Display) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() < REFUSALS_REMEMBERED && seen.insert(from.ip()) {
+            log::warn!("refused peer connection from {from}: {why}");
+        } else {
+            log::debug!("refused peer connection from {from}: {why}");
+        }
+    }
+
+    fn accepted(&self, from: SocketAddr) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&from.ip());
+    }
+}
+
+/// Accepts connections from other nodes and serves them on the worker threads.
+pub struct PeerListener {
+    socket: Option<TcpListener>,
+    workers: Vec<ArbiterHandle>,
+    next_worker: usize,
+    me: Arc<LocalIdentity>,
+    service: PeerService,
+    max_frame: usize,
+    refusals: RefusalLog,
+}
+
+impl PeerListener {
+    /// A listener on `socket` serving `service` on `workers`.
+    pub fn new(
+        socket: TcpListener,
+        workers: Vec<ArbiterHandle>,
+        me: Arc<LocalIdentity>,
+        service: PeerService,
+        max_frame: usize,
+    ) -> Self {
+        PeerListener {
+            socket: Some(socket),
+            workers,
+            next_worker: 0,
+            me,
+            service,
+            max_frame,
+            refusals: RefusalLog::default(),
+        }
+    }
+}
+
+impl Actor for PeerListener {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(socket) = self.socket.take() {
+            ctx.add_stream(accept_stream(socket));
+        }
+    }
+}
+
+impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for PeerListener {
+    fn handle(&mut self, accepted: io::Result<(TcpStream, SocketAddr)>, _ctx: &mut Context<Self>) {
+        let Ok((stream, from)) = accepted else {
+            return;
+        };
+        let Ok(std_stream) = stream.into_std() else {
+            return;
+        };
+        let worker = &self.workers[self.next_worker % self.workers.len()];
+        self.next_worker = self.next_worker.wrapping_add(1);
+        let (me, service, refusals, max_frame) = (
+            Arc::clone(&self.me),
+            self.service.clone(),
+            self.refusals.clone(),
+            self.max_frame,
+        );
+        worker.spawn(async move {
+            if let Ok(stream) = TcpStream::from_std(std_stream) {
+                serve_connection(stream, from, me, service, refusals, max_frame).await;
+            }
+        });
+    }
+}
+
+impl Handler<StopListening> for PeerListener {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopListening, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    from: SocketAddr,
+    me: Arc<LocalIdentity>,
+    service: PeerService,
+    refusals: RefusalLog,
+    max_frame: usize,
+) {
+    let (stream, remote) = match handshake::accept(stream, &me).await {
+        Ok(done) => done,
+        Err(e) => return refusals.refused(from, &e),
+    };
+    refusals.accepted(from);
+    log::debug!("peer {} ({}) connected from {from}", remote.name, remote.id);
+    let (read, write) = stream.into_split();
+    let (replies, outgoing) = mpsc::channel(WRITE_QUEUE);
+    actix_rt::spawn(write_frames(
+        FramedWrite::new(write, FrameCodec::new(max_frame)),
+        outgoing,
+    ));
+    let in_flight = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let mut frames = FramedRead::new(read, FrameCodec::new(max_frame));
+    while let Some(frame) = frames.next().await {
+        match frame {
+            Ok(Frame::Request { id, body }) => {
+                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                    break;
+                };
+                let (service, replies) = (service.clone(), replies.clone());
+                actix_rt::spawn(async move {
+                    let body = service.handle(body).await;
+                    let _ = replies.send(Frame::Response { id, body }).await;
+                    drop(permit);
+                });
+            }
+            Ok(Frame::Response { .. }) => {
+                log::warn!("peer {} sent a response on its own connection; closing it", remote.name);
+                break;
+            }
+            Err(e) => {
+                log::warn!("peer {} sent a bad frame ({e}); closing its connection", remote.name);
+                break;
+            }
+        }
+    }
+    log::debug!("peer {} disconnected", remote.name);
+}
