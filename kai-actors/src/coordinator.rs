@@ -10,14 +10,14 @@
 //! operation never holds up the mailbox.
 
 use crate::clock::unix_now;
-use crate::quorum::{decide_read, latest_version, write_tag, Phase, Progress, QuorumError, Round};
+use crate::quorum::{decide_read, write_tag, Phase, Progress, QuorumError, Round};
 use crate::replica::{ReplicaError, Replicas};
 use crate::ring::RingReader;
 use crate::stats::{self, NodeStats};
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest, VersionInfo};
+use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
 use kai_proto::{BucketId, Key, NodeId, Record, Tag};
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,22 +133,27 @@ impl CoordinatorCore {
         }
     }
 
-    /// The latest live record of `key`, after making sure a write quorum holds it.
-    pub async fn get(&self, key: Key) -> Result<Option<Record>, CoordinatorError> {
-        let (bucket, replicas) = self.placement(&key)?;
+    /// The latest record of `key` (value or tombstone, expired or not) from a read quorum, after
+    /// making sure a write quorum holds it.
+    async fn read_latest(
+        &self,
+        bucket: BucketId,
+        key: &Key,
+        replicas: &[NodeId],
+    ) -> Result<Option<Record>, CoordinatorError> {
         let (r, w) = self.quorums(replicas.len());
         let request = ReplicaRequest {
             bucket,
             key: key.clone(),
             op: ReplicaOp::Read,
         };
-        let answers = self.round(Phase::Read, &replicas, r, request, expect_record).await?;
-        let decision = decide_read(answers, &replicas, w);
+        let answers = self.round(Phase::Read, replicas, r, request, expect_record).await?;
+        let decision = decide_read(answers, replicas, w);
         if let Some(write_back) = decision.write_back {
             stats::add(&self.stats.unreconciled_reads, 1);
             let request = ReplicaRequest {
                 bucket,
-                key,
+                key: key.clone(),
                 op: ReplicaOp::Write(write_back.record),
             };
             let written = self
@@ -162,28 +167,10 @@ impl CoordinatorCore {
                 .await?;
             stats::add(&self.stats.read_repairs, written.len() as u64);
         }
-        let now = unix_now();
-        Ok(decision.latest.filter(|r| r.is_live(now)))
+        Ok(decision.latest)
     }
 
-    /// Learns the latest version of `key` from a read quorum.
-    async fn latest_version(
-        &self,
-        bucket: BucketId,
-        key: &Key,
-        replicas: &[NodeId],
-    ) -> Result<Option<VersionInfo>, CoordinatorError> {
-        let (r, _) = self.quorums(replicas.len());
-        let request = ReplicaRequest {
-            bucket,
-            key: key.clone(),
-            op: ReplicaOp::ReadVersion,
-        };
-        let versions = self.round(Phase::Version, replicas, r, request, expect_version).await?;
-        Ok(latest_version(versions.iter().map(|(_, v)| v)))
-    }
-
-    /// Writes `record` (whose tag is set here) to the replicas; returns once W acknowledged.
+    /// Writes `record` to the replicas; returns once W acknowledged.
     async fn write(
         &self,
         bucket: BucketId,
@@ -201,27 +188,45 @@ impl CoordinatorCore {
         Ok(())
     }
 
+    /// The latest live record of `key`, or `None`.
+    pub async fn get(&self, key: Key) -> Result<Option<Record>, CoordinatorError> {
+        let (bucket, replicas) = self.placement(&key)?;
+        let latest = self.read_latest(bucket, &key, &replicas).await?;
+        let now = unix_now();
+        Ok(latest.filter(|r| r.is_live(now)))
+    }
+
     /// Stores a value; returns its version.
     pub async fn set(&self, key: Key, flags: u32, expires_at: u64, data: Bytes) -> Result<Tag, CoordinatorError> {
         let (bucket, replicas) = self.placement(&key)?;
-        let latest = self.latest_version(bucket, &key, &replicas).await?;
-        let tag = write_tag(latest, self.me());
+        let (r, _) = self.quorums(replicas.len());
+        let request = ReplicaRequest {
+            bucket,
+            key: key.clone(),
+            op: ReplicaOp::ReadVersion,
+        };
+        let versions = self
+            .round(Phase::Version, &replicas, r, request, expect_version)
+            .await?;
+        let tag = write_tag(versions.iter().map(|(_, tag)| tag), self.me());
         self.write(bucket, key, &replicas, Record::value(tag, flags, expires_at, data))
             .await?;
         Ok(tag)
     }
 
-    /// Deletes `key`; returns whether a live value was deleted.
+    /// Deletes `key`: if a read quorum finds a live value, writes a newer tombstone. Returns
+    /// whether a live value was found.
     pub async fn delete(&self, key: Key) -> Result<bool, CoordinatorError> {
         let (bucket, replicas) = self.placement(&key)?;
-        let Some(latest) = self.latest_version(bucket, &key, &replicas).await? else {
-            return Ok(false);
-        };
-        // Even when the latest version is already a tombstone, write a newer one: the answer
-        // NOT_FOUND must stay true for every later read, so a write quorum must hold it.
-        let tombstone = Record::tombstone(write_tag(Some(latest), self.me()), unix_now());
-        self.write(bucket, key, &replicas, tombstone).await?;
-        Ok(latest.live)
+        let now = unix_now();
+        match self.read_latest(bucket, &key, &replicas).await? {
+            Some(latest) if latest.is_live(now) => {
+                let tombstone = Record::tombstone(write_tag([&Some(latest.tag)], self.me()), now);
+                self.write(bucket, key, &replicas, tombstone).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
@@ -232,7 +237,7 @@ fn expect_record(reply: ReplicaReply) -> Result<Option<Record>, ReplicaError> {
     }
 }
 
-fn expect_version(reply: ReplicaReply) -> Result<Option<VersionInfo>, ReplicaError> {
+fn expect_version(reply: ReplicaReply) -> Result<Option<Tag>, ReplicaError> {
     match reply {
         ReplicaReply::Version(v) => Ok(v),
         _ => Err(ReplicaError::UnexpectedReply("read-version")),

@@ -1,9 +1,11 @@
 //! Quorum rounds and the decisions of the multi-writer ABD register protocol, without I/O.
 //!
 //! A coordinator runs every operation as one or two [`Round`]s against a key's replicas:
-//! - **write** (set, delete): a version round learns the highest tag from R replicas
-//!   ([`write_tag`]); a write round stores `(max.counter + 1, self)` on all N and succeeds after W
-//!   acknowledgements.
+//! - **set**: a version round learns the highest tag from R replicas ([`write_tag`]); a write
+//!   round stores `(max.counter + 1, self)` on all N and succeeds after W acknowledgements.
+//! - **delete**: a read (below); if it found a live value, a tombstone is written like a set.
+//!   Its answer (deleted or not found) is what that linearizable read saw: two concurrent
+//!   deletes of one value may both answer "deleted" (a read-modify-write would need consensus).
 //! - **read**: a read round takes R records and returns the one with the highest tag
 //!   ([`decide_read`]); if fewer than W of the answers carry that tag, a write-back round stores it
 //!   on the others until W hold it, *before* the read returns. This makes reads linearizable: a
@@ -12,7 +14,6 @@
 //! Invariant of [`Round`]: it is `Reached` as soon as `needed` replicas succeeded, `Impossible`
 //! as soon as the replicas still outstanding cannot make up the difference, `Waiting` otherwise.
 
-use kai_proto::replica::VersionInfo;
 use kai_proto::{NodeId, Record, Tag};
 
 /// Where a round stands.
@@ -136,14 +137,10 @@ impl<T> Round<T> {
     }
 }
 
-/// The highest version among `versions`.
-pub fn latest_version<'a>(versions: impl IntoIterator<Item = &'a Option<VersionInfo>>) -> Option<VersionInfo> {
-    versions.into_iter().flatten().max_by_key(|v| v.tag).copied()
-}
-
-/// The tag a write coordinated by `me` gives the new version, after seeing `latest`.
-pub fn write_tag(latest: Option<VersionInfo>, me: NodeId) -> Tag {
-    Tag::successor(latest.map(|v| v.tag), me)
+/// The tag a write coordinated by `me` gives the new version, after seeing the tags `seen`
+/// (`None` for replicas without the key).
+pub fn write_tag<'a>(seen: impl IntoIterator<Item = &'a Option<Tag>>, me: NodeId) -> Tag {
+    Tag::successor(seen.into_iter().flatten().max().copied(), me)
 }
 
 /// Records to write back during a read so that `needed` more replicas hold the latest version.
@@ -242,22 +239,11 @@ mod tests {
 
     #[test]
     fn write_tag_exceeds_every_seen_version() {
-        let seen = [
-            Some(VersionInfo {
-                tag: tag(4, C),
-                live: true,
-            }),
-            None,
-            Some(VersionInfo {
-                tag: tag(4, A),
-                live: false,
-            }),
-        ];
-        let latest = latest_version(&seen);
-        assert_eq!(latest.map(|v| v.tag), Some(tag(4, C)));
-        let t = write_tag(latest, B);
+        let seen = [Some(tag(4, C)), None, Some(tag(4, A))];
+        let t = write_tag(&seen, B);
         assert!(t > tag(4, C));
-        assert_eq!(write_tag(latest_version(&[None, None]), B), tag(1, B));
+        assert_eq!(t.node, B);
+        assert_eq!(write_tag(&[None, None], B), tag(1, B));
     }
 
     #[test]

@@ -4,11 +4,10 @@
 //! server (requests from other coordinators) both call it, so a key behaves the same whichever
 //! node coordinates it.
 
-use crate::clock::unix_now;
 use crate::peer::{Call, PeerDirectory, PeerError};
 use crate::store::{Applied, StoreHandle};
 use kai_proto::peer::{PeerRequest, PeerResponse};
-use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest, VersionInfo};
+use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
 use kai_proto::NodeId;
 
 /// Executes `request` against the local store.
@@ -16,13 +15,10 @@ pub async fn serve_local(store: &StoreHandle, request: ReplicaRequest) -> Replic
     let ReplicaRequest { bucket, key, op } = request;
     let key = key.to_bytes();
     let result = match op {
-        ReplicaOp::ReadVersion => store.get(bucket, key).await.map(|record| {
-            let now = unix_now();
-            ReplicaReply::Version(record.map(|r| VersionInfo {
-                tag: r.tag,
-                live: r.is_live(now),
-            }))
-        }),
+        ReplicaOp::ReadVersion => store
+            .get(bucket, key)
+            .await
+            .map(|r| ReplicaReply::Version(r.map(|r| r.tag))),
         ReplicaOp::Read => store.get(bucket, key).await.map(ReplicaReply::Record),
         ReplicaOp::Write(record) => {
             let tag = record.tag;

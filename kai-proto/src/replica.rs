@@ -31,20 +31,11 @@ pub struct ReplicaRequest {
     pub op: ReplicaOp,
 }
 
-/// The version of a stored record, without its value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionInfo {
-    /// The record's tag.
-    pub tag: Tag,
-    /// True if the record is a value that had not expired when read.
-    pub live: bool,
-}
-
 /// A replica's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReplicaReply {
-    /// Answer to [`ReplicaOp::ReadVersion`].
-    Version(Option<VersionInfo>),
+    /// Answer to [`ReplicaOp::ReadVersion`]: the stored tag (values and tombstones alike).
+    Version(Option<Tag>),
     /// Answer to [`ReplicaOp::Read`].
     Record(Option<Record>),
     /// Answer to [`ReplicaOp::Write`]: the tag now stored (the written one or a higher one).

@@ -1,6 +1,9 @@
 //! Test harness: real `kai` processes on loopback and a raw memcache text client.
 #![allow(dead_code)] // each test binary uses a different subset of the harness
 
+pub mod cluster;
+pub mod linearizability;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,190 @@
+//! In-process clusters: several Kai nodes in one Actix system on loopback ephemeral ports, with
+//! a shared network filter to drop, delay or partition traffic between chosen nodes.
+
+use super::linearizability::{History, Op, Operation};
+use kai_actors::coordinator::{Coordinator, Delete, Get, Set};
+use kai_actors::peer::NetworkFilter;
+use kai_actors::{NodeBuilder, NodeConfig, NodeHandle, StoreBackend};
+use kai_proto::{Key, NodeId, RecordBody};
+use rand::{Rng, SeedableRng};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Replica request deadline inside test clusters: short, so partitions fail fast.
+pub const TEST_REQUEST_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A running in-process cluster.
+pub struct Cluster {
+    pub nodes: Vec<NodeHandle>,
+    pub filter: NetworkFilter,
+}
+
+/// Shape of a test cluster.
+pub struct Shape {
+    pub nodes: usize,
+    pub n: usize,
+    pub r: usize,
+    pub w: usize,
+    /// Skip the quorum rules (to show what breaks without them).
+    pub unchecked: bool,
+}
+
+impl Cluster {
+    /// Starts `shape.nodes` nodes with memory stores that list each other as seeds, and waits
+    /// until every node reaches every other.
+    pub async fn start(shape: Shape) -> Cluster {
+        let peer_sockets: Vec<TcpListener> = (0..shape.nodes)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind peer"))
+            .collect();
+        let seeds: Vec<String> = peer_sockets
+            .iter()
+            .map(|s| s.local_addr().expect("addr").to_string())
+            .collect();
+        let filter = NetworkFilter::new();
+        let mut nodes = Vec::new();
+        for socket in peer_sockets {
+            let config = NodeConfig {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                peer_listen: socket.local_addr().expect("addr"),
+                seeds: seeds.clone(),
+                n: shape.n,
+                r: shape.r,
+                w: shape.w,
+                store: StoreBackend::Memory,
+                request_timeout: TEST_REQUEST_TIMEOUT,
+                worker_threads: 1,
+                ..NodeConfig::default()
+            };
+            let mut builder = NodeBuilder::new(config)
+                .peer_socket(socket)
+                .network_filter(filter.clone());
+            if shape.unchecked {
+                builder = builder.unchecked_quorum();
+            }
+            nodes.push(builder.start().await.expect("node starts"));
+        }
+        let cluster = Cluster { nodes, filter };
+        cluster.wait_connected().await;
+        cluster
+    }
+
+    /// Waits until a write through every node reaches all replicas.
+    async fn wait_connected(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        for (i, node) in self.nodes.iter().enumerate() {
+            loop {
+                let key = key(&format!("probe-{i}"));
+                if node.set(key, 0, "x".into()).await.is_ok() {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "cluster did not connect");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Node ids by index.
+    pub fn id(&self, i: usize) -> NodeId {
+        self.nodes[i].id()
+    }
+
+    /// Ids of the nodes at `indexes`.
+    pub fn ids(&self, indexes: &[usize]) -> Vec<NodeId> {
+        indexes.iter().map(|&i| self.id(i)).collect()
+    }
+
+    /// Cuts `group` off from every other node.
+    pub fn isolate(&self, group: &[usize]) {
+        let others: Vec<usize> = (0..self.nodes.len()).filter(|i| !group.contains(i)).collect();
+        self.filter.partition(&self.ids(group), &self.ids(&others));
+    }
+
+    /// How many nodes hold a value (not a tombstone) for `k` in their own replica.
+    pub async fn replicas_holding(&self, k: &str) -> Vec<usize> {
+        let mut holders = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let record = node.local_record(&key(k)).await.expect("local read");
+            if matches!(record.map(|r| r.body), Some(RecordBody::Value { .. })) {
+                holders.push(i);
+            }
+        }
+        holders
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(self) {
+        for node in self.nodes {
+            node.shutdown().await;
+        }
+    }
+}
+
+/// A key from a string.
+pub fn key(k: &str) -> Key {
+    Key::new(k.to_owned()).expect("valid key")
+}
+
+/// Runs `clients` clients for `duration`, each doing random get/set/delete on `keys` keys
+/// through a random node, and records everything in the returned history.
+pub async fn random_workload(cluster: &Cluster, clients: usize, keys: usize, duration: Duration) -> Arc<History> {
+    let history = Arc::new(History::default());
+    let coordinators: Vec<actix::Addr<Coordinator>> = cluster.nodes.iter().map(NodeHandle::coordinator).collect();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (history, coordinators) = (Arc::clone(&history), coordinators.clone());
+        tasks.push(actix_rt::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(client as u64);
+            let end = tokio::time::Instant::now() + duration;
+            let mut seq = 0;
+            while tokio::time::Instant::now() < end {
+                let node = &coordinators[rng.random_range(0..coordinators.len())];
+                let k = format!("key-{}", rng.random_range(0..keys));
+                let invoked = history.now();
+                let (op, known) = match rng.random_range(0..10) {
+                    0..=4 => {
+                        let got = node.send(Get { key: key(&k) }).await;
+                        match got {
+                            Ok(Ok(record)) => {
+                                let value = record.and_then(|r| match r.body {
+                                    RecordBody::Value { data, .. } => Some(String::from_utf8_lossy(&data).into_owned()),
+                                    RecordBody::Tombstone { .. } => None,
+                                });
+                                (Op::Get(value), true)
+                            }
+                            _ => (Op::Get(None), false),
+                        }
+                    }
+                    5..=8 => {
+                        seq += 1;
+                        let value = format!("c{client}-{seq}");
+                        let msg = Set {
+                            key: key(&k),
+                            flags: 0,
+                            expires_at: 0,
+                            data: value.clone().into(),
+                        };
+                        let ok = matches!(node.send(msg).await, Ok(Ok(_)));
+                        (Op::Set(value), ok)
+                    }
+                    _ => match node.send(Delete { key: key(&k) }).await {
+                        Ok(Ok(existed)) => (Op::Delete(Some(existed)), true),
+                        _ => (Op::Delete(None), false),
+                    },
+                };
+                let completed = known.then(|| history.now());
+                history.record(Operation {
+                    client,
+                    key: k,
+                    op,
+                    invoked,
+                    completed,
+                });
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("client task");
+    }
+    history
+}

@@ -1,0 +1,210 @@
+//! In-process clusters on loopback: replica placement, quorum behaviour under partitions, read
+//! repair, and linearizability checked by the project's checker.
+
+mod common;
+
+use common::cluster::{key, random_workload, Cluster, Shape};
+use common::linearizability::check;
+use kai_actors::coordinator::CoordinatorError;
+use kai_actors::NodeError;
+use std::time::Duration;
+
+fn shape(nodes: usize, n: usize, r: usize, w: usize) -> Shape {
+    Shape {
+        nodes,
+        n,
+        r,
+        w,
+        unchecked: false,
+    }
+}
+
+#[actix_rt::test]
+async fn a_write_through_any_node_lands_on_exactly_n_replicas() {
+    let cluster = Cluster::start(shape(5, 3, 2, 2)).await;
+    for i in 0..40 {
+        let k = format!("placed-{i}");
+        cluster.nodes[i % 5].set(key(&k), 0, "v".into()).await.expect("set");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let expected: Vec<usize> = {
+            let ring = cluster.nodes[0].ring().load();
+            let bucket = ring.ring.bucket_of(k.as_bytes());
+            let owners = ring.ring.preference_list(bucket).to_vec();
+            let mut idx: Vec<usize> = (0..5).filter(|j| owners.contains(&cluster.id(*j))).collect();
+            idx.sort_unstable();
+            idx
+        };
+        assert_eq!(expected.len(), 3);
+        loop {
+            let holders = cluster.replicas_holding(&k).await;
+            assert!(
+                holders.iter().all(|h| expected.contains(h)),
+                "{k} stored off its replicas: {holders:?}"
+            );
+            if holders == expected {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{k}: holders {holders:?}, expected {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn every_node_serves_every_key() {
+    let cluster = Cluster::start(shape(3, 3, 2, 2)).await;
+    for i in 0..30 {
+        cluster.nodes[i % 3]
+            .set(key(&format!("k{i}")), i as u32, format!("v{i}").into())
+            .await
+            .expect("set");
+    }
+    for node in &cluster.nodes {
+        for i in 0..30 {
+            let record = node.get(key(&format!("k{i}"))).await.expect("get").expect("present");
+            assert_eq!(
+                record.body,
+                kai_proto::RecordBody::Value {
+                    flags: i as u32,
+                    expires_at: 0,
+                    data: format!("v{i}").into()
+                }
+            );
+        }
+    }
+    assert!(cluster.nodes[1].delete(key("k3")).await.expect("delete"));
+    assert!(cluster.nodes[2].get(key("k3")).await.expect("get").is_none());
+    assert!(!cluster.nodes[0].delete(key("k3")).await.expect("delete"));
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_partitioned_replica_does_not_stop_the_majority() {
+    let cluster = Cluster::start(shape(3, 3, 2, 2)).await;
+    cluster.isolate(&[2]);
+    for i in 0..20 {
+        cluster.nodes[i % 2]
+            .set(key(&format!("p{i}")), 0, "v".into())
+            .await
+            .expect("majority writes");
+    }
+    for i in 0..20 {
+        assert!(cluster.nodes[(i + 1) % 2]
+            .get(key(&format!("p{i}")))
+            .await
+            .expect("majority reads")
+            .is_some());
+    }
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn without_a_quorum_operations_fail_instead_of_answering_stale() {
+    let cluster = Cluster::start(shape(3, 3, 2, 2)).await;
+    cluster.nodes[0].set(key("q"), 0, "old".into()).await.expect("set");
+    cluster.isolate(&[0]);
+    let err = cluster.nodes[0]
+        .set(key("q"), 0, "new".into())
+        .await
+        .expect_err("no write quorum");
+    assert!(
+        matches!(err, NodeError::Coordinator(CoordinatorError::Quorum(_))),
+        "{err}"
+    );
+    assert!(err.to_string().contains("quorum not reached"), "{err}");
+    let err = cluster.nodes[0].get(key("q")).await.expect_err("no read quorum");
+    assert!(
+        matches!(err, NodeError::Coordinator(CoordinatorError::Quorum(_))),
+        "{err}"
+    );
+    cluster.filter.heal();
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn reads_repair_a_replica_that_missed_writes() {
+    let cluster = Cluster::start(shape(3, 3, 2, 2)).await;
+    cluster.isolate(&[2]);
+    for i in 0..20 {
+        cluster.nodes[0]
+            .set(key(&format!("r{i}")), 0, "v".into())
+            .await
+            .expect("set");
+    }
+    cluster.filter.heal();
+    // Node 0 now cannot help: a read through node 2 sees its own stale replica and node 1's
+    // value, and must write the value back before answering.
+    cluster.isolate(&[0]);
+    for i in 0..20 {
+        let k = format!("r{i}");
+        assert!(cluster.nodes[2].get(key(&k)).await.expect("get").is_some());
+        assert!(
+            cluster.nodes[2].local_record(&key(&k)).await.expect("local").is_some(),
+            "{k} not repaired"
+        );
+    }
+    assert!(kai_actors::stats::get(&cluster.nodes[2].stats().read_repairs) >= 20);
+    cluster.filter.heal();
+    cluster.shutdown().await;
+}
+
+/// The nemesis: partitions and slow links come and go while clients run.
+async fn nemesis(cluster: &Cluster, duration: Duration) {
+    let end = tokio::time::Instant::now() + duration;
+    let mut round = 0usize;
+    while tokio::time::Instant::now() < end {
+        match round % 4 {
+            0 => cluster.isolate(&[round % 3]),
+            1 => cluster.filter.heal(),
+            2 => cluster.filter.delay(
+                cluster.id(round % 3),
+                cluster.id((round + 1) % 3),
+                Duration::from_millis(40),
+            ),
+            _ => cluster.filter.heal(),
+        }
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    cluster.filter.heal();
+}
+
+#[actix_rt::test]
+async fn histories_are_linearizable_under_partitions_and_delays() {
+    let cluster = Cluster::start(shape(3, 3, 2, 2)).await;
+    let duration = Duration::from_secs(3);
+    let (history, ()) = tokio::join!(random_workload(&cluster, 6, 3, duration), nemesis(&cluster, duration));
+    let ops = history.operations();
+    let completed = ops.iter().filter(|o| o.completed.is_some()).count();
+    assert!(completed > 200, "too few operations completed: {completed}");
+    if let Err(violation) = check(&ops) {
+        panic!("{violation}");
+    }
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_checker_catches_a_cluster_without_quorum_overlap() {
+    // R = W = 1 with N = 3: writes are acknowledged by one replica and reach the others later,
+    // so a read through another node can miss a completed write.
+    let mut broken = shape(3, 3, 1, 1);
+    broken.unchecked = true;
+    let cluster = Cluster::start(broken).await;
+    for from in 0..3 {
+        for to in 0..3 {
+            if from != to {
+                cluster
+                    .filter
+                    .delay(cluster.id(from), cluster.id(to), Duration::from_millis(30));
+            }
+        }
+    }
+    let history = random_workload(&cluster, 6, 2, Duration::from_secs(2)).await;
+    assert!(check(&history.operations()).is_err(), "the checker missed stale reads");
+    cluster.filter.heal();
+    cluster.shutdown().await;
+}
