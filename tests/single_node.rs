@@ -350,7 +350,14 @@ fn two_nodes_cannot_share_a_data_dir() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = node(&dir);
     let out = Command::new(common::kai_bin())
-        .args(["start", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--peer-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .expect("run kai");

@@ -10,7 +10,7 @@
 //! operation never holds up the mailbox.
 
 use crate::clock::unix_now;
-use crate::quorum::{decide_read, write_tag, Phase, Progress, QuorumError, Round};
+use crate::quorum::{decide_read, Phase, Progress, QuorumError, Round, TagClock};
 use crate::replica::{ReplicaError, Replicas};
 use crate::ring::RingReader;
 use crate::stats::{self, NodeStats};
@@ -37,6 +37,7 @@ pub enum CoordinatorError {
 pub struct CoordinatorCore {
     replicas: Replicas,
     ring: RingReader,
+    clock: TagClock,
     r: usize,
     w: usize,
     request_timeout: Duration,
@@ -44,10 +45,12 @@ pub struct CoordinatorCore {
 }
 
 impl CoordinatorCore {
-    /// A coordinator core with read quorum `r`, write quorum `w`, and `request_timeout` per round.
+    /// A coordinator core with read quorum `r`, write quorum `w`, and `request_timeout` per
+    /// round, tagging new versions with `clock`.
     pub fn new(
         replicas: Replicas,
         ring: RingReader,
+        clock: TagClock,
         (r, w): (usize, usize),
         request_timeout: Duration,
         stats: Arc<NodeStats>,
@@ -55,15 +58,12 @@ impl CoordinatorCore {
         CoordinatorCore {
             replicas,
             ring,
+            clock,
             r,
             w,
             request_timeout,
             stats,
         }
-    }
-
-    fn me(&self) -> NodeId {
-        self.replicas.me()
     }
 
     /// The key's bucket and replicas, from the current ring.
@@ -208,7 +208,7 @@ impl CoordinatorCore {
         let versions = self
             .round(Phase::Version, &replicas, r, request, expect_version)
             .await?;
-        let tag = write_tag(versions.iter().map(|(_, tag)| tag), self.me());
+        let tag = self.clock.next_after(versions.iter().map(|(_, tag)| tag));
         self.write(bucket, key, &replicas, Record::value(tag, flags, expires_at, data))
             .await?;
         Ok(tag)
@@ -221,7 +221,7 @@ impl CoordinatorCore {
         let now = unix_now();
         match self.read_latest(bucket, &key, &replicas).await? {
             Some(latest) if latest.is_live(now) => {
-                let tombstone = Record::tombstone(write_tag([&Some(latest.tag)], self.me()), now);
+                let tombstone = Record::tombstone(self.clock.next_after([&Some(latest.tag)]), now);
                 self.write(bucket, key, &replicas, tombstone).await?;
                 Ok(true)
             }

@@ -11,7 +11,8 @@
 use crate::config::{NodeConfig, Seed, StoreBackend};
 use crate::coordinator::{Coordinator, CoordinatorCore, CoordinatorError, Delete, Get, Set};
 use crate::listener::{Listener, SessionShared, StopListening, Worker};
-use crate::peer::{LocalIdentity, NetworkFilter, PeerActor, PeerDirectory, PeerListener, PeerService};
+use crate::peer::{LocalIdentity, NetworkFilter, PeerActor, PeerDirectory, PeerListener, PeerService, PeerSettings};
+use crate::quorum::TagClock;
 use crate::replica::Replicas;
 use crate::ring::{RingActor, RingReader};
 use crate::stats::{NodeInfo, NodeStats};
@@ -21,7 +22,7 @@ use actix::{Actor, Addr, Arbiter, MailboxError};
 use bytes::Bytes;
 use kai_proto::memcache::Limits;
 use kai_proto::peer::Credentials;
-use kai_proto::{BucketId, Key, NodeId, Record, Tag};
+use kai_proto::{BucketId, Key, NodeId, Record, Tag, WriterId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,7 +37,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path}")]
     DataDir {
         /// The directory.
         path: PathBuf,
@@ -44,7 +45,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// The store could not be opened (another node may be using the same `data_dir`).
-    #[error("cannot open the store in {path}: {source}")]
+    #[error("cannot open the store in {path}")]
     Store {
         /// The store directory.
         path: PathBuf,
@@ -52,7 +53,7 @@ pub enum StartError {
         source: StoreError,
     },
     /// A listen address could not be bound.
-    #[error("cannot listen on {addr} (config key `{key}`): {source}")]
+    #[error("cannot listen on {addr} (config key `{key}`)")]
     Bind {
         /// The config key of the address.
         key: &'static str,
@@ -169,20 +170,24 @@ impl NodeBuilder {
         let store = StoreHandle::start(open_store(&config).await?, config.store_threads);
         let (ring_actor, ring) = RingActor::new(&members, config.buckets, config.virtual_nodes, config.n);
         ring_actor.start();
-        let stats = Arc::new(NodeStats::default());
         let threads = config.effective_worker_threads();
         let workers: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
         let max_frame = config.max_value_size + FRAME_OVERHEAD;
 
         let peers = PeerDirectory::default();
+        let stats = Arc::new(NodeStats::default());
+        let peer_settings = Arc::new(PeerSettings {
+            me: Arc::clone(&me),
+            max_frame,
+            request_timeout: config.request_timeout,
+            filter,
+            stats: Arc::clone(&stats),
+        });
         for (i, seed) in seeds.iter().enumerate() {
             let peer = PeerActor::new(
-                Arc::clone(&me),
+                Arc::clone(&peer_settings),
                 seed.addr.clone(),
                 Some(NodeId::from_name(&seed.name)),
-                max_frame,
-                config.request_timeout,
-                filter.clone(),
             );
             let arbiter = workers[i % workers.len()].handle();
             peers.insert(
@@ -206,6 +211,7 @@ impl NodeBuilder {
         let core = Arc::new(CoordinatorCore::new(
             Replicas::new(me.id, store.clone(), peers.clone()),
             ring.clone(),
+            TagClock::new(WriterId::new(me.id, rand::random())),
             (config.r, config.w),
             config.request_timeout,
             Arc::clone(&stats),

@@ -1,7 +1,7 @@
 //! Quorum rounds and the decisions of the multi-writer ABD register protocol, without I/O.
 //!
 //! A coordinator runs every operation as one or two [`Round`]s against a key's replicas:
-//! - **set**: a version round learns the highest tag from R replicas ([`write_tag`]); a write
+//! - **set**: a version round learns the highest tag from R replicas ([`TagClock`]); a write
 //!   round stores `(max.counter + 1, self)` on all N and succeeds after W acknowledgements.
 //! - **delete**: a read (below); if it found a live value, a tombstone is written like a set.
 //!   Its answer (deleted or not found) is what that linearizable read saw: two concurrent
@@ -14,7 +14,8 @@
 //! Invariant of [`Round`]: it is `Reached` as soon as `needed` replicas succeeded, `Impossible`
 //! as soon as the replicas still outstanding cannot make up the difference, `Waiting` otherwise.
 
-use kai_proto::{NodeId, Record, Tag};
+use kai_proto::{NodeId, Record, Tag, WriterId};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where a round stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,10 +138,39 @@ impl<T> Round<T> {
     }
 }
 
-/// The tag a write coordinated by `me` gives the new version, after seeing the tags `seen`
-/// (`None` for replicas without the key).
-pub fn write_tag<'a>(seen: impl IntoIterator<Item = &'a Option<Tag>>, me: NodeId) -> Tag {
-    Tag::successor(seen.into_iter().flatten().max().copied(), me)
+/// Issues the tags of the versions this node writes.
+///
+/// Invariant: every tag it issues is unique — its writer id is unique to this run of the node,
+/// and its counters strictly increase across all keys (so two writes of one key coordinated
+/// concurrently by this node still get distinct tags) — and exceeds every tag passed as seen.
+#[derive(Debug)]
+pub struct TagClock {
+    writer: WriterId,
+    issued: AtomicU64,
+}
+
+impl TagClock {
+    /// A clock for `writer`.
+    pub fn new(writer: WriterId) -> Self {
+        TagClock {
+            writer,
+            issued: AtomicU64::new(0),
+        }
+    }
+
+    /// The tag for a new version of a key whose replicas reported the tags `seen` (`None` for
+    /// replicas without the key).
+    pub fn next_after<'a>(&self, seen: impl IntoIterator<Item = &'a Option<Tag>>) -> Tag {
+        let floor = seen.into_iter().flatten().map(|t| t.counter).max().unwrap_or(0);
+        let bump = |issued: u64| Some(issued.max(floor) + 1);
+        let previous = match self.issued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, bump) {
+            Ok(previous) | Err(previous) => previous,
+        };
+        Tag {
+            counter: previous.max(floor) + 1,
+            writer: self.writer,
+        }
+    }
 }
 
 /// Records to write back during a read so that `needed` more replicas hold the latest version.
@@ -202,7 +232,10 @@ mod tests {
     const C: NodeId = NodeId(3);
 
     fn tag(counter: u64, node: NodeId) -> Tag {
-        Tag { counter, node }
+        Tag {
+            counter,
+            writer: WriterId(node.0),
+        }
     }
 
     fn rec(counter: u64, node: NodeId) -> Record {
@@ -238,12 +271,27 @@ mod tests {
     }
 
     #[test]
-    fn write_tag_exceeds_every_seen_version() {
-        let seen = [Some(tag(4, C)), None, Some(tag(4, A))];
-        let t = write_tag(&seen, B);
+    fn issued_tags_exceed_every_seen_version() {
+        let clock = TagClock::new(WriterId(2));
+        let t = clock.next_after(&[Some(tag(4, C)), None, Some(tag(4, A))]);
         assert!(t > tag(4, C));
-        assert_eq!(t.node, B);
-        assert_eq!(write_tag(&[None, None], B), tag(1, B));
+        assert_eq!(t.writer, WriterId(2));
+        assert!(clock.next_after(&[None, None]).counter >= 1);
+    }
+
+    #[test]
+    fn concurrent_writes_of_one_key_get_distinct_tags() {
+        let clock = TagClock::new(WriterId(7));
+        let seen = [Some(tag(10, A))];
+        let tags: Vec<Tag> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..1000).map(|_| clock.next_after(&seen)).collect::<Vec<_>>()))
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().expect("thread")).collect()
+        });
+        let unique: std::collections::HashSet<Tag> = tags.iter().copied().collect();
+        assert_eq!(unique.len(), tags.len());
+        assert!(tags.iter().all(|t| t.counter > 10));
     }
 
     #[test]

@@ -65,11 +65,6 @@ impl Replicas {
         Replicas { me, store, peers }
     }
 
-    /// This node's id.
-    pub fn me(&self) -> NodeId {
-        self.me
-    }
-
     /// Executes `request` on `node`.
     pub async fn call(&self, node: NodeId, request: ReplicaRequest) -> Result<ReplicaReply, ReplicaError> {
         let reply = if node == self.me {

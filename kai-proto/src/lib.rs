@@ -18,4 +18,4 @@ pub mod tag;
 pub use bucket::BucketId;
 pub use key::{Key, KeyError};
 pub use record::{Record, RecordBody, RecordDecodeError};
-pub use tag::{NodeId, Tag};
+pub use tag::{NodeId, Tag, WriterId};

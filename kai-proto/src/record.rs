@@ -5,11 +5,11 @@
 //! delete can never resurrect the key: the tombstone's higher tag wins.
 //!
 //! Encoding (format version 1, big-endian integers):
-//! `[version u8][kind u8][counter u64][node u64]` then, for a value,
+//! `[version u8][kind u8][counter u64][writer u64]` then, for a value,
 //! `[flags u32][expires_at u64][data…]`, for a tombstone `[deleted_at u64]`.
 //! `expires_at` and `deleted_at` are unix seconds; `expires_at == 0` means "never expires".
 
-use crate::tag::{NodeId, Tag};
+use crate::tag::{Tag, WriterId};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -117,7 +117,7 @@ impl Record {
             RecordBody::Tombstone { .. } => KIND_TOMBSTONE,
         });
         out.put_u64(self.tag.counter);
-        out.put_u64(self.tag.node.0);
+        out.put_u64(self.tag.writer.0);
         match &self.body {
             RecordBody::Value {
                 flags,
@@ -199,7 +199,7 @@ impl Header {
             kind,
             tag: Tag {
                 counter: be_u64(&bytes[2..10]),
-                node: NodeId(be_u64(&bytes[10..18])),
+                writer: WriterId(be_u64(&bytes[10..18])),
             },
         })
     }
@@ -226,7 +226,7 @@ mod tests {
     fn tag(counter: u64, node: u64) -> Tag {
         Tag {
             counter,
-            node: NodeId(node),
+            writer: WriterId(node),
         }
     }
 

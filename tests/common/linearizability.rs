@@ -183,6 +183,15 @@ struct Search<'a> {
     visited: HashSet<(Vec<u64>, Option<String>)>,
 }
 
+/// One level of the depth-first search: the register value reached, the operations that may be
+/// placed next, and which of them is being tried.
+struct Level {
+    state: Option<String>,
+    candidates: Vec<usize>,
+    next: usize,
+    tried: Option<usize>,
+}
+
 impl<'a> Search<'a> {
     fn new(ops: &'a [Operation]) -> Self {
         Search {
@@ -202,40 +211,70 @@ impl<'a> Search<'a> {
         words
     }
 
-    fn run(&mut self) -> bool {
-        self.search(None)
+    /// Operations that may be linearized next: not placed yet and invoked before every unplaced
+    /// operation returned. `None` once every operation with a known outcome is placed.
+    fn candidates(&self) -> Option<Vec<usize>> {
+        let unplaced = || self.ops.iter().enumerate().filter(|(i, _)| !self.placed[*i]);
+        if unplaced().all(|(_, op)| op.completed.is_none()) {
+            return None;
+        }
+        let earliest_return = unplaced().filter_map(|(_, op)| op.completed).min().unwrap_or(u64::MAX);
+        Some(
+            unplaced()
+                .filter(|(_, op)| op.invoked <= earliest_return)
+                .map(|(i, _)| i)
+                .collect(),
+        )
     }
 
-    fn search(&mut self, state: Option<String>) -> bool {
-        let remaining_known = self
-            .ops
-            .iter()
-            .zip(&self.placed)
-            .any(|(op, placed)| !placed && op.completed.is_some());
-        if !remaining_known {
-            return true;
-        }
+    /// A level for `state`, or `None` if this (placed set, state) was already explored.
+    fn level(&mut self, state: Option<String>) -> Result<Option<Level>, ()> {
+        let Some(candidates) = self.candidates() else {
+            return Err(());
+        };
         if !self.visited.insert((self.key(), state.clone())) {
-            return false;
+            return Ok(None);
         }
-        let earliest_return = self
-            .ops
-            .iter()
-            .zip(&self.placed)
-            .filter(|(_, placed)| !**placed)
-            .filter_map(|(op, _)| op.completed)
-            .min()
-            .unwrap_or(u64::MAX);
-        for i in 0..self.ops.len() {
-            if self.placed[i] || self.ops[i].invoked > earliest_return {
-                continue;
+        Ok(Some(Level {
+            state,
+            candidates,
+            next: 0,
+            tried: None,
+        }))
+    }
+
+    /// True if the operations can be linearized.
+    fn run(&mut self) -> bool {
+        let mut stack = match self.level(None) {
+            Err(()) => return true,
+            Ok(level) => level.into_iter().collect::<Vec<_>>(),
+        };
+        while let Some(top) = stack.last_mut() {
+            if let Some(previous) = top.tried.take() {
+                self.placed[previous] = false;
             }
-            if let Some(next) = apply(&state, &self.ops[i].op) {
-                self.placed[i] = true;
-                if self.search(next) {
-                    return true;
+            let mut descend = None;
+            while top.next < top.candidates.len() {
+                let i = top.candidates[top.next];
+                top.next += 1;
+                if let Some(state) = apply(&top.state, &self.ops[i].op) {
+                    top.tried = Some(i);
+                    descend = Some((i, state));
+                    break;
                 }
-                self.placed[i] = false;
+            }
+            match descend {
+                Some((i, state)) => {
+                    self.placed[i] = true;
+                    match self.level(state) {
+                        Err(()) => return true,
+                        Ok(Some(level)) => stack.push(level),
+                        Ok(None) => {}
+                    }
+                }
+                None => {
+                    stack.pop();
+                }
             }
         }
         false

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod linearizability;
+pub mod processes;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -34,7 +35,20 @@ pub struct KaiProcess {
 }
 
 impl KaiProcess {
-    /// Starts a node with data in `data_dir` on an ephemeral memcache port, plus `--set` pairs.
+    /// Starts `kai start <args>` with data in `data_dir`.
+    pub fn start_with_args(data_dir: &Path, mut args: Vec<String>) -> KaiProcess {
+        args.splice(
+            0..0,
+            [
+                "start".to_owned(),
+                "--data-dir".to_owned(),
+                data_dir.display().to_string(),
+            ],
+        );
+        Self::spawn(data_dir, args)
+    }
+
+    /// Starts a lone node with data in `data_dir` on ephemeral ports, plus `--set` pairs.
     pub fn start(data_dir: &Path, settings: &[(&str, &str)]) -> KaiProcess {
         let mut args = vec![
             "start".to_owned(),
@@ -42,6 +56,10 @@ impl KaiProcess {
             data_dir.display().to_string(),
             "--listen".to_owned(),
             "127.0.0.1:0".to_owned(),
+            "--peer-listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--name".to_owned(),
+            "single".to_owned(),
         ];
         for (k, v) in settings {
             args.push("--set".to_owned());
@@ -109,6 +127,15 @@ impl KaiProcess {
             child.kill().expect("kill -9");
             child.wait().expect("wait");
         }
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
     }
 
     /// SIGTERM, and wait for a clean exit.
@@ -262,6 +289,23 @@ impl Client {
     pub fn is_closed(&mut self) -> bool {
         let mut buf = [0u8; 1];
         matches!(self.stream.read(&mut buf), Ok(0) | Err(_))
+    }
+}
+
+/// A free loopback port below the kernel's ephemeral range (32768+), so no outgoing connection
+/// can take it between this check and the node binding it; for nodes that must keep their
+/// address across restarts.
+pub fn reserve_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let offset = (std::process::id() % 60) as u16 * 200;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = FIRST + (offset + n) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
     }
 }
 

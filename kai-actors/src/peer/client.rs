@@ -3,6 +3,7 @@
 use super::filter::{NetworkFilter, Verdict};
 use super::handshake;
 use super::{write_frames, LocalIdentity, PeerError, RemoteIdentity, WRITE_QUEUE};
+use crate::stats::{self, NodeStats};
 use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, StreamHandler, WrapFuture,
 };
@@ -44,45 +45,55 @@ enum Inbound {
     Closed(u64),
 }
 
+/// What every Peer actor of a node shares.
+pub struct PeerSettings {
+    /// This node.
+    pub me: Arc<LocalIdentity>,
+    /// Largest frame accepted or sent.
+    pub max_frame: usize,
+    /// Deadline of a call.
+    pub request_timeout: Duration,
+    /// Fault injection (tests only).
+    pub filter: Option<NetworkFilter>,
+    /// Counters (`peers_connected`).
+    pub stats: Arc<NodeStats>,
+}
+
+/// A call waiting for the connection to come up.
+struct Waiting {
+    request: PeerRequest,
+    reply: oneshot::Sender<Result<PeerResponse, PeerError>>,
+}
+
 /// The outbound connection to one remote node.
 pub struct PeerActor {
-    me: Arc<LocalIdentity>,
+    settings: Arc<PeerSettings>,
     addr: String,
     expected: Option<NodeId>,
-    max_frame: usize,
-    request_timeout: Duration,
-    filter: Option<NetworkFilter>,
     link: Option<Link>,
     generation: u64,
     dialing: bool,
     backoff: Duration,
     pending: HashMap<u64, oneshot::Sender<PeerResponse>>,
+    /// Calls made while a dial is in progress; sent when it succeeds, failed when it fails.
+    waiting: Vec<Waiting>,
     next_id: u64,
     outage_logged: bool,
 }
 
 impl PeerActor {
     /// A peer at `addr` that should be node `expected` (if known).
-    pub fn new(
-        me: Arc<LocalIdentity>,
-        addr: String,
-        expected: Option<NodeId>,
-        max_frame: usize,
-        request_timeout: Duration,
-        filter: Option<NetworkFilter>,
-    ) -> Self {
+    pub fn new(settings: Arc<PeerSettings>, addr: String, expected: Option<NodeId>) -> Self {
         PeerActor {
-            me,
+            settings,
             addr,
             expected,
-            max_frame,
-            request_timeout,
-            filter,
             link: None,
             generation: 0,
             dialing: false,
             backoff: MIN_BACKOFF,
             pending: HashMap::new(),
+            waiting: Vec::new(),
             next_id: 0,
             outage_logged: false,
         }
@@ -93,8 +104,8 @@ impl PeerActor {
             return;
         }
         self.dialing = true;
-        let (addr, me, expected) = (self.addr.clone(), Arc::clone(&self.me), self.expected);
-        let attempt = async move { handshake::dial(&addr, &me, expected).await };
+        let (addr, settings, expected) = (self.addr.clone(), Arc::clone(&self.settings), self.expected);
+        let attempt = async move { handshake::dial(&addr, &settings.me, expected).await };
         ctx.spawn(attempt.into_actor(self).map(|result, act, ctx| act.dialed(result, ctx)));
     }
 
@@ -103,6 +114,9 @@ impl PeerActor {
         match result {
             Ok((stream, remote)) => self.open_link(stream, remote, ctx),
             Err(e) => {
+                for waiting in self.waiting.drain(..) {
+                    let _ = waiting.reply.send(Err(e.clone()));
+                }
                 if self.outage_logged {
                     log::debug!("peer {}: {e}", self.addr);
                 } else {
@@ -122,10 +136,10 @@ impl PeerActor {
         let (read, write) = stream.into_split();
         let (queue, outgoing) = mpsc::channel(WRITE_QUEUE);
         actix_rt::spawn(write_frames(
-            FramedWrite::new(write, FrameCodec::new(self.max_frame)),
+            FramedWrite::new(write, FrameCodec::new(self.settings.max_frame)),
             outgoing,
         ));
-        let frames = FramedRead::new(read, FrameCodec::new(self.max_frame))
+        let frames = FramedRead::new(read, FrameCodec::new(self.settings.max_frame))
             .map(move |frame| Inbound::Frame(generation, frame))
             .chain(stream::once(async move { Inbound::Closed(generation) }));
         ctx.add_stream(frames);
@@ -136,12 +150,23 @@ impl PeerActor {
         });
         self.backoff = MIN_BACKOFF;
         self.outage_logged = false;
+        stats::add(&self.settings.stats.peers_connected, 1);
+        for Waiting { request, reply } in std::mem::take(&mut self.waiting) {
+            let sent = self.send(request);
+            actix_rt::spawn(async move {
+                let _ = reply.send(sent.await);
+            });
+        }
     }
 
     fn drop_link(&mut self, why: &str, ctx: &mut Context<Self>) {
         if self.link.take().is_some() {
             log::warn!("lost connection to peer {}: {why}", self.addr);
             self.outage_logged = true;
+            self.settings
+                .stats
+                .peers_connected
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
         // Dropping the senders fails the calls in flight at once.
         self.pending.clear();
@@ -180,13 +205,12 @@ impl StreamHandler<Inbound> for PeerActor {
     fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
 
-impl Handler<Call> for PeerActor {
-    type Result = ResponseFuture<Result<PeerResponse, PeerError>>;
-
-    fn handle(&mut self, Call(request): Call, ctx: &mut Context<Self>) -> Self::Result {
+impl PeerActor {
+    /// Sends `request` on the current link; the future resolves with the response or an error
+    /// within the request timeout.
+    fn send(&mut self, request: PeerRequest) -> ResponseFuture<Result<PeerResponse, PeerError>> {
         let addr = self.addr.clone();
         let Some(link) = &self.link else {
-            self.dial(ctx);
             return Box::pin(async move { Err(PeerError::NotConnected(addr)) });
         };
         if self.pending.len() >= MAX_IN_FLIGHT {
@@ -195,10 +219,8 @@ impl Handler<Call> for PeerActor {
         let id = self.next_id;
         self.next_id += 1;
         let frame = Frame::Request { id, body: request };
-        let verdict = self
-            .filter
-            .as_ref()
-            .map_or(Verdict::Deliver, |f| f.verdict(self.me.id, link.remote));
+        let verdict =
+            (self.settings.filter.as_ref()).map_or(Verdict::Deliver, |f| f.verdict(self.settings.me.id, link.remote));
         match verdict {
             Verdict::Deliver => {
                 if link.queue.try_send(frame).is_err() {
@@ -216,10 +238,32 @@ impl Handler<Call> for PeerActor {
         }
         let (tx, rx) = oneshot::channel();
         self.pending.insert(id, tx);
-        let timeout = self.request_timeout;
+        let timeout = self.settings.request_timeout;
         Box::pin(async move {
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(response)) => Ok(response),
+                Ok(Err(_)) => Err(PeerError::ConnectionLost(addr)),
+                Err(_) => Err(PeerError::Timeout(addr)),
+            }
+        })
+    }
+}
+
+impl Handler<Call> for PeerActor {
+    type Result = ResponseFuture<Result<PeerResponse, PeerError>>;
+
+    /// Sends at once when connected; waits (up to the request timeout) while a dial is in
+    /// progress; fails at once while the peer is known to be unreachable (between dials).
+    fn handle(&mut self, Call(request): Call, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.link.is_some() || !self.dialing {
+            return self.send(request);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.waiting.push(Waiting { request, reply });
+        let (addr, timeout) = (self.addr.clone(), self.settings.request_timeout);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(result)) => result,
                 Ok(Err(_)) => Err(PeerError::ConnectionLost(addr)),
                 Err(_) => Err(PeerError::Timeout(addr)),
             }

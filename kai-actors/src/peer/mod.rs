@@ -19,7 +19,7 @@ mod filter;
 mod handshake;
 mod server;
 
-pub use client::{Call, PeerActor};
+pub use client::{Call, PeerActor, PeerSettings};
 pub use filter::{NetworkFilter, Verdict};
 pub use server::{PeerListener, PeerService};
 

@@ -2,7 +2,7 @@
 
 use super::{Applied, CachedRead, Store};
 use bytes::Bytes;
-use kai_proto::{BucketId, NodeId, Record, RecordBody, Tag};
+use kai_proto::{BucketId, Record, RecordBody, Tag, WriterId};
 use std::any::Any;
 
 /// A fresh, empty store and whatever must outlive it (e.g. its temporary directory).
@@ -30,7 +30,7 @@ impl From<Box<dyn Store>> for Fixture {
 fn tag(counter: u64, node: u64) -> Tag {
     Tag {
         counter,
-        node: NodeId(node),
+        writer: WriterId(node),
     }
 }
 

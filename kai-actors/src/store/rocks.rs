@@ -219,7 +219,7 @@ impl Drop for RocksStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kai_proto::{NodeId, RecordBody, Tag};
+    use kai_proto::{RecordBody, Tag, WriterId};
 
     #[test]
     fn conforms() {
@@ -236,7 +236,7 @@ mod tests {
         let store = RocksStore::open(dir.path(), false).expect("open");
         let tag = Tag {
             counter: 1,
-            node: NodeId(1),
+            writer: WriterId(1),
         };
         let now = crate::clock::unix_now();
         let long_expired = now - EXPIRED_PURGE_GRACE - 10;
@@ -261,7 +261,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let tag = Tag {
             counter: 1,
-            node: NodeId(1),
+            writer: WriterId(1),
         };
         {
             let store = RocksStore::open(dir.path(), true).expect("open");

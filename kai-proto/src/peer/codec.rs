@@ -98,13 +98,13 @@ mod tests {
     use super::*;
     use crate::peer::message::{PeerRequest, PeerResponse};
     use crate::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
-    use crate::{BucketId, Key, NodeId, Record, Tag};
+    use crate::{BucketId, Key, Record, Tag, WriterId};
     use proptest::prelude::*;
 
     fn sample_frames() -> Vec<Frame> {
         let tag = Tag {
             counter: 9,
-            node: NodeId(3),
+            writer: WriterId(3),
         };
         vec![
             Frame::Request {

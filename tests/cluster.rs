@@ -1,0 +1,246 @@
+//! End-to-end: clusters of real `kai` processes on loopback, driven over the memcache protocol.
+
+mod common;
+
+use common::linearizability::{check, History, Op, Operation};
+use common::processes::ProcessCluster;
+use common::wait_until;
+use rand::{Rng, SeedableRng};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[test]
+fn memcache_behaviour_is_the_same_through_every_node() {
+    let cluster = ProcessCluster::start(3, (3, 2, 2));
+    let mut clients: Vec<_> = (0..3).map(|i| cluster.client(i)).collect();
+    assert_eq!(clients[0].set_with("k", 7, 0, b"v1\r\nx"), "STORED\r\n");
+    for c in &mut clients {
+        c.send(b"gets k\r\n");
+        let hits = c.values();
+        assert_eq!(hits.len(), 1);
+        assert_eq!((hits[0].1, hits[0].2.as_slice()), (7, &b"v1\r\nx"[..]));
+    }
+    let cas: Vec<u64> = clients
+        .iter_mut()
+        .map(|c| {
+            c.send(b"gets k\r\n");
+            c.values()[0].3.expect("cas")
+        })
+        .collect();
+    assert!(cas.iter().all(|c| *c == cas[0]), "one version, one cas unique: {cas:?}");
+    assert_eq!(clients[1].call("delete k\r\n"), "DELETED\r\n");
+    assert_eq!(clients[2].call("delete k\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(clients[0].get("k"), None);
+    clients[2].send(b"set q 0 0 1 noreply\r\nq\r\n");
+    assert_eq!(clients[2].get("q"), Some(b"q".to_vec()));
+    assert_eq!(clients[1].call("bogus\r\n"), "ERROR\r\n");
+    let stats = clients[0].stats();
+    assert_eq!(stats["kai_members"], "3");
+    assert_eq!(stats["kai_quorum"], "3:2:2");
+    assert_eq!(
+        stats["kai_buckets_owned"], "1024",
+        "with N = members every node holds every bucket"
+    );
+}
+
+#[test]
+fn every_key_has_exactly_n_replicas() {
+    let cluster = ProcessCluster::start(4, (3, 2, 2));
+    let keys = 300u64;
+    for i in 0..keys {
+        assert_eq!(
+            cluster.client((i % 4) as usize).set(&format!("rep{i}"), b"v"),
+            "STORED\r\n"
+        );
+    }
+    let expected = 3 * keys;
+    let total = || (0..4).map(|i| cluster.stat(i, "curr_items")).sum::<u64>();
+    wait_until(Duration::from_secs(10), "N copies of every key", || {
+        let t = total();
+        assert!(t <= expected, "more than N copies: {t} > {expected}");
+        t == expected
+    });
+    let owned: u64 = (0..4).map(|i| cluster.stat(i, "kai_buckets_owned")).sum();
+    assert_eq!(owned, 3 * 1024, "each bucket is owned by exactly N nodes");
+}
+
+#[test]
+fn a_killed_node_does_not_stop_the_cluster_and_is_repaired_by_reads() {
+    let mut cluster = ProcessCluster::start(3, (3, 2, 2));
+    for i in 0..100 {
+        assert_eq!(cluster.client(i % 3).set(&format!("d{i}"), b"before"), "STORED\r\n");
+    }
+    cluster.nodes[2].kill9();
+    let mut c0 = cluster.client(0);
+    let mut c1 = cluster.client(1);
+    for i in 50..150 {
+        assert_eq!(
+            c0.set(&format!("d{i}"), b"during"),
+            "STORED\r\n",
+            "write with one node down"
+        );
+    }
+    for i in 0..150 {
+        let expected: &[u8] = if i < 50 { b"before" } else { b"during" };
+        assert_eq!(
+            c1.get(&format!("d{i}")).as_deref(),
+            Some(expected),
+            "read with one node down"
+        );
+    }
+    cluster.restart(2);
+    let mut c2 = cluster.client(2);
+    wait_until(Duration::from_secs(20), "reads repair the restarted node", || {
+        for i in 0..150 {
+            let expected: &[u8] = if i < 50 { b"before" } else { b"during" };
+            assert_eq!(c2.get(&format!("d{i}")).as_deref(), Some(expected));
+        }
+        cluster.stat(2, "curr_items") == 150
+    });
+    assert!(cluster.stat(2, "kai_read_repairs") > 0);
+}
+
+/// A memcache client that records a linearizability history and survives node failures.
+struct HistoryClient {
+    id: usize,
+    addr: SocketAddr,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+/// Reply timeout of history clients: longer than a quorum round, shorter than a pause.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause after failing to reach a node, so a client does not spin while its node is down.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+
+impl HistoryClient {
+    fn connection(&mut self) -> Option<&mut BufReader<TcpStream>> {
+        if self.conn.is_none() {
+            let stream = TcpStream::connect_timeout(&self.addr, CLIENT_TIMEOUT).ok()?;
+            stream.set_read_timeout(Some(CLIENT_TIMEOUT)).ok()?;
+            self.conn = Some(BufReader::new(stream));
+        }
+        self.conn.as_mut()
+    }
+
+    /// Sends `request`, reads the reply. `Err(())` if it could not be sent (it did not happen),
+    /// `Ok(None)` if the reply was lost (it may have happened); a fresh connection is used next.
+    fn exchange(&mut self, request: &[u8], multi_line: bool) -> Result<Option<Vec<String>>, ()> {
+        let Some(conn) = self.connection() else {
+            std::thread::sleep(RECONNECT_PAUSE);
+            return Err(());
+        };
+        if conn.get_mut().write_all(request).is_err() {
+            self.conn = None;
+            return Err(());
+        }
+        let result = (|| {
+            let conn = self.conn.as_mut()?;
+            let mut lines = Vec::new();
+            loop {
+                let mut line = String::new();
+                if conn.read_line(&mut line).ok()? == 0 {
+                    return None;
+                }
+                let done = !multi_line || line == "END\r\n" || line.starts_with("SERVER_ERROR");
+                if let Some(len) = line.strip_prefix("VALUE ").and_then(|l| l.trim_end().split(' ').nth(2)) {
+                    let mut data = vec![0; len.parse::<usize>().ok()? + 2];
+                    conn.read_exact(&mut data).ok()?;
+                    lines.push(String::from_utf8_lossy(&data[..data.len() - 2]).into_owned());
+                }
+                lines.push(line);
+                if done {
+                    return Some(lines);
+                }
+            }
+        })();
+        if result.is_none() {
+            self.conn = None;
+        }
+        Ok(result)
+    }
+
+    fn run_one(&mut self, rng: &mut rand::rngs::StdRng, history: &History, seq: &mut u64) {
+        let key = format!("lin{}", rng.random_range(0..3));
+        let invoked = history.now();
+        let (op, known) = match rng.random_range(0..10) {
+            0..=4 => match self.exchange(format!("get {key}\r\n").as_bytes(), true) {
+                Err(()) => return,
+                Ok(Some(lines)) if lines.last().map(String::as_str) == Some("END\r\n") => {
+                    (Op::Get(lines.first().filter(|_| lines.len() == 3).cloned()), true)
+                }
+                Ok(_) => (Op::Get(None), false),
+            },
+            5..=8 => {
+                *seq += 1;
+                let value = format!("c{}-{seq}", self.id);
+                let request = format!("set {key} 0 0 {}\r\n{value}\r\n", value.len());
+                match self.exchange(request.as_bytes(), false) {
+                    Err(()) => return,
+                    Ok(reply) => (Op::Set(value), reply.is_some_and(|l| l[0] == "STORED\r\n")),
+                }
+            }
+            _ => match self.exchange(format!("delete {key}\r\n").as_bytes(), false) {
+                Err(()) => return,
+                Ok(Some(lines)) if lines[0] == "DELETED\r\n" => (Op::Delete(Some(true)), true),
+                Ok(Some(lines)) if lines[0] == "NOT_FOUND\r\n" => (Op::Delete(Some(false)), true),
+                Ok(_) => (Op::Delete(None), false),
+            },
+        };
+        let completed = known.then(|| history.now());
+        history.record(Operation {
+            client: self.id,
+            key,
+            op,
+            invoked,
+            completed,
+        });
+    }
+}
+
+#[test]
+fn histories_are_linearizable_while_nodes_are_killed_and_paused() {
+    let mut cluster = ProcessCluster::start(3, (3, 2, 2));
+    let history = Arc::new(History::default());
+    let running = Arc::new(AtomicBool::new(true));
+    let clients: Vec<_> = (0..6)
+        .map(|id| {
+            let (history, running) = (Arc::clone(&history), Arc::clone(&running));
+            let addr = cluster.nodes[id % 3].addr;
+            std::thread::spawn(move || {
+                let mut client = HistoryClient { id, addr, conn: None };
+                let mut rng = rand::rngs::StdRng::seed_from_u64(id as u64);
+                let mut seq = 0;
+                while running.load(Ordering::Relaxed) {
+                    client.run_one(&mut rng, &history, &mut seq);
+                }
+            })
+        })
+        .collect();
+    // Nemesis: pause a node (longer than the request timeout), then kill -9 and restart another.
+    for round in 0..2 {
+        std::thread::sleep(Duration::from_millis(500));
+        let paused = round % 3;
+        cluster.nodes[paused].signal("STOP");
+        std::thread::sleep(Duration::from_millis(1200));
+        cluster.nodes[paused].signal("CONT");
+        std::thread::sleep(Duration::from_millis(500));
+        let killed = (round + 1) % 3;
+        cluster.nodes[killed].kill9();
+        std::thread::sleep(Duration::from_millis(800));
+        cluster.nodes[killed].restart();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    running.store(false, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    let ops = history.operations();
+    let completed = ops.iter().filter(|o| o.completed.is_some()).count();
+    assert!(completed > 300, "too few operations completed: {completed}");
+    if let Err(violation) = check(&ops) {
+        panic!("{violation}");
+    }
+}

@@ -1,0 +1,75 @@
+//! Clusters of real `kai` processes on loopback.
+
+use super::{reserve_port, wait_until, Client, KaiProcess};
+use std::time::Duration;
+
+/// A cluster of `kai` processes with fixed ports (so a restarted node keeps its identity).
+pub struct ProcessCluster {
+    pub nodes: Vec<KaiProcess>,
+    _dir: tempfile::TempDir,
+}
+
+impl ProcessCluster {
+    /// Starts `count` nodes listing each other as seeds, with quorums `(n, r, w)`, and waits until
+    /// every node can write through a quorum.
+    pub fn start(count: usize, (n, r, w): (usize, usize, usize)) -> ProcessCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let peer_ports: Vec<u16> = (0..count).map(|_| reserve_port()).collect();
+        let client_ports: Vec<u16> = (0..count).map(|_| reserve_port()).collect();
+        let seeds = peer_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = (0..count)
+            .map(|i| {
+                let args = vec![
+                    "--listen".to_owned(),
+                    format!("127.0.0.1:{}", client_ports[i]),
+                    "--peer-listen".to_owned(),
+                    format!("127.0.0.1:{}", peer_ports[i]),
+                    "--set".to_owned(),
+                    format!("seeds={seeds}"),
+                    "--set".to_owned(),
+                    format!("n={n}"),
+                    "--set".to_owned(),
+                    format!("r={r}"),
+                    "--set".to_owned(),
+                    format!("w={w}"),
+                    "--set".to_owned(),
+                    "request_timeout=500ms".to_owned(),
+                ];
+                KaiProcess::start_with_args(&dir.path().join(format!("node{i}")), args)
+            })
+            .collect();
+        let cluster = ProcessCluster { nodes, _dir: dir };
+        for i in 0..count {
+            cluster.wait_connected(i);
+        }
+        cluster
+    }
+
+    /// Waits until node `i` is connected to every other node.
+    pub fn wait_connected(&self, i: usize) {
+        let others = (self.nodes.len() - 1) as u64;
+        wait_until(Duration::from_secs(20), "a node connected to all its peers", || {
+            self.stat(i, "kai_peers_connected") == others
+        });
+    }
+
+    /// Restarts node `i` (after `kill9` or `terminate`) and waits until it is connected again.
+    pub fn restart(&mut self, i: usize) {
+        self.nodes[i].restart();
+        self.wait_connected(i);
+    }
+
+    /// A client of node `i`.
+    pub fn client(&self, i: usize) -> Client {
+        self.nodes[i].client()
+    }
+
+    /// A numeric stat of node `i`.
+    pub fn stat(&self, i: usize, name: &str) -> u64 {
+        self.client(i).stats()[name].parse().expect("numeric stat")
+    }
+}
