@@ -19,8 +19,22 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
 use kai_proto::{BucketId, Key, NodeId, Record, Tag};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How many replicas a round asks at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fanout {
+    /// Every target at once: writes must reach every replica.
+    All,
+    /// Only as many as needed (local first); another target is asked when one fails, and all
+    /// the rest once [`HEDGE_FRACTION`] of the request timeout passed without a quorum.
+    Quorum,
+}
+
+/// A read round asks spare replicas after `request_timeout / HEDGE_FRACTION`.
+const HEDGE_FRACTION: u32 = 8;
 
 /// Why an operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,11 +47,11 @@ pub enum CoordinatorError {
     EmptyRing,
 }
 
-/// Everything a coordinator needs; shared by the coordinators of all worker threads.
+/// Everything the coordinator of one worker thread needs.
 pub struct CoordinatorCore {
     replicas: Replicas,
     ring: RingReader,
-    clock: TagClock,
+    clock: Arc<TagClock>,
     r: usize,
     w: usize,
     request_timeout: Duration,
@@ -50,7 +64,7 @@ impl CoordinatorCore {
     pub fn new(
         replicas: Replicas,
         ring: RingReader,
-        clock: TagClock,
+        clock: Arc<TagClock>,
         (r, w): (usize, usize),
         request_timeout: Duration,
         stats: Arc<NodeStats>,
@@ -70,9 +84,13 @@ impl CoordinatorCore {
     fn placement(&self, key: &Key) -> Result<(BucketId, Vec<NodeId>), CoordinatorError> {
         let snapshot = self.ring.load();
         let bucket = snapshot.ring.bucket_of(key.as_bytes());
-        let replicas = snapshot.ring.preference_list(bucket).to_vec();
+        let mut replicas = snapshot.ring.preference_list(bucket).to_vec();
         if replicas.is_empty() {
             return Err(CoordinatorError::EmptyRing);
+        }
+        // Ask the local replica first: it answers without a network hop.
+        if let Some(local) = replicas.iter().position(|n| *n == self.replicas.local()) {
+            replicas[..=local].rotate_right(1);
         }
         Ok((bucket, replicas))
     }
@@ -82,11 +100,12 @@ impl CoordinatorCore {
         (self.r.min(replicas), self.w.min(replicas))
     }
 
-    /// Sends `op` for `key` to every node in `targets`; returns once `needed` succeeded.
+    /// Sends `request` to the nodes in `targets` (see [`Fanout`]); returns once `needed`
+    /// succeeded, or fails once that cannot happen or the request timeout passes.
     async fn round<T: Send + 'static>(
         &self,
         phase: Phase,
-        targets: &[NodeId],
+        (targets, fanout): (&[NodeId], Fanout),
         needed: usize,
         request: ReplicaRequest,
         extract: fn(ReplicaReply) -> Result<T, ReplicaError>,
@@ -95,29 +114,40 @@ impl CoordinatorCore {
         if round.progress() == Progress::Reached {
             return Ok(Vec::new());
         }
-        let mut calls: FuturesUnordered<_> = targets
-            .iter()
-            .map(|&node| {
-                let replicas = self.replicas.clone();
-                let request = request.clone();
-                async move { (node, replicas.call(node, request).await.and_then(extract)) }
-            })
-            .collect();
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let call = |node: NodeId| {
+            let replicas = self.replicas.clone();
+            let request = request.clone();
+            async move { (node, replicas.call(node, request).await.and_then(extract)) }
+        };
+        let eager = match fanout {
+            Fanout::All => targets.len(),
+            Fanout::Quorum => needed,
+        };
+        let mut calls: FuturesUnordered<_> = targets[..eager].iter().map(|&node| call(node)).collect();
+        let mut spares: VecDeque<NodeId> = targets[eager..].iter().copied().collect();
+        let hedge = tokio::time::sleep(self.request_timeout / HEDGE_FRACTION);
+        let deadline = tokio::time::sleep(self.request_timeout);
+        tokio::pin!(hedge, deadline);
         let outcome = loop {
-            match tokio::time::timeout_at(deadline, calls.next()).await {
-                Ok(Some((node, Ok(value)))) => {
-                    if round.succeed(node, value) == Progress::Reached {
-                        break Ok(());
+            tokio::select! {
+                next = calls.next() => match next {
+                    Some((node, Ok(value))) => {
+                        if round.succeed(node, value) == Progress::Reached {
+                            break Ok(());
+                        }
                     }
-                }
-                Ok(Some((node, Err(e)))) => {
-                    if round.fail(node, e) == Progress::Impossible {
-                        break Err(false);
+                    Some((node, Err(e))) => {
+                        if let Some(spare) = spares.pop_front() {
+                            calls.push(call(spare));
+                        }
+                        if round.fail(node, e) == Progress::Impossible {
+                            break Err(false);
+                        }
                     }
-                }
-                Ok(None) => break Err(false),
-                Err(_elapsed) => break Err(true),
+                    None => break Err(false),
+                },
+                () = &mut hedge, if !spares.is_empty() => calls.extend(spares.drain(..).map(call)),
+                () = &mut deadline => break Err(true),
             }
         };
         if !calls.is_empty() {
@@ -147,7 +177,9 @@ impl CoordinatorCore {
             key: key.clone(),
             op: ReplicaOp::Read,
         };
-        let answers = self.round(Phase::Read, replicas, r, request, expect_record).await?;
+        let answers = self
+            .round(Phase::Read, (replicas, Fanout::Quorum), r, request, expect_record)
+            .await?;
         let decision = decide_read(answers, replicas, w);
         if let Some(write_back) = decision.write_back {
             stats::add(&self.stats.unreconciled_reads, 1);
@@ -159,7 +191,7 @@ impl CoordinatorCore {
             let written = self
                 .round(
                     Phase::WriteBack,
-                    &write_back.targets,
+                    (&write_back.targets, Fanout::All),
                     write_back.needed,
                     request,
                     expect_written,
@@ -184,7 +216,8 @@ impl CoordinatorCore {
             key,
             op: ReplicaOp::Write(record),
         };
-        self.round(Phase::Write, replicas, w, request, expect_written).await?;
+        self.round(Phase::Write, (replicas, Fanout::All), w, request, expect_written)
+            .await?;
         Ok(())
     }
 
@@ -206,7 +239,7 @@ impl CoordinatorCore {
             op: ReplicaOp::ReadVersion,
         };
         let versions = self
-            .round(Phase::Version, &replicas, r, request, expect_version)
+            .round(Phase::Version, (&replicas, Fanout::Quorum), r, request, expect_version)
             .await?;
         let tag = self.clock.next_after(versions.iter().map(|(_, tag)| tag));
         self.write(bucket, key, &replicas, Record::value(tag, flags, expires_at, data))

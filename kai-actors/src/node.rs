@@ -149,7 +149,7 @@ impl NodeBuilder {
         let seeds: Vec<Seed> = config
             .seed_list()?
             .into_iter()
-            .filter(|s| NodeId::from_name(&s.name) != me.id)
+            .filter(|s| NodeId::from_name(&s.name) != me.id && s.addr != me.advertise)
             .collect();
         let mut members: Vec<NodeId> = seeds.iter().map(|s| NodeId::from_name(&s.name)).collect();
         members.push(me.id);
@@ -167,7 +167,7 @@ impl NodeBuilder {
             .into());
         }
 
-        let store = StoreHandle::start(open_store(&config).await?, config.store_threads);
+        let store = StoreHandle::start(open_store(&config).await?, config.store_threads, !config.fsync);
         let (ring_actor, ring) = RingActor::new(&members, config.buckets, config.virtual_nodes, config.n);
         ring_actor.start();
         let threads = config.effective_worker_threads();
@@ -183,17 +183,16 @@ impl NodeBuilder {
             filter,
             stats: Arc::clone(&stats),
         });
-        for (i, seed) in seeds.iter().enumerate() {
-            let peer = PeerActor::new(
-                Arc::clone(&peer_settings),
-                seed.addr.clone(),
-                Some(NodeId::from_name(&seed.name)),
-            );
-            let arbiter = workers[i % workers.len()].handle();
-            peers.insert(
-                NodeId::from_name(&seed.name),
-                PeerActor::start_in_arbiter(&arbiter, |_| peer),
-            );
+        for seed in &seeds {
+            let id = NodeId::from_name(&seed.name);
+            let lanes = workers
+                .iter()
+                .map(|worker| {
+                    let peer = PeerActor::new(Arc::clone(&peer_settings), seed.addr.clone(), Some(id));
+                    PeerActor::start_in_arbiter(&worker.handle(), |_| peer)
+                })
+                .collect();
+            peers.insert(id, lanes);
         }
         let peer_listener = PeerListener::new(
             tokio::net::TcpListener::from_std(peer_socket).map_err(|source| StartError::Bind {
@@ -208,21 +207,24 @@ impl NodeBuilder {
         )
         .start();
 
-        let core = Arc::new(CoordinatorCore::new(
-            Replicas::new(me.id, store.clone(), peers.clone()),
-            ring.clone(),
-            TagClock::new(WriterId::new(me.id, rand::random())),
-            (config.r, config.w),
-            config.request_timeout,
-            Arc::clone(&stats),
-        ));
+        let clock = Arc::new(TagClock::new(WriterId::new(me.id, rand::random())));
         let worker_handles: Vec<Worker> = workers
             .iter()
-            .map(|arbiter| {
-                let core = Arc::clone(&core);
+            .enumerate()
+            .map(|(lane, arbiter)| {
+                let core = CoordinatorCore::new(
+                    Replicas::new(me.id, store.clone(), peers.clone(), lane),
+                    ring.clone(),
+                    Arc::clone(&clock),
+                    (config.r, config.w),
+                    config.request_timeout,
+                    Arc::clone(&stats),
+                );
                 Worker {
                     arbiter: arbiter.handle(),
-                    coordinator: Coordinator::start_in_arbiter(&arbiter.handle(), move |_| Coordinator::new(core)),
+                    coordinator: Coordinator::start_in_arbiter(&arbiter.handle(), move |_| {
+                        Coordinator::new(Arc::new(core))
+                    }),
                 }
             })
             .collect();

@@ -57,12 +57,19 @@ pub struct Replicas {
     me: NodeId,
     store: StoreHandle,
     peers: PeerDirectory,
+    lane: usize,
 }
 
 impl Replicas {
-    /// Routes for node `me`, whose own replica is `store`; other nodes through `peers`.
-    pub fn new(me: NodeId, store: StoreHandle, peers: PeerDirectory) -> Self {
-        Replicas { me, store, peers }
+    /// Routes for node `me`, whose own replica is `store`; other nodes through `peers`, using
+    /// the connections of `lane` (the worker thread this runs on).
+    pub fn new(me: NodeId, store: StoreHandle, peers: PeerDirectory, lane: usize) -> Self {
+        Replicas { me, store, peers, lane }
+    }
+
+    /// The node whose replica is local.
+    pub fn local(&self) -> NodeId {
+        self.me
     }
 
     /// Executes `request` on `node`.
@@ -70,7 +77,7 @@ impl Replicas {
         let reply = if node == self.me {
             serve_local(&self.store, request).await
         } else {
-            let peer = self.peers.get(node).ok_or(ReplicaError::NoRoute(node))?;
+            let peer = self.peers.get(node, self.lane).ok_or(ReplicaError::NoRoute(node))?;
             match peer.send(Call(PeerRequest::Replica(request))).await {
                 Ok(Ok(PeerResponse::Replica(reply))) => reply,
                 Ok(Ok(PeerResponse::Error(e))) => return Err(ReplicaError::Remote(e)),

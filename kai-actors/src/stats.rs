@@ -43,8 +43,8 @@ pub struct NodeStats {
     pub read_repairs: AtomicU64,
     /// Operations that failed for lack of a quorum.
     pub quorum_failures: AtomicU64,
-    /// Peers this node has an open connection to.
-    pub peers_connected: AtomicU64,
+    /// Open connections to peers (one per peer per worker thread when all are up).
+    pub peer_connections: AtomicU64,
 }
 
 impl Default for NodeStats {
@@ -65,7 +65,7 @@ impl Default for NodeStats {
             unreconciled_reads: AtomicU64::new(0),
             read_repairs: AtomicU64::new(0),
             quorum_failures: AtomicU64::new(0),
-            peers_connected: AtomicU64::new(0),
+            peer_connections: AtomicU64::new(0),
         }
     }
 }
@@ -136,7 +136,7 @@ pub fn report(info: &NodeInfo, stats: &NodeStats) -> Vec<kai_proto::memcache::St
         S::new("kai_quorum", format!("{n}:{r}:{w}")),
         S::new("kai_store", info.store.backend()),
         S::new("kai_members", ring.ring.nodes().len()),
-        S::new("kai_peers_connected", get(&stats.peers_connected)),
+        S::new("kai_peer_connections", get(&stats.peer_connections)),
         S::new("kai_ring_version", ring.version),
         S::new("kai_buckets", ring.ring.buckets()),
         S::new("kai_buckets_owned", ring.ring.buckets_of(info.id).count()),

@@ -49,11 +49,11 @@ impl ProcessCluster {
         cluster
     }
 
-    /// Waits until node `i` is connected to every other node.
+    /// Waits until node `i` is connected to every other node (from each of its worker threads).
     pub fn wait_connected(&self, i: usize) {
-        let others = (self.nodes.len() - 1) as u64;
+        let expected = (self.nodes.len() as u64 - 1) * self.stat(i, "threads");
         wait_until(Duration::from_secs(20), "a node connected to all its peers", || {
-            self.stat(i, "kai_peers_connected") == others
+            self.stat(i, "kai_peer_connections") == expected
         });
     }
 

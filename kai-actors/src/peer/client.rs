@@ -55,7 +55,7 @@ pub struct PeerSettings {
     pub request_timeout: Duration,
     /// Fault injection (tests only).
     pub filter: Option<NetworkFilter>,
-    /// Counters (`peers_connected`).
+    /// Counters (`peer_connections`).
     pub stats: Arc<NodeStats>,
 }
 
@@ -150,7 +150,7 @@ impl PeerActor {
         });
         self.backoff = MIN_BACKOFF;
         self.outage_logged = false;
-        stats::add(&self.settings.stats.peers_connected, 1);
+        stats::add(&self.settings.stats.peer_connections, 1);
         for Waiting { request, reply } in std::mem::take(&mut self.waiting) {
             let sent = self.send(request);
             actix_rt::spawn(async move {
@@ -165,7 +165,7 @@ impl PeerActor {
             self.outage_logged = true;
             self.settings
                 .stats
-                .peers_connected
+                .peer_connections
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
         // Dropping the senders fails the calls in flight at once.

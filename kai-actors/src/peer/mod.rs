@@ -6,7 +6,9 @@
 //!   reconnected to within [`client::MAX_BACKOFF`].
 //! - [`PeerListener`] (`server.rs`): accepts connections from other nodes, runs the acceptor side
 //!   of the handshake, and serves their requests concurrently through a [`PeerService`].
-//! - [`PeerDirectory`]: the lock-free map from node id to its `PeerActor` that coordinators read.
+//! - [`PeerDirectory`]: the lock-free map from node id to its `PeerActor`s that coordinators read.
+//!   A node keeps one Peer actor (one connection) per remote node *per worker thread*, so a
+//!   coordinator's remote calls stay on its own thread.
 //! - [`NetworkFilter`] (`filter.rs`): drop, delay or partition requests between chosen nodes, for
 //!   in-process fault-injection tests.
 //!
@@ -99,39 +101,28 @@ pub enum PeerError {
     },
 }
 
-/// Node id → Peer actor, readable without locks.
+/// Node id → its Peer actors, one per lane (worker thread), readable without locks.
+///
+/// Each worker thread talks to a peer through its own lane's connection, so a remote call never
+/// crosses threads on the coordinating node.
 #[derive(Clone, Default)]
-pub struct PeerDirectory(Arc<ArcSwap<HashMap<NodeId, actix::Addr<PeerActor>>>>);
+pub struct PeerDirectory(Arc<ArcSwap<HashMap<NodeId, Vec<actix::Addr<PeerActor>>>>>);
 
 impl PeerDirectory {
-    /// The Peer actor of `node`, if known.
-    pub fn get(&self, node: NodeId) -> Option<actix::Addr<PeerActor>> {
-        self.0.load().get(&node).cloned()
+    /// The Peer actor of `node` for `lane`, if the node is known.
+    pub fn get(&self, node: NodeId, lane: usize) -> Option<actix::Addr<PeerActor>> {
+        let map = self.0.load();
+        let lanes = map.get(&node)?;
+        lanes.get(lane % lanes.len().max(1)).cloned()
     }
 
-    /// Adds or replaces the Peer actor of `node`.
-    pub fn insert(&self, node: NodeId, peer: actix::Addr<PeerActor>) {
+    /// Adds or replaces the Peer actors of `node`.
+    pub fn insert(&self, node: NodeId, lanes: Vec<actix::Addr<PeerActor>>) {
         self.0.rcu(|map| {
             let mut map = HashMap::clone(map);
-            map.insert(node, peer.clone());
+            map.insert(node, lanes.clone());
             map
         });
-    }
-
-    /// Removes `node`; returns its actor.
-    pub fn remove(&self, node: NodeId) -> Option<actix::Addr<PeerActor>> {
-        let mut removed = None;
-        self.0.rcu(|map| {
-            let mut map = HashMap::clone(map);
-            removed = map.remove(&node);
-            map
-        });
-        removed
-    }
-
-    /// Every known peer.
-    pub fn all(&self) -> Vec<(NodeId, actix::Addr<PeerActor>)> {
-        self.0.load().iter().map(|(id, addr)| (*id, addr.clone())).collect()
     }
 }
 

@@ -39,16 +39,24 @@ impl<R: Send + 'static> Handler<Call<R>> for StoreActor {
 pub struct StoreHandle {
     pool: Addr<StoreActor>,
     store: Arc<dyn Store>,
+    inline_applies: bool,
 }
 
 impl StoreHandle {
-    /// Starts `threads` store workers over `store`. Must run inside an Actix system.
-    pub fn start(store: Arc<dyn Store>, threads: usize) -> Self {
+    /// Starts `threads` store workers over `store`. With `inline_applies`, [`StoreHandle::apply`]
+    /// runs on the calling thread: only for stores whose writes never wait for the disk (RocksDB
+    /// without `fsync`: a memtable insert and an unsynced log append). Must run inside an Actix
+    /// system.
+    pub fn start(store: Arc<dyn Store>, threads: usize, inline_applies: bool) -> Self {
         let shared = Arc::clone(&store);
         let pool = SyncArbiter::start(threads, move || StoreActor {
             store: Arc::clone(&shared),
         });
-        StoreHandle { pool, store }
+        StoreHandle {
+            pool,
+            store,
+            inline_applies,
+        }
     }
 
     async fn call<R: Send + 'static>(
@@ -72,6 +80,9 @@ impl StoreHandle {
 
     /// See [`Store::apply`].
     pub async fn apply(&self, bucket: BucketId, key: Bytes, record: Record) -> Result<Applied, StoreError> {
+        if self.inline_applies {
+            return self.store.apply(bucket, &key, &record);
+        }
         self.call(move |s| s.apply(bucket, &key, &record)).await
     }
 
