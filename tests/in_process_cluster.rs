@@ -208,3 +208,105 @@ async fn the_checker_catches_a_cluster_without_quorum_overlap() {
     cluster.filter.heal();
     cluster.shutdown().await;
 }
+
+async fn two_nodes_with_secrets(a: Option<&str>, b: Option<&str>) -> Vec<kai_actors::NodeHandle> {
+    let sockets: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let seeds: Vec<String> = sockets
+        .iter()
+        .map(|s| s.local_addr().expect("addr").to_string())
+        .collect();
+    let mut nodes = Vec::new();
+    for (socket, secret) in sockets.into_iter().zip([a, b]) {
+        let config = kai_actors::NodeConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            peer_listen: socket.local_addr().expect("addr"),
+            seeds: seeds.clone(),
+            n: 2,
+            r: 2,
+            w: 2,
+            store: kai_actors::StoreBackend::Memory,
+            request_timeout: common::cluster::TEST_REQUEST_TIMEOUT,
+            cluster_secret: secret.map(String::from),
+            worker_threads: 1,
+            ..kai_actors::NodeConfig::default()
+        };
+        let node = kai_actors::NodeBuilder::new(config)
+            .peer_socket(socket)
+            .start()
+            .await
+            .expect("start");
+        nodes.push(node);
+    }
+    nodes
+}
+
+fn peer_connections(node: &kai_actors::NodeHandle) -> u64 {
+    kai_actors::stats::get(&node.stats().peer_connections)
+}
+
+#[actix_rt::test]
+async fn peers_with_the_same_secret_connect_and_others_are_refused() {
+    let good = two_nodes_with_secrets(Some("s3cret"), Some("s3cret")).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while good.iter().any(|n| peer_connections(n) != 1) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes sharing a secret did not connect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    good[0].set(key("auth"), 0, "ok".into()).await.expect("quorum of two");
+    for node in good {
+        node.shutdown().await;
+    }
+
+    for (a, b) in [(Some("s3cret"), Some("guess")), (Some("s3cret"), None)] {
+        let bad = two_nodes_with_secrets(a, b).await;
+        let err = bad[0]
+            .set(key("auth"), 0, "no".into())
+            .await
+            .expect_err("the other node is refused");
+        assert!(err.to_string().contains("quorum not reached"), "{err}");
+        assert_eq!(bad.iter().map(peer_connections).sum::<u64>(), 0);
+        for node in bad {
+            node.shutdown().await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn garbage_on_the_peer_port_closes_only_that_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = Cluster::start(shape(3, 3, 2, 2)).await;
+    let target = cluster.nodes[1].peer_addr();
+    let payloads: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\n\r\n",
+        &[0xff; 64],
+        &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3],
+        &[0, 0, 0, 9, 0, 1, 1, b'k', 0, 0xfd, 0, 0, 0],
+    ];
+    for payload in payloads {
+        let mut stream = tokio::net::TcpStream::connect(target).await.expect("connect");
+        stream.write_all(payload).await.expect("write");
+        let mut buf = vec![0u8; 1024];
+        // The node answers a refusal (or nothing) and closes the connection.
+        let closed = tokio::time::timeout(Duration::from_secs(6), async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "connection left open after {payload:?}");
+    }
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        node.set(key(&format!("after-garbage-{i}")), 0, "v".into())
+            .await
+            .expect("cluster still serves");
+    }
+    cluster.shutdown().await;
+}
