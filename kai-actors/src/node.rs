@@ -403,15 +403,24 @@ impl NodeHandle {
     }
 
     /// Stops accepting clients and peers, flushes the store and stops the worker threads.
+    ///
+    /// Returns once the store is closed (every actor that used it has stopped), so a process can
+    /// exit right after: RocksDB must not be closed by a thread that outlives `main`.
     pub async fn shutdown(self) {
-        let _ = self.listener.send(StopListening).await;
-        let _ = self.peer_listener.send(StopListening).await;
-        if let Err(e) = self.store.flush().await {
-            log::error!("flushing the store at shutdown failed: {e}");
-        }
-        for worker in &self.workers {
+        let NodeHandle {
+            name,
+            listener,
+            peer_listener,
+            workers,
+            store,
+            ..
+        } = self;
+        let _ = listener.send(StopListening).await;
+        let _ = peer_listener.send(StopListening).await;
+        for worker in &workers {
             worker.stop();
         }
-        log::info!("node {} stopped", self.name);
+        store.close().await;
+        log::info!("node {name} stopped");
     }
 }

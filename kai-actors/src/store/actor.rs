@@ -7,6 +7,11 @@ use bytes::Bytes;
 use kai_proto::{BucketId, Record};
 use std::sync::Arc;
 
+/// Longest [`StoreHandle::close`] waits for the store's other users to stop.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often [`StoreHandle::close`] checks.
+const CLOSE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// One worker of the pool; all share the same store.
 pub struct StoreActor {
     store: Arc<dyn Store>,
@@ -104,6 +109,25 @@ impl StoreHandle {
     /// See [`Store::flush`].
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.call(|s| s.flush()).await
+    }
+
+    /// Flushes the store, then waits (up to [`CLOSE_TIMEOUT`]) until this is its last user and
+    /// drops it on this thread. Stop every other user first.
+    pub async fn close(self) {
+        if let Err(e) = self.flush().await {
+            log::error!("flushing the store at shutdown failed: {e}");
+        }
+        let StoreHandle { pool, store, .. } = self;
+        drop(pool);
+        let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+        while Arc::strong_count(&store) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                log::error!("store still in use {CLOSE_TIMEOUT:?} after shutdown; closing it anyway later");
+                return;
+            }
+            tokio::time::sleep(CLOSE_POLL).await;
+        }
+        drop(store);
     }
 
     /// See [`Store::value_count`] (no I/O).
