@@ -23,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod listener;
+pub mod membership;
 mod node;
 pub mod peer;
 pub mod quorum;

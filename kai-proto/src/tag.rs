@@ -12,7 +12,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 /// A node's identity: the xxh3-64 hash of its configured name, so a restarted node with the same
 /// name is the same node (same place on the ring).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NodeId(pub u64);
 
 impl NodeId {

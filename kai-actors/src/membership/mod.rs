@@ -1,0 +1,9 @@
+//! Membership: who is in the cluster, who is alive, and how the ring changes.
+//!
+//! [`view`] holds every decision as plain logic (merge of gossip, failure detection, proposals,
+//! transition barrier and settlement); the Membership actor (`actor.rs`) runs the gossip
+//! exchanges, timers and persistence around it.
+
+pub mod view;
+
+pub use view::{Liveness, Timeouts, View};

@@ -1,0 +1,329 @@
+//! A node's view of the cluster, and every membership decision, without I/O.
+//!
+//! Invariants:
+//! - `rings` is ordered by [`RingId`], oldest first. `rings[0]` is the *settled* ring: its owners
+//!   hold every bucket's data. Newer rings are transitions in progress; while there are any,
+//!   operations need quorums in the owner sets of every active ring.
+//! - A transition settles (only the newest ring stays) once every member of the newest ring says
+//!   it has synced that ring ([`View::settle`]).
+//! - New owners pull data only after every node that may still coordinate has adopted the newest
+//!   ring ([`View::barrier_reached`]): from then on every write reaches the new owners too, and
+//!   replicas refuse requests made with older rings.
+//! - Ring changes are proposed by one node — the lowest-id live member of the newest ring — and only
+//!   while it sees a majority of that ring alive ([`View::plan`]); a node that has not heard from
+//!   for `down_after` is removed, and a node that wants in and is alive is added.
+
+use kai_proto::cluster::{GossipState, Intent, NodeState, RingId, RingMember, RingState};
+use kai_proto::NodeId;
+use std::collections::{BTreeMap, HashMap};
+
+/// How fresh a node's heartbeat is, as seen from here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// Heard from within the suspicion timeout.
+    Alive,
+    /// Silent for longer than the suspicion timeout: probably dead, still in the ring.
+    Suspect,
+    /// Silent for longer than `down_after`: to be removed from the ring.
+    Down,
+}
+
+/// Failure-detection timeouts, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Silence after which a node is suspected.
+    pub suspect_after_ms: u64,
+    /// Silence after which a node is removed from the ring.
+    pub down_after_ms: u64,
+}
+
+/// A node's view of the cluster.
+#[derive(Debug, Clone)]
+pub struct View {
+    me: NodeId,
+    timeouts: Timeouts,
+    rings: Vec<RingState>,
+    nodes: BTreeMap<NodeId, NodeState>,
+    /// Local time (ms) when each node's news last got newer.
+    heard: HashMap<NodeId, u64>,
+}
+
+impl View {
+    /// A view of node `me` (described by `state`) knowing `rings` (possibly none yet), at `now` ms.
+    pub fn new(state: NodeState, rings: Vec<RingState>, timeouts: Timeouts, now: u64) -> Self {
+        let me = state.id;
+        let mut view = View {
+            me,
+            timeouts,
+            rings: Vec::new(),
+            nodes: BTreeMap::from([(me, state)]),
+            heard: HashMap::from([(me, now)]),
+        };
+        for ring in rings {
+            view.add_ring(ring, now);
+        }
+        view
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// This node's own state.
+    pub fn my_state(&self) -> &NodeState {
+        &self.nodes[&self.me]
+    }
+
+    fn my_state_mut(&mut self) -> &mut NodeState {
+        self.nodes.get_mut(&self.me).expect("a view always holds its own node")
+    }
+
+    /// Active rings, settled first.
+    pub fn rings(&self) -> &[RingState] {
+        &self.rings
+    }
+
+    /// The newest ring, if the node knows any.
+    pub fn latest(&self) -> Option<&RingState> {
+        self.rings.last()
+    }
+
+    /// Every node known.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeState> {
+        self.nodes.values()
+    }
+
+    /// What is known of `node`.
+    pub fn node(&self, node: NodeId) -> Option<&NodeState> {
+        self.nodes.get(&node)
+    }
+
+    /// Milliseconds since `node`'s news last got newer.
+    pub fn silence(&self, node: NodeId, now: u64) -> Option<u64> {
+        self.heard.get(&node).map(|t| now.saturating_sub(*t))
+    }
+
+    /// How alive `node` looks at `now`.
+    pub fn liveness(&self, node: NodeId, now: u64) -> Liveness {
+        if node == self.me {
+            return Liveness::Alive;
+        }
+        match self.silence(node, now) {
+            Some(s) if s < self.timeouts.suspect_after_ms => Liveness::Alive,
+            Some(s) if s < self.timeouts.down_after_ms => Liveness::Suspect,
+            _ => Liveness::Down,
+        }
+    }
+
+    /// Advances this node's heartbeat (once per gossip interval).
+    pub fn beat(&mut self, now: u64) {
+        self.my_state_mut().heartbeat += 1;
+        self.heard.insert(self.me, now);
+    }
+
+    /// Changes this node's own state; the heartbeat doubles as its version, so the change wins
+    /// wherever it is gossiped.
+    fn update_mine(&mut self, change: impl FnOnce(&mut NodeState)) {
+        let state = self.my_state_mut();
+        change(state);
+        state.heartbeat += 1;
+    }
+
+    /// Records that this node has adopted `ring` (it refuses older ones from now on).
+    pub fn set_adopted(&mut self, ring: RingId) {
+        self.update_mine(|s| s.adopted = ring);
+    }
+
+    /// Records that this node has synced `ring`.
+    pub fn set_synced(&mut self, ring: RingId) {
+        self.update_mine(|s| s.synced = ring);
+    }
+
+    /// Sets this node's intent.
+    pub fn set_intent(&mut self, intent: Intent) {
+        self.update_mine(|s| s.intent = intent);
+    }
+
+    /// What this node sends in a gossip exchange.
+    pub fn gossip(&self) -> GossipState {
+        GossipState {
+            rings: self.rings.clone(),
+            nodes: self.nodes.values().cloned().collect(),
+        }
+    }
+
+    /// Inserts `ring` in order unless it is known or older than the settled ring. Members not
+    /// heard from yet count as heard `now`: news of a ring can arrive before news of its members.
+    fn add_ring(&mut self, ring: RingState, now: u64) -> bool {
+        let known = self.rings.iter().any(|r| r.id == ring.id);
+        let stale = self.rings.first().is_some_and(|settled| ring.id < settled.id);
+        if known || stale {
+            return false;
+        }
+        for member in &ring.members {
+            self.heard.entry(member.id).or_insert(now);
+        }
+        let at = self.rings.partition_point(|r| r.id < ring.id);
+        self.rings.insert(at, ring);
+        true
+    }
+
+    /// Merges what a peer sent; returns true if the active rings changed.
+    pub fn merge(&mut self, incoming: GossipState, now: u64) -> bool {
+        for state in incoming.nodes {
+            if state.id == self.me {
+                // Only this node speaks for itself; if a previous run of it spread a higher
+                // incarnation, continue above it.
+                if state.incarnation >= self.my_state().incarnation {
+                    self.my_state_mut().incarnation = state.incarnation + 1;
+                }
+                continue;
+            }
+            let newer = self.nodes.get(&state.id).is_none_or(|known| state.newer_than(known));
+            if newer {
+                self.heard.insert(state.id, now);
+                self.nodes.insert(state.id, state);
+            }
+        }
+        let mut changed = false;
+        if let Some(theirs) = incoming.rings.first() {
+            if self.rings.first().is_none_or(|ours| theirs.id > ours.id) {
+                // The peer settled a newer ring: our older transitions are over.
+                let before = self.rings.len();
+                self.rings.retain(|r| r.id >= theirs.id);
+                changed |= self.rings.len() != before;
+                changed |= self.add_ring(theirs.clone(), now);
+            }
+        }
+        for ring in incoming.rings {
+            if self.latest().is_none_or(|latest| ring.id > latest.id) {
+                changed |= self.add_ring(ring, now);
+            }
+        }
+        changed
+    }
+
+    /// Adds a ring this node proposed (or bootstrapped) at `now`.
+    pub fn propose(&mut self, ring: RingState, now: u64) -> bool {
+        let newer = self.latest().is_none_or(|l| ring.id > l.id);
+        newer && self.add_ring(ring, now)
+    }
+
+    /// Members of every active ring that may still coordinate operations: all but the Down.
+    fn barrier_set(&self, now: u64) -> Vec<NodeId> {
+        let mut set: Vec<NodeId> = self
+            .rings
+            .iter()
+            .flat_map(|r| r.members.iter().map(|m| m.id))
+            .filter(|id| self.liveness(*id, now) != Liveness::Down)
+            .collect();
+        set.sort_unstable();
+        set.dedup();
+        set
+    }
+
+    /// True once every node that may coordinate has adopted the newest ring: new owners may pull.
+    pub fn barrier_reached(&self, now: u64) -> bool {
+        let Some(latest) = self.latest() else {
+            return false;
+        };
+        self.barrier_set(now)
+            .iter()
+            .all(|id| self.nodes.get(id).is_some_and(|n| n.adopted >= latest.id))
+    }
+
+    /// Ends the transition if every member of the newest ring synced it; true if it did.
+    pub fn settle(&mut self) -> bool {
+        let Some(latest) = self.latest() else {
+            return false;
+        };
+        if self.rings.len() < 2 {
+            return false;
+        }
+        let synced = latest
+            .members
+            .iter()
+            .all(|m| self.nodes.get(&m.id).is_some_and(|n| n.synced >= latest.id));
+        if synced {
+            let latest = self.rings.pop().expect("checked above");
+            self.rings = vec![latest];
+        }
+        synced
+    }
+
+    /// True if this node sees a majority of the newest ring's members alive (itself included).
+    pub fn majority_alive(&self, now: u64) -> bool {
+        let Some(latest) = self.latest() else {
+            return false;
+        };
+        let alive = latest
+            .members
+            .iter()
+            .filter(|m| self.liveness(m.id, now) == Liveness::Alive)
+            .count();
+        alive * 2 > latest.members.len()
+    }
+
+    /// The ring change this node should propose now, if it is the proposer and a change is due.
+    pub fn plan(&self, now: u64) -> Option<RingState> {
+        let latest = self.latest()?;
+        let proposer = latest
+            .members
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| self.liveness(*id, now) == Liveness::Alive)
+            .min()?;
+        if proposer != self.me || !self.majority_alive(now) {
+            return None;
+        }
+        // One transition at a time, except that dead members may always be removed: a
+        // transition waiting for a dead node to sync would never end.
+        let settled = self.rings.len() == 1;
+        let keep = |m: &&RingMember| {
+            let leaving = self.nodes.get(&m.id).is_some_and(|s| s.intent == Intent::Leave);
+            self.liveness(m.id, now) != Liveness::Down && !(settled && leaving)
+        };
+        let mut members: Vec<RingMember> = latest.members.iter().filter(keep).cloned().collect();
+        if settled {
+            for state in self.nodes.values() {
+                let wants_in = state.intent == Intent::Member && !latest.contains(state.id);
+                if wants_in && self.liveness(state.id, now) == Liveness::Alive {
+                    members.push(RingMember {
+                        id: state.id,
+                        name: state.name.clone(),
+                        addr: state.addr.clone(),
+                    });
+                }
+            }
+        }
+        let proposal = RingState::new(
+            RingId {
+                version: latest.id.version + 1,
+                proposer: self.me,
+            },
+            members,
+        );
+        let changed = proposal.members != latest.members && !proposal.members.is_empty();
+        changed.then_some(proposal)
+    }
+
+    /// Forgets nodes that are in no active ring and have been silent for `forget_after_ms`.
+    pub fn forget_departed(&mut self, now: u64, forget_after_ms: u64) {
+        let in_ring = |id: NodeId, rings: &[RingState]| rings.iter().any(|r| r.contains(id));
+        let departed: Vec<NodeId> = self
+            .nodes
+            .keys()
+            .copied()
+            .filter(|id| *id != self.me && !in_ring(*id, &self.rings))
+            .filter(|id| self.silence(*id, now).is_none_or(|s| s > forget_after_ms))
+            .collect();
+        for id in departed {
+            self.nodes.remove(&id);
+            self.heard.remove(&id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
