@@ -31,6 +31,7 @@ pub mod replica;
 pub mod ring;
 pub mod stats;
 pub mod store;
+pub mod sync;
 
 pub use config::{ConfigError, ExpiryPolicy, NodeConfig, StoreBackend};
 pub use node::{start, NodeBuilder, NodeError, NodeHandle, StartError};

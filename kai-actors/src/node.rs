@@ -306,16 +306,16 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
 
 async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, StartError> {
     if config.store == StoreBackend::Memory {
-        return Ok(Arc::new(MemStore::new()));
+        return Ok(Arc::new(MemStore::new(config.buckets)));
     }
     let dir = config.data_dir.join("store");
     std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
         path: dir.clone(),
         source,
     })?;
-    let fsync = config.fsync;
+    let (fsync, buckets) = (config.fsync, config.buckets);
     let open_dir = dir.clone();
-    let opened = tokio::task::spawn_blocking(move || RocksStore::open(&open_dir, fsync))
+    let opened = tokio::task::spawn_blocking(move || RocksStore::open(&open_dir, fsync, buckets))
         .await
         .unwrap_or(Err(StoreError::Unavailable));
     match opened {

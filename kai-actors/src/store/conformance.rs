@@ -5,6 +5,9 @@ use bytes::Bytes;
 use kai_proto::{BucketId, Record, RecordBody, Tag, WriterId};
 use std::any::Any;
 
+/// Buckets of the stores under test.
+pub const BUCKETS: u32 = 16;
+
 /// A fresh, empty store and whatever must outlive it (e.g. its temporary directory).
 pub struct Fixture {
     store: Box<dyn Store>,
@@ -41,7 +44,7 @@ fn value(counter: u64, data: &'static [u8]) -> Record {
 /// Runs every check against stores made by `make`.
 pub fn run_all<F: Into<Fixture>>(make: impl Fn() -> F) {
     type Check = (&'static str, fn(&dyn Store));
-    let checks: [Check; 7] = [
+    let checks: [Check; 9] = [
         ("missing keys read as none", missing_keys_read_as_none),
         ("higher tags win", higher_tags_win),
         ("tombstones are records", tombstones_are_records),
@@ -51,6 +54,11 @@ pub fn run_all<F: Into<Fixture>>(make: impl Fn() -> F) {
         (
             "concurrent applies keep the highest",
             concurrent_applies_keep_the_highest,
+        ),
+        ("digests track contents", digests_track_contents),
+        (
+            "only matching tombstones are purged",
+            only_matching_tombstones_are_purged,
         ),
     ];
     for (name, check) in checks {
@@ -175,4 +183,37 @@ fn concurrent_applies_keep_the_highest(store: &dyn Store) {
     let got = store.get(BucketId(10), b"hot").expect("get").expect("present");
     assert_eq!(got.tag, tag(199, 3));
     assert_eq!(store.value_count(), 1);
+}
+
+fn digests_track_contents(store: &dyn Store) {
+    let b = BucketId(3);
+    assert_eq!(store.digest(b), [0; crate::sync::merkle::SEGMENTS]);
+    store.apply(b, b"k1", &value(1, b"a")).expect("apply");
+    store.apply(b, b"k2", &value(1, b"b")).expect("apply");
+    let two = store.digest(b);
+    store.apply(b, b"k1", &value(2, b"a2")).expect("apply");
+    assert_ne!(store.digest(b), two);
+    store.apply(b, b"k1", &value(1, b"stale")).expect("kept");
+    let expected = crate::sync::merkle::Digests::new(BUCKETS);
+    expected.toggle(b, b"k1", tag(2, 1));
+    expected.toggle(b, b"k2", tag(1, 1));
+    assert_eq!(store.digest(b), expected.get(b));
+    store.drop_bucket(b).expect("drop");
+    assert_eq!(store.digest(b), [0; crate::sync::merkle::SEGMENTS]);
+}
+
+fn only_matching_tombstones_are_purged(store: &dyn Store) {
+    let b = BucketId(4);
+    store.apply(b, b"t", &Record::tombstone(tag(3, 1), 0)).expect("apply");
+    store.apply(b, b"v", &value(3, b"v")).expect("apply");
+    assert!(!store.purge_tombstone(b, b"t", tag(2, 1)).expect("purge"), "other tag");
+    assert!(
+        !store.purge_tombstone(b, b"v", tag(3, 1)).expect("purge"),
+        "not a tombstone"
+    );
+    assert!(store.purge_tombstone(b, b"t", tag(3, 1)).expect("purge"));
+    assert_eq!(store.get(b, b"t").expect("get"), None);
+    let expected = crate::sync::merkle::Digests::new(BUCKETS);
+    expected.toggle(b, b"v", tag(3, 1));
+    assert_eq!(store.digest(b), expected.get(b));
 }

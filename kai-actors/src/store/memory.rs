@@ -1,24 +1,29 @@
 //! In-memory store: a sorted map behind a lock. For unit tests and embedding; nothing persists.
 
-use super::{apply_decision, stored_key, value_count_delta, Applied, CachedRead, Store, StoreError};
+use super::{stored_key, value_count_delta, Applied, CachedRead, Store, StoreError};
+use crate::sync::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
-use kai_proto::{BucketId, Record, RecordBody};
+use kai_proto::{BucketId, Record, RecordBody, Tag};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 
 /// A [`Store`] in memory.
-#[derive(Default)]
 pub struct MemStore {
     records: RwLock<BTreeMap<Vec<u8>, Record>>,
     values: AtomicI64,
+    digests: Digests,
 }
 
 impl MemStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty store for `buckets` buckets.
+    pub fn new(buckets: u32) -> Self {
+        MemStore {
+            records: RwLock::default(),
+            values: AtomicI64::new(0),
+            digests: Digests::new(buckets),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Record>> {
@@ -27,6 +32,14 @@ impl MemStore {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Record>> {
         self.records.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn forget(&self, bucket: BucketId, key: &[u8], record: &Record) {
+        self.values.fetch_sub(
+            i64::from(matches!(record.body, RecordBody::Value { .. })),
+            Ordering::Relaxed,
+        );
+        self.digests.toggle(bucket, key, record.tag);
     }
 }
 
@@ -47,14 +60,16 @@ impl Store for MemStore {
         let mut records = self.write();
         let k = stored_key(bucket, key);
         let current = records.get(&k);
-        let decision = apply_decision(current.map(|r| r.tag), record.tag);
-        if let Applied::Stored { .. } = decision {
-            let was_value = current.is_some_and(|r| matches!(r.body, RecordBody::Value { .. }));
-            self.values
-                .fetch_add(value_count_delta(was_value, record), Ordering::Relaxed);
-            records.insert(k, record.clone());
+        let current_tag = current.map(|r| r.tag);
+        if let Some(current) = current_tag.filter(|c| *c >= record.tag) {
+            return Ok(Applied::Kept { current });
         }
-        Ok(decision)
+        let was_value = current.is_some_and(|r| matches!(r.body, RecordBody::Value { .. }));
+        self.values
+            .fetch_add(value_count_delta(was_value, record), Ordering::Relaxed);
+        self.digests.replace(bucket, key, current_tag, record.tag);
+        records.insert(k, record.clone());
+        Ok(Applied::Stored { previous: current_tag })
     }
 
     fn scan_bucket(
@@ -87,11 +102,26 @@ impl Store for MemStore {
             .collect();
         for k in &keys {
             if let Some(r) = records.remove(k) {
-                self.values
-                    .fetch_sub(i64::from(matches!(r.body, RecordBody::Value { .. })), Ordering::Relaxed);
+                self.forget(bucket, &k[4..], &r);
             }
         }
         Ok(keys.len() as u64)
+    }
+
+    fn purge_tombstone(&self, bucket: BucketId, key: &[u8], tag: Tag) -> Result<bool, StoreError> {
+        let mut records = self.write();
+        let k = stored_key(bucket, key);
+        let matches = records
+            .get(&k)
+            .is_some_and(|r| r.tag == tag && matches!(r.body, RecordBody::Tombstone { .. }));
+        if let Some(r) = matches.then(|| records.remove(&k)).flatten() {
+            self.forget(bucket, key, &r);
+        }
+        Ok(matches)
+    }
+
+    fn digest(&self, bucket: BucketId) -> BucketDigest {
+        self.digests.get(bucket)
     }
 
     fn value_count(&self) -> u64 {
@@ -109,6 +139,8 @@ mod tests {
 
     #[test]
     fn conforms() {
-        super::super::conformance::run_all(|| Box::new(MemStore::new()) as Box<dyn Store>);
+        super::super::conformance::run_all(|| {
+            Box::new(MemStore::new(super::super::conformance::BUCKETS)) as Box<dyn Store>
+        });
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A replica keeps, per key, the record with the highest [`Tag`]: [`Store::apply`] is a
 //! compare-and-store that never replaces a record by an older or equal one, so replaying,
-//! reordering or duplicating writes cannot move a key backwards. Keys are stored under their
+//! reordering or duplicating writes cannot move a key backwards. Every store keeps per-bucket
+//! digests of its records current ([`Store::digest`]) for anti-entropy. Keys are stored under their
 //! bucket's big-endian prefix so a bucket is one contiguous, ordered range ([`Store::scan_bucket`]).
 //!
 //! Two backends implement the trait — [`RocksStore`] (persistent, the default) and
@@ -19,6 +20,7 @@ pub use actor::{StoreActor, StoreHandle};
 pub use memory::MemStore;
 pub use rocks::RocksStore;
 
+use crate::sync::merkle::BucketDigest;
 use bytes::Bytes;
 use kai_proto::{BucketId, Record, RecordDecodeError, Tag};
 
@@ -91,6 +93,13 @@ pub trait Store: Send + Sync + 'static {
     /// Removes every record of `bucket`; returns how many were removed.
     fn drop_bucket(&self, bucket: BucketId) -> Result<u64, StoreError>;
 
+    /// Removes `key`'s record if it is a tombstone with tag `tag` (garbage collection of a
+    /// tombstone every replica holds); returns whether it did.
+    fn purge_tombstone(&self, bucket: BucketId, key: &[u8], tag: Tag) -> Result<bool, StoreError>;
+
+    /// The bucket's segment digests (see [`crate::sync::merkle`]), always current.
+    fn digest(&self, bucket: BucketId) -> BucketDigest;
+
     /// Number of stored values (tombstones excluded; expired values until they are purged).
     fn value_count(&self) -> u64;
 
@@ -106,12 +115,10 @@ pub(crate) fn stored_key(bucket: BucketId, key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// What `apply` should do given the tag currently stored.
-pub(crate) fn apply_decision(current: Option<Tag>, incoming: Tag) -> Applied {
-    match current {
-        Some(current) if current >= incoming => Applied::Kept { current },
-        previous => Applied::Stored { previous },
-    }
+/// Splits a stored key into its bucket and the user key.
+pub(crate) fn split_stored_key(stored: &[u8]) -> Option<(BucketId, &[u8])> {
+    let prefix: [u8; 4] = stored.get(..4)?.try_into().ok()?;
+    Some((BucketId(u32::from_be_bytes(prefix)), &stored[4..]))
 }
 
 /// How the value count changes when `incoming` replaces a record that was (or was not) a value.

@@ -2,28 +2,29 @@
 //!
 //! Invariants beyond the trait's: the write-ahead log is always on (an applied record survives a
 //! process crash); with `fsync` every write is synced before it is acknowledged (survives power
-//! loss). `apply` is a read-compare-write under a per-key lock stripe, so two concurrent applies
-//! of the same key cannot both win. Values that expired more than [`EXPIRED_PURGE_GRACE`] ago are
-//! dropped by compaction; the grace leaves anti-entropy time to spread newer versions first, so
-//! purging one replica's copy cannot let an older version on another replica reappear.
+//! loss). Every change of a key — apply, drop, tombstone purge — happens under that key's lock
+//! stripe, so concurrent changes cannot both win and the digests stay exact. Values that expired
+//! more than [`EXPIRED_PURGE_GRACE`] ago are dropped by compaction; the grace leaves anti-entropy
+//! time to spread newer versions first, so purging one replica's copy cannot let an older version
+//! on another replica reappear.
 
-use super::{apply_decision, stored_key, value_count_delta, Applied, CachedRead, Store, StoreError};
+use super::{split_stored_key, stored_key, value_count_delta, Applied, CachedRead, Store, StoreError};
+use crate::sync::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
-use kai_proto::{BucketId, Record};
+use kai_proto::{BucketId, Record, RecordBody, Tag};
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
-    BlockBasedOptions, Cache, Direction, ErrorKind, IteratorMode, Options, ReadOptions, ReadTier, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, Cache, Direction, ErrorKind, IteratorMode, Options, ReadOptions, ReadTier, WriteOptions, DB,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Seconds an expired value is kept before compaction may purge it.
 pub const EXPIRED_PURGE_GRACE: u64 = 24 * 60 * 60;
-/// Lock stripes serialising concurrent applies of the same key.
-const APPLY_LOCK_STRIPES: usize = 256;
+/// Lock stripes serialising concurrent changes of the same key.
+const KEY_LOCK_STRIPES: usize = 256;
 /// Block cache shared by all reads.
 const BLOCK_CACHE_BYTES: usize = 256 * 1024 * 1024;
 /// Bloom filter bits per key: makes reads of absent keys cheap.
@@ -35,8 +36,9 @@ pub struct RocksStore {
     write_options: WriteOptions,
     /// Reads that may only use the memtables and the block cache.
     cached_read: ReadOptions,
-    apply_locks: Vec<Mutex<()>>,
+    key_locks: Vec<Mutex<()>>,
     values: Arc<AtomicI64>,
+    digests: Arc<Digests>,
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -50,14 +52,39 @@ fn decode(key: &[u8], bytes: Bytes) -> Result<Record, StoreError> {
     })
 }
 
+fn decode_tag(key: &[u8], encoded: &[u8]) -> Result<Tag, StoreError> {
+    Record::decode_tag(encoded).map_err(|source| StoreError::Corrupt {
+        key: key.to_vec(),
+        source,
+    })
+}
+
 fn is_value(encoded: &[u8]) -> bool {
     encoded.get(1) == Some(&0)
 }
 
+/// The compaction filter: drops values expired for longer than the grace, keeping the counters
+/// and digests in step.
+fn purge_expired(values: &AtomicI64, digests: &Digests, key: &[u8], value: &[u8]) -> Decision {
+    let now = crate::clock::unix_now();
+    match Record::decode_expiry(value) {
+        Ok(expires_at) if expires_at != 0 && expires_at + EXPIRED_PURGE_GRACE <= now => {
+            values.fetch_sub(1, Ordering::Relaxed);
+            if let (Some((bucket, user_key)), Ok(tag)) = (split_stored_key(key), Record::decode_tag(value)) {
+                digests.toggle(bucket, user_key, tag);
+            }
+            Decision::Remove
+        }
+        _ => Decision::Keep,
+    }
+}
+
 impl RocksStore {
-    /// Opens (creating if needed) the store in `path`. `fsync` syncs the WAL on every write.
-    pub fn open(path: &Path, fsync: bool) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) the store in `path` for `buckets` buckets. `fsync` syncs the
+    /// WAL on every write. Scans the store once to count values and build the digests.
+    pub fn open(path: &Path, fsync: bool, buckets: u32) -> Result<Self, StoreError> {
         let values = Arc::new(AtomicI64::new(0));
+        let digests = Arc::new(Digests::new(buckets));
         let mut options = Options::default();
         options.create_if_missing(true);
         options.increase_parallelism(2);
@@ -67,16 +94,9 @@ impl RocksStore {
         table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
         table.set_cache_index_and_filter_blocks(true);
         options.set_block_based_table_factory(&table);
-        let purged = Arc::clone(&values);
-        options.set_compaction_filter("kai-expired-values", move |_level, _key, value| {
-            let now = crate::clock::unix_now();
-            match Record::decode_expiry(value) {
-                Ok(expires_at) if expires_at != 0 && expires_at + EXPIRED_PURGE_GRACE <= now => {
-                    purged.fetch_sub(1, Ordering::Relaxed);
-                    Decision::Remove
-                }
-                _ => Decision::Keep,
-            }
+        let (purged, purged_digests) = (Arc::clone(&values), Arc::clone(&digests));
+        options.set_compaction_filter("kai-expired-values", move |_level, key, value| {
+            purge_expired(&purged, &purged_digests, key, value)
         });
         let db = DB::open(&options, path).map_err(engine)?;
         let mut write_options = WriteOptions::default();
@@ -87,20 +107,30 @@ impl RocksStore {
             db,
             write_options,
             cached_read,
-            apply_locks: (0..APPLY_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            key_locks: (0..KEY_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             values,
+            digests,
         };
-        store.values.store(store.count_values()?, Ordering::Relaxed);
+        store.load_counts()?;
         Ok(store)
     }
 
-    fn count_values(&self) -> Result<i64, StoreError> {
+    fn load_counts(&self) -> Result<(), StoreError> {
         let mut count = 0;
         for item in self.db.iterator(IteratorMode::Start) {
-            let (_, value) = item.map_err(engine)?;
+            let (key, value) = item.map_err(engine)?;
             count += i64::from(is_value(&value));
+            if let Some((bucket, user_key)) = split_stored_key(&key) {
+                self.digests.toggle(bucket, user_key, decode_tag(&key, &value)?);
+            }
         }
-        Ok(count)
+        self.values.store(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn lock(&self, stored: &[u8]) -> MutexGuard<'_, ()> {
+        let stripe = xxh3_64(stored) as usize % KEY_LOCK_STRIPES;
+        self.key_locks[stripe].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn bucket_iterator(&self, bucket: BucketId, start: &[u8]) -> rocksdb::DBIterator<'_> {
@@ -110,6 +140,27 @@ impl RocksStore {
         }
         self.db
             .iterator_opt(IteratorMode::From(start, Direction::Forward), read)
+    }
+
+    /// Deletes the stored key `k` of `bucket` if `keep_if` says so of its current record; under
+    /// the key's lock. Returns whether it deleted.
+    fn delete_if(&self, bucket: BucketId, k: &[u8], keep_if: impl FnOnce(&Record) -> bool) -> Result<bool, StoreError> {
+        let _guard = self.lock(k);
+        let Some(current) = self.db.get_pinned(k).map_err(engine)? else {
+            return Ok(false);
+        };
+        let record = decode(k, Bytes::copy_from_slice(&current))?;
+        if keep_if(&record) {
+            return Ok(false);
+        }
+        drop(current);
+        self.db.delete_opt(k, &self.write_options).map_err(engine)?;
+        self.digests.toggle(bucket, &k[4..], record.tag);
+        self.values.fetch_sub(
+            i64::from(matches!(record.body, RecordBody::Value { .. })),
+            Ordering::Relaxed,
+        );
+        Ok(true)
     }
 }
 
@@ -138,24 +189,24 @@ impl Store for RocksStore {
 
     fn apply(&self, bucket: BucketId, key: &[u8], record: &Record) -> Result<Applied, StoreError> {
         let k = stored_key(bucket, key);
-        let stripe = xxh3_64(&k) as usize % APPLY_LOCK_STRIPES;
-        let _guard = self.apply_locks[stripe].lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock(&k);
         let current = self.db.get_pinned(&k).map_err(engine)?;
         let current_tag = match &current {
-            Some(v) => Some(Record::decode_tag(v).map_err(|source| StoreError::Corrupt { key: k.clone(), source })?),
+            Some(v) => Some(decode_tag(&k, v)?),
             None => None,
         };
-        let decision = apply_decision(current_tag, record.tag);
-        if let Applied::Stored { .. } = decision {
-            let was_value = current.as_deref().is_some_and(is_value);
-            drop(current);
-            self.db
-                .put_opt(&k, record.encode(), &self.write_options)
-                .map_err(engine)?;
-            self.values
-                .fetch_add(value_count_delta(was_value, record), Ordering::Relaxed);
+        if let Some(current) = current_tag.filter(|c| *c >= record.tag) {
+            return Ok(Applied::Kept { current });
         }
-        Ok(decision)
+        let was_value = current.as_deref().is_some_and(is_value);
+        drop(current);
+        self.db
+            .put_opt(&k, record.encode(), &self.write_options)
+            .map_err(engine)?;
+        self.values
+            .fetch_add(value_count_delta(was_value, record), Ordering::Relaxed);
+        self.digests.replace(bucket, key, current_tag, record.tag);
+        Ok(Applied::Stored { previous: current_tag })
     }
 
     fn scan_bucket(
@@ -184,18 +235,27 @@ impl Store for RocksStore {
     }
 
     fn drop_bucket(&self, bucket: BucketId) -> Result<u64, StoreError> {
-        let (mut removed, mut values) = (0u64, 0i64);
         let prefix = bucket.prefix();
-        let mut batch = WriteBatch::default();
-        for item in self.bucket_iterator(bucket, &prefix) {
-            let (k, v) = item.map_err(engine)?;
-            removed += 1;
-            values += i64::from(is_value(&v));
-            batch.delete(&k);
+        let keys: Vec<Box<[u8]>> = self
+            .bucket_iterator(bucket, &prefix)
+            .map(|item| item.map(|(k, _)| k).map_err(engine))
+            .collect::<Result<_, _>>()?;
+        let mut removed = 0;
+        for k in keys {
+            removed += u64::from(self.delete_if(bucket, &k, |_| false)?);
         }
-        self.db.write_opt(batch, &self.write_options).map_err(engine)?;
-        self.values.fetch_sub(values, Ordering::Relaxed);
         Ok(removed)
+    }
+
+    fn purge_tombstone(&self, bucket: BucketId, key: &[u8], tag: Tag) -> Result<bool, StoreError> {
+        let k = stored_key(bucket, key);
+        self.delete_if(bucket, &k, |r| {
+            !(r.tag == tag && matches!(r.body, RecordBody::Tombstone { .. }))
+        })
+    }
+
+    fn digest(&self, bucket: BucketId) -> BucketDigest {
+        self.digests.get(bucket)
     }
 
     fn value_count(&self) -> u64 {
@@ -219,13 +279,20 @@ impl Drop for RocksStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kai_proto::{RecordBody, Tag, WriterId};
+    use kai_proto::WriterId;
+
+    fn tag(counter: u64) -> Tag {
+        Tag {
+            counter,
+            writer: WriterId(1),
+        }
+    }
 
     #[test]
     fn conforms() {
         super::super::conformance::run_all(|| {
             let dir = tempfile::tempdir().expect("tempdir");
-            let store = RocksStore::open(dir.path(), false).expect("open");
+            let store = RocksStore::open(dir.path(), false, super::super::conformance::BUCKETS).expect("open");
             super::super::conformance::Fixture::with_guard(Box::new(store), dir)
         });
     }
@@ -233,47 +300,45 @@ mod tests {
     #[test]
     fn compaction_purges_values_expired_longer_than_the_grace() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = RocksStore::open(dir.path(), false).expect("open");
-        let tag = Tag {
-            counter: 1,
-            writer: WriterId(1),
-        };
+        let store = RocksStore::open(dir.path(), false, 4).expect("open");
         let now = crate::clock::unix_now();
-        let long_expired = now - EXPIRED_PURGE_GRACE - 10;
-        let just_expired = now - 10;
         let put = |key: &[u8], expires_at| {
-            let record = Record::value(tag, 0, expires_at, Bytes::from_static(b"v"));
+            let record = Record::value(tag(1), 0, expires_at, Bytes::from_static(b"v"));
             store.apply(BucketId(1), key, &record).expect("apply");
         };
-        put(b"purge-me", long_expired);
-        put(b"keep-recent", just_expired);
+        put(b"keep-recent", now - 10);
         put(b"keep-forever", 0);
+        let digest_without_purged = store.digest(BucketId(1));
+        put(b"purge-me", now - EXPIRED_PURGE_GRACE - 10);
         store.flush().expect("flush");
         store.db.compact_range::<&[u8], &[u8]>(None, None);
         assert_eq!(store.get(BucketId(1), b"purge-me").expect("get"), None);
         assert!(store.get(BucketId(1), b"keep-recent").expect("get").is_some());
         assert!(store.get(BucketId(1), b"keep-forever").expect("get").is_some());
         assert_eq!(store.value_count(), 2);
+        assert_eq!(store.digest(BucketId(1)), digest_without_purged);
     }
 
     #[test]
-    fn records_and_counts_survive_reopen() {
+    fn records_counts_and_digests_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let tag = Tag {
-            counter: 1,
-            writer: WriterId(1),
+        let digest = {
+            let store = RocksStore::open(dir.path(), true, 4).expect("open");
+            store
+                .apply(
+                    BucketId(3),
+                    b"a",
+                    &Record::value(tag(1), 1, 0, Bytes::from_static(b"x")),
+                )
+                .expect("apply");
+            store
+                .apply(BucketId(3), b"b", &Record::tombstone(tag(1), 0))
+                .expect("apply");
+            store.digest(BucketId(3))
         };
-        {
-            let store = RocksStore::open(dir.path(), true).expect("open");
-            store
-                .apply(BucketId(3), b"a", &Record::value(tag, 1, 0, Bytes::from_static(b"x")))
-                .expect("apply");
-            store
-                .apply(BucketId(3), b"b", &Record::tombstone(tag, 0))
-                .expect("apply");
-        }
-        let store = RocksStore::open(dir.path(), false).expect("reopen");
+        let store = RocksStore::open(dir.path(), false, 4).expect("reopen");
         assert_eq!(store.value_count(), 1);
+        assert_eq!(store.digest(BucketId(3)), digest);
         let b = store.get(BucketId(3), b"b").expect("get").expect("tombstone kept");
         assert!(matches!(b.body, RecordBody::Tombstone { .. }));
     }

@@ -86,7 +86,13 @@ fn a_node_never_accepts_news_about_itself_but_outgrows_old_incarnations() {
     let mut old_me = state(1);
     old_me.incarnation = 7;
     old_me.intent = Intent::Leave;
-    a.merge(GossipState { rings: vec![], nodes: vec![old_me] }, 0);
+    a.merge(
+        GossipState {
+            rings: vec![],
+            nodes: vec![old_me],
+        },
+        0,
+    );
     assert_eq!(a.my_state().intent, Intent::Member);
     assert_eq!(a.my_state().incarnation, 8);
 }
@@ -105,7 +111,13 @@ fn newer_rings_are_added_and_settled_rings_replace_older_ones() {
     };
     assert!(!a.merge(older_proposal, 0));
     // A peer that settled ring 2 ends our transition.
-    assert!(a.merge(GossipState { rings: vec![ring(2, 2, &[1, 2, 3, 4])], nodes: vec![] }, 0));
+    assert!(a.merge(
+        GossipState {
+            rings: vec![ring(2, 2, &[1, 2, 3, 4])],
+            nodes: vec![]
+        },
+        0
+    ));
     assert_eq!(a.rings().iter().map(|r| r.id.version).collect::<Vec<_>>(), vec![2]);
     // Concurrent proposals of one version: the higher proposer wins everywhere.
     let mut c = a.clone();
