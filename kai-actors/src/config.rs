@@ -42,8 +42,9 @@ pub struct NodeConfig {
     pub peer_listen: SocketAddr,
     /// Peer address other nodes use to reach this one; defaults to `peer_listen`.
     pub advertise: Option<String>,
-    /// The other members of the cluster, as peer addresses `host:port`, or `name@host:port` for
-    /// nodes whose `name` is not their advertised address.
+    /// Nodes to contact to join a cluster, as peer addresses `host:port`, or `name@host:port`
+    /// for nodes whose `name` is not their advertised address. Nodes that all start fresh with
+    /// the same seeds form a new cluster of exactly those nodes.
     pub seeds: Vec<String>,
     /// Replicas per key.
     pub n: usize,
@@ -84,6 +85,14 @@ pub struct NodeConfig {
     pub worker_threads: usize,
     /// Threads running blocking store calls.
     pub store_threads: usize,
+    /// Limit of background data movement (handoff, anti-entropy), records per second.
+    pub sync_rate: u64,
+    /// Pause between anti-entropy comparisons of two buckets while replicas agree.
+    #[serde(with = "humantime_serde")]
+    pub anti_entropy_interval: Duration,
+    /// Tombstones older than this that every replica holds are purged; 0 keeps them forever.
+    #[serde(with = "humantime_serde")]
+    pub tombstone_grace: Duration,
 }
 
 impl Default for NodeConfig {
@@ -112,6 +121,9 @@ impl Default for NodeConfig {
             expiry: ExpiryPolicy::Honour,
             worker_threads: 0,
             store_threads: 4,
+            sync_rate: 100_000,
+            anti_entropy_interval: Duration::from_millis(50),
+            tombstone_grace: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -243,6 +255,18 @@ impl NodeConfig {
         }
         if self.store_threads == 0 {
             return Err(invalid("store_threads", "must be at least 1"));
+        }
+        if self.sync_rate == 0 {
+            return Err(invalid("sync_rate", "must be at least 1 record per second"));
+        }
+        if self.down_after <= self.gossip_interval * 5 {
+            return Err(invalid(
+                "down_after",
+                format!(
+                    "must exceed 5 gossip intervals ({:?}), or nodes would be removed while merely suspected",
+                    self.gossip_interval * 5
+                ),
+            ));
         }
         for (key, value) in [
             ("gossip_interval", self.gossip_interval),

@@ -10,13 +10,14 @@
 //! operation never holds up the mailbox.
 
 use crate::clock::unix_now;
-use crate::quorum::{decide_read, Phase, Progress, QuorumError, Round, TagClock};
+use crate::quorum::{decide_read, Group, Phase, Progress, QuorumError, Round, TagClock};
 use crate::replica::{ReplicaError, Replicas};
 use crate::ring::RingReader;
 use crate::stats::{self, NodeStats};
-use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use kai_proto::cluster::RingId;
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
 use kai_proto::{BucketId, Key, NodeId, Record, Tag};
 use std::collections::VecDeque;
@@ -42,29 +43,58 @@ pub enum CoordinatorError {
     /// A round did not reach its quorum in time.
     #[error(transparent)]
     Quorum(#[from] QuorumError),
-    /// The ring has no members.
-    #[error("the ring has no members")]
-    EmptyRing,
+    /// This node does not know a cluster yet (still joining).
+    #[error("this node has not joined a cluster yet")]
+    NoRing,
+    /// A replica is on a newer ring and this node could not learn it in time.
+    #[error("the cluster moved to ring version {}; this node has not caught up yet", .0.version)]
+    StaleRing(RingId),
 }
+
+/// Asks this node's membership to learn a ring at least as new as the given one; answers
+/// whether it did within the request timeout.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "bool")]
+pub struct LearnRing(pub RingId);
 
 /// Everything the coordinator of one worker thread needs.
 pub struct CoordinatorCore {
     replicas: Replicas,
     ring: RingReader,
     clock: Arc<TagClock>,
+    membership: Option<Recipient<LearnRing>>,
     r: usize,
     w: usize,
     request_timeout: Duration,
     stats: Arc<NodeStats>,
 }
 
+/// The owner sets of one key, in the placement its operation uses.
+struct Placement {
+    ring: RingId,
+    bucket: BucketId,
+    owners: Vec<Vec<NodeId>>,
+    /// Every owner once, the local replica first.
+    preference: Vec<NodeId>,
+}
+
+impl Placement {
+    fn groups(&self, needed: usize) -> Vec<Group> {
+        self.owners
+            .iter()
+            .map(|members| Group::new(members.clone(), needed))
+            .collect()
+    }
+}
+
 impl CoordinatorCore {
     /// A coordinator core with read quorum `r`, write quorum `w`, and `request_timeout` per
-    /// round, tagging new versions with `clock`.
+    /// round, tagging new versions with `clock`; `membership` is asked to learn newer rings.
     pub fn new(
         replicas: Replicas,
         ring: RingReader,
         clock: Arc<TagClock>,
+        membership: Option<Recipient<LearnRing>>,
         (r, w): (usize, usize),
         request_timeout: Duration,
         stats: Arc<NodeStats>,
@@ -73,6 +103,7 @@ impl CoordinatorCore {
             replicas,
             ring,
             clock,
+            membership,
             r,
             w,
             request_timeout,
@@ -80,37 +111,52 @@ impl CoordinatorCore {
         }
     }
 
-    /// The key's bucket and replicas, from the current ring.
-    fn placement(&self, key: &Key) -> Result<(BucketId, Vec<NodeId>), CoordinatorError> {
+    /// The key's bucket and owner sets, from the current placement.
+    fn placement(&self, key: &Key) -> Result<Placement, CoordinatorError> {
         let snapshot = self.ring.load();
-        let bucket = snapshot.ring.bucket_of(key.as_bytes());
-        let mut replicas = snapshot.ring.preference_list(bucket).to_vec();
-        if replicas.is_empty() {
-            return Err(CoordinatorError::EmptyRing);
+        let bucket = snapshot.bucket_of(key.as_bytes());
+        let owners = snapshot.groups(bucket);
+        if owners.is_empty() {
+            return Err(CoordinatorError::NoRing);
         }
-        // Ask the local replica first: it answers without a network hop.
-        if let Some(local) = replicas.iter().position(|n| *n == self.replicas.local()) {
-            replicas[..=local].rotate_right(1);
+        let local = self.replicas.local();
+        let mut preference: Vec<NodeId> = Vec::new();
+        if owners.iter().flatten().any(|n| *n == local) {
+            // Ask the local replica first: it answers without a network hop.
+            preference.push(local);
         }
-        Ok((bucket, replicas))
+        for node in owners.iter().flatten() {
+            if !preference.contains(node) {
+                preference.push(*node);
+            }
+        }
+        Ok(Placement {
+            ring: snapshot.latest_id(),
+            bucket,
+            owners,
+            preference,
+        })
     }
 
-    /// Quorums capped by the replicas that exist (a ring smaller than N).
-    fn quorums(&self, replicas: usize) -> (usize, usize) {
-        (self.r.min(replicas), self.w.min(replicas))
+    fn request(&self, place: &Placement, key: &Key, op: ReplicaOp) -> ReplicaRequest {
+        ReplicaRequest {
+            ring: place.ring,
+            bucket: place.bucket,
+            key: key.clone(),
+            op,
+        }
     }
 
-    /// Sends `request` to the nodes in `targets` (see [`Fanout`]); returns once `needed`
-    /// succeeded, or fails once that cannot happen or the request timeout passes.
+    /// Sends `request` to the members of `groups` (see [`Fanout`]); returns once every group
+    /// reached its quorum, or fails once one cannot or the request timeout passes.
     async fn round<T: Send + 'static>(
         &self,
         phase: Phase,
-        (targets, fanout): (&[NodeId], Fanout),
-        needed: usize,
+        (groups, preference, fanout): (Vec<Group>, &[NodeId], Fanout),
         request: ReplicaRequest,
         extract: fn(ReplicaReply) -> Result<T, ReplicaError>,
-    ) -> Result<Vec<(NodeId, T)>, QuorumError> {
-        let mut round = Round::new(phase, needed, targets.len());
+    ) -> Result<Vec<(NodeId, T)>, CoordinatorError> {
+        let mut round = Round::new(phase, groups);
         if round.progress() == Progress::Reached {
             return Ok(Vec::new());
         }
@@ -119,12 +165,18 @@ impl CoordinatorCore {
             let request = request.clone();
             async move { (node, replicas.call(node, request).await.and_then(extract)) }
         };
+        let targets: Vec<NodeId> = preference
+            .iter()
+            .copied()
+            .filter(|n| round.targets().contains(n))
+            .chain(round.targets().into_iter().filter(|n| !preference.contains(n)))
+            .collect();
         let eager = match fanout {
-            Fanout::All => targets.len(),
-            Fanout::Quorum => needed,
+            Fanout::All => targets.clone(),
+            Fanout::Quorum => round.eager_targets(&targets),
         };
-        let mut calls: FuturesUnordered<_> = targets[..eager].iter().map(|&node| call(node)).collect();
-        let mut spares: VecDeque<NodeId> = targets[eager..].iter().copied().collect();
+        let mut spares: VecDeque<NodeId> = targets.iter().copied().filter(|n| !eager.contains(n)).collect();
+        let mut calls: FuturesUnordered<_> = eager.into_iter().map(call).collect();
         let hedge = tokio::time::sleep(self.request_timeout / HEDGE_FRACTION);
         let deadline = tokio::time::sleep(self.request_timeout);
         tokio::pin!(hedge, deadline);
@@ -136,18 +188,21 @@ impl CoordinatorCore {
                             break Ok(());
                         }
                     }
+                    Some((_, Err(ReplicaError::StaleRing(newer)))) if newer > request.ring => {
+                        break Err(Ended::StaleRing(newer));
+                    }
                     Some((node, Err(e))) => {
                         if let Some(spare) = spares.pop_front() {
                             calls.push(call(spare));
                         }
                         if round.fail(node, e) == Progress::Impossible {
-                            break Err(false);
+                            break Err(Ended::NoQuorum { timed_out: false });
                         }
                     }
-                    None => break Err(false),
+                    None => break Err(Ended::NoQuorum { timed_out: false }),
                 },
                 () = &mut hedge, if !spares.is_empty() => calls.extend(spares.drain(..).map(call)),
-                () = &mut deadline => break Err(true),
+                () = &mut deadline => break Err(Ended::NoQuorum { timed_out: true }),
             }
         };
         if !calls.is_empty() {
@@ -156,43 +211,35 @@ impl CoordinatorCore {
         }
         match outcome {
             Ok(()) => Ok(round.into_replies()),
-            Err(timed_out) => {
+            Err(Ended::StaleRing(newer)) => Err(CoordinatorError::StaleRing(newer)),
+            Err(Ended::NoQuorum { timed_out }) => {
                 stats::add(&self.stats.quorum_failures, 1);
-                Err(round.into_error(timed_out))
+                Err(round.into_error(timed_out).into())
             }
         }
     }
 
     /// The latest record of `key` (value or tombstone, expired or not) from a read quorum, after
     /// making sure a write quorum holds it.
-    async fn read_latest(
-        &self,
-        bucket: BucketId,
-        key: &Key,
-        replicas: &[NodeId],
-    ) -> Result<Option<Record>, CoordinatorError> {
-        let (r, w) = self.quorums(replicas.len());
-        let request = ReplicaRequest {
-            bucket,
-            key: key.clone(),
-            op: ReplicaOp::Read,
-        };
+    async fn read_latest(&self, place: &Placement, key: &Key) -> Result<Option<Record>, CoordinatorError> {
+        let request = self.request(place, key, ReplicaOp::Read);
+        let groups = place.groups(self.r);
         let answers = self
-            .round(Phase::Read, (replicas, Fanout::Quorum), r, request, expect_record)
+            .round(
+                Phase::Read,
+                (groups, &place.preference, Fanout::Quorum),
+                request,
+                expect_record,
+            )
             .await?;
-        let decision = decide_read(answers, replicas, w);
-        if let Some(write_back) = decision.write_back {
+        let decision = decide_read(answers, &place.owners, self.w);
+        if let Some((record, short)) = decision.write_back {
             stats::add(&self.stats.unreconciled_reads, 1);
-            let request = ReplicaRequest {
-                bucket,
-                key: key.clone(),
-                op: ReplicaOp::Write(write_back.record),
-            };
+            let request = self.request(place, key, ReplicaOp::Write(record));
             let written = self
                 .round(
                     Phase::WriteBack,
-                    (&write_back.targets, Fanout::All),
-                    write_back.needed,
+                    (short, &place.preference, Fanout::All),
                     request,
                     expect_written,
                 )
@@ -202,65 +249,103 @@ impl CoordinatorCore {
         Ok(decision.latest)
     }
 
-    /// Writes `record` to the replicas; returns once W acknowledged.
-    async fn write(
-        &self,
-        bucket: BucketId,
-        key: Key,
-        replicas: &[NodeId],
-        record: Record,
-    ) -> Result<(), CoordinatorError> {
-        let (_, w) = self.quorums(replicas.len());
-        let request = ReplicaRequest {
-            bucket,
-            key,
-            op: ReplicaOp::Write(record),
-        };
-        self.round(Phase::Write, (replicas, Fanout::All), w, request, expect_written)
-            .await?;
+    /// Writes `record` to the owners; returns once each owner set has its write quorum.
+    async fn write(&self, place: &Placement, key: &Key, record: Record) -> Result<(), CoordinatorError> {
+        let request = self.request(place, key, ReplicaOp::Write(record));
+        let groups = place.groups(self.w);
+        self.round(
+            Phase::Write,
+            (groups, &place.preference, Fanout::All),
+            request,
+            expect_written,
+        )
+        .await?;
         Ok(())
+    }
+
+    /// Runs `op` against the key's placement; if a replica says the cluster moved to a newer
+    /// ring, learns it and runs `op` once more.
+    async fn with_placement<T, F, Fut>(&self, key: &Key, op: F) -> Result<T, CoordinatorError>
+    where
+        F: Fn(Placement) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CoordinatorError>>,
+    {
+        match op(self.placement(key)?).await {
+            Err(CoordinatorError::StaleRing(newer)) => {
+                let learned = match &self.membership {
+                    Some(membership) => membership.send(LearnRing(newer)).await.unwrap_or(false),
+                    None => false,
+                };
+                if !learned {
+                    return Err(CoordinatorError::StaleRing(newer));
+                }
+                op(self.placement(key)?).await
+            }
+            other => other,
+        }
     }
 
     /// The latest live record of `key`, or `None`.
     pub async fn get(&self, key: Key) -> Result<Option<Record>, CoordinatorError> {
-        let (bucket, replicas) = self.placement(&key)?;
-        let latest = self.read_latest(bucket, &key, &replicas).await?;
+        let latest = self
+            .with_placement(&key, |place| {
+                let key = key.clone();
+                async move { self.read_latest(&place, &key).await }
+            })
+            .await?;
         let now = unix_now();
         Ok(latest.filter(|r| r.is_live(now)))
     }
 
     /// Stores a value; returns its version.
     pub async fn set(&self, key: Key, flags: u32, expires_at: u64, data: Bytes) -> Result<Tag, CoordinatorError> {
-        let (bucket, replicas) = self.placement(&key)?;
-        let (r, _) = self.quorums(replicas.len());
-        let request = ReplicaRequest {
-            bucket,
-            key: key.clone(),
-            op: ReplicaOp::ReadVersion,
-        };
-        let versions = self
-            .round(Phase::Version, (&replicas, Fanout::Quorum), r, request, expect_version)
-            .await?;
-        let tag = self.clock.next_after(versions.iter().map(|(_, tag)| tag));
-        self.write(bucket, key, &replicas, Record::value(tag, flags, expires_at, data))
-            .await?;
-        Ok(tag)
+        self.with_placement(&key, |place| {
+            let (key, data) = (key.clone(), data.clone());
+            async move {
+                let request = self.request(&place, &key, ReplicaOp::ReadVersion);
+                let groups = place.groups(self.r);
+                let versions = self
+                    .round(
+                        Phase::Version,
+                        (groups, &place.preference, Fanout::Quorum),
+                        request,
+                        expect_version,
+                    )
+                    .await?;
+                let tag = self.clock.next_after(versions.iter().map(|(_, tag)| tag));
+                self.write(&place, &key, Record::value(tag, flags, expires_at, data))
+                    .await?;
+                Ok(tag)
+            }
+        })
+        .await
     }
 
     /// Deletes `key`: if a read quorum finds a live value, writes a newer tombstone. Returns
     /// whether a live value was found.
     pub async fn delete(&self, key: Key) -> Result<bool, CoordinatorError> {
-        let (bucket, replicas) = self.placement(&key)?;
-        let now = unix_now();
-        match self.read_latest(bucket, &key, &replicas).await? {
-            Some(latest) if latest.is_live(now) => {
-                let tombstone = Record::tombstone(self.clock.next_after([&Some(latest.tag)]), now);
-                self.write(bucket, key, &replicas, tombstone).await?;
-                Ok(true)
+        self.with_placement(&key, |place| {
+            let key = key.clone();
+            async move {
+                let now = unix_now();
+                match self.read_latest(&place, &key).await? {
+                    Some(latest) if latest.is_live(now) => {
+                        let tombstone = Record::tombstone(self.clock.next_after([&Some(latest.tag)]), now);
+                        self.write(&place, &key, tombstone).await?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
             }
-            _ => Ok(false),
-        }
+        })
+        .await
     }
+}
+
+/// Why a round ended without its quorum.
+enum Ended {
+    StaleRing(RingId),
+    NoQuorum { timed_out: bool },
 }
 
 fn expect_record(reply: ReplicaReply) -> Result<Option<Record>, ReplicaError> {

@@ -5,30 +5,37 @@
 //! It never creates a `System` or calls `run()`, so an application can embed a node in its own
 //! Actix system; the `kai` binary is one such application.
 //!
-//! Membership is static for now: the ring is this node plus its `seeds`, identical on every node
-//! that lists the same members, whether or not they are reachable yet.
+//! Membership is dynamic: the Membership actor learns the cluster from the `seeds` by gossip
+//! (nodes that all start fresh with the same seeds form a new cluster of exactly those nodes).
 
 use crate::config::{NodeConfig, Seed, StoreBackend};
 use crate::coordinator::{Coordinator, CoordinatorCore, CoordinatorError, Delete, Get, Set};
+use crate::fence::Fence;
 use crate::listener::{Listener, SessionShared, StopListening, Worker};
-use crate::peer::{LocalIdentity, NetworkFilter, PeerActor, PeerDirectory, PeerListener, PeerService, PeerSettings};
+use crate::membership::{ClusterStatus, Leave, Membership, MembershipConfig, MembershipParts, StatusReader, Stop};
+use crate::peer::{LocalIdentity, NetworkFilter, PeerDirectory, PeerListener, PeerService, PeerSettings};
 use crate::quorum::TagClock;
-use crate::replica::Replicas;
+use crate::replica::{LocalReplica, Replicas};
 use crate::ring::{RingActor, RingReader};
 use crate::stats::{NodeInfo, NodeStats};
 use crate::store::{MemStore, RocksStore, Store, StoreError, StoreHandle};
+use crate::sync::{ReportTo, Shutdown, SyncActor, SyncConfig};
 use crate::ConfigError;
-use actix::{Actor, Addr, Arbiter, MailboxError};
+use actix::{Actor, Addr, Arbiter, ArbiterHandle, MailboxError};
 use bytes::Bytes;
+use kai_proto::cluster::RingMember;
 use kai_proto::memcache::Limits;
 use kai_proto::peer::Credentials;
 use kai_proto::{BucketId, Key, NodeId, Record, Tag, WriterId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Bytes a peer frame may carry beyond the largest value (key, tags, framing).
 const FRAME_OVERHEAD: usize = 64 * 1024;
+/// File in `data_dir` where the node remembers its cluster.
+const CLUSTER_STATE_FILE: &str = "cluster.json";
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +59,9 @@ pub enum StartError {
         /// The cause.
         source: StoreError,
     },
+    /// The saved cluster state could not be read.
+    #[error("cannot read the saved cluster state: {0}")]
+    ClusterState(String),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr} (config key `{key}`)")]
     Bind {
@@ -151,31 +161,17 @@ impl NodeBuilder {
             .into_iter()
             .filter(|s| NodeId::from_name(&s.name) != me.id && s.addr != me.advertise)
             .collect();
-        let mut members: Vec<NodeId> = seeds.iter().map(|s| NodeId::from_name(&s.name)).collect();
-        members.push(me.id);
-        members.sort_unstable();
-        members.dedup();
-        if config.n > members.len() {
-            return Err(ConfigError {
-                key: "n",
-                reason: format!(
-                    "n = {} but the cluster has {} member(s) (this node and its seeds)",
-                    config.n,
-                    members.len()
-                ),
-            }
-            .into());
-        }
 
         let store = StoreHandle::start(open_store(&config).await?, config.store_threads, !config.fsync);
-        let (ring_actor, ring) = RingActor::new(&members, config.buckets, config.virtual_nodes, config.n);
-        ring_actor.start();
+        let fence = Arc::new(Fence::default());
+        let (ring_actor, ring) = RingActor::new(config.buckets, config.virtual_nodes, config.n);
+        let ring_actor = ring_actor.start();
+        let stats = Arc::new(NodeStats::default());
         let threads = config.effective_worker_threads();
         let workers: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+        let lanes: Vec<ArbiterHandle> = workers.iter().map(Arbiter::handle).collect();
         let max_frame = config.max_value_size + FRAME_OVERHEAD;
-
         let peers = PeerDirectory::default();
-        let stats = Arc::new(NodeStats::default());
         let peer_settings = Arc::new(PeerSettings {
             me: Arc::clone(&me),
             max_frame,
@@ -183,48 +179,84 @@ impl NodeBuilder {
             filter,
             stats: Arc::clone(&stats),
         });
-        for seed in &seeds {
-            let id = NodeId::from_name(&seed.name);
-            let lanes = workers
-                .iter()
-                .map(|worker| {
-                    let peer = PeerActor::new(Arc::clone(&peer_settings), seed.addr.clone(), Some(id));
-                    PeerActor::start_in_arbiter(&worker.handle(), |_| peer)
-                })
-                .collect();
-            peers.insert(id, lanes);
-        }
+
+        let sync = SyncActor::new(
+            me.id,
+            SyncConfig {
+                buckets: config.buckets,
+                virtual_nodes: config.virtual_nodes,
+                n: config.n,
+                w: config.w,
+                rate: config.sync_rate,
+                anti_entropy_pause: config.anti_entropy_interval,
+                tombstone_grace: (!config.tombstone_grace.is_zero()).then_some(config.tombstone_grace),
+            },
+            (store.clone(), Arc::clone(&fence)),
+            peers.clone(),
+            Arc::clone(&stats),
+        )
+        .start();
+        let status = StatusReader::default();
+        let (left_tx, left) = watch::channel(false);
+        let membership = Membership::new(
+            MembershipConfig {
+                me: RingMember {
+                    id: me.id,
+                    name: name.clone(),
+                    addr: me.advertise.clone(),
+                },
+                seeds,
+                gossip_interval: config.gossip_interval,
+                down_after: config.down_after,
+                request_timeout: config.request_timeout,
+                state_file: (config.store == StoreBackend::Rocksdb).then(|| config.data_dir.join(CLUSTER_STATE_FILE)),
+            },
+            MembershipParts {
+                peers: peers.clone(),
+                peer_settings,
+                lanes: lanes.clone(),
+                ring: ring_actor,
+                sync: sync.clone(),
+                fence: Arc::clone(&fence),
+                status: Arc::clone(&status),
+                left: left_tx,
+            },
+        )
+        .map_err(|e| StartError::ClusterState(e.to_string()))?
+        .start();
+        sync.do_send(ReportTo(membership.clone()));
+
+        let replica = LocalReplica::new(store.clone(), Arc::clone(&fence));
         let peer_listener = PeerListener::new(
             tokio::net::TcpListener::from_std(peer_socket).map_err(|source| StartError::Bind {
                 key: "peer_listen",
                 addr: config.peer_listen,
                 source,
             })?,
-            workers.iter().map(Arbiter::handle).collect(),
+            lanes.clone(),
             Arc::clone(&me),
-            PeerService::new(store.clone()),
+            PeerService::new(replica.clone(), store.clone(), membership.clone().recipient()),
             max_frame,
         )
         .start();
 
         let clock = Arc::new(TagClock::new(WriterId::new(me.id, rand::random())));
-        let worker_handles: Vec<Worker> = workers
+        let worker_handles: Vec<Worker> = lanes
             .iter()
             .enumerate()
             .map(|(lane, arbiter)| {
                 let core = CoordinatorCore::new(
-                    Replicas::new(me.id, store.clone(), peers.clone(), lane),
+                    Replicas::new(me.id, replica.clone(), peers.clone(), lane),
                     ring.clone(),
                     Arc::clone(&clock),
+                    Some(membership.clone().recipient()),
                     (config.r, config.w),
                     config.request_timeout,
                     Arc::clone(&stats),
                 );
                 Worker {
-                    arbiter: arbiter.handle(),
-                    coordinator: Coordinator::start_in_arbiter(&arbiter.handle(), move |_| {
-                        Coordinator::new(Arc::new(core))
-                    }),
+                    arbiter: arbiter.clone(),
+                    coordinator: Coordinator::start_in_arbiter(arbiter, move |_| Coordinator::new(Arc::new(core))),
                 }
             })
             .collect();
@@ -239,6 +271,8 @@ impl NodeBuilder {
                 max_connections: config.max_connections,
                 store: store.clone(),
                 ring: ring.clone(),
+                cluster: Arc::clone(&status),
+                membership: membership.clone(),
             },
             limits: Limits {
                 max_value_size: config.max_value_size,
@@ -253,9 +287,8 @@ impl NodeBuilder {
         })?;
         let listener = Listener::new(client_socket, worker_handles, shared, config.max_connections).start();
         log::info!(
-            "node {name} ({}) serving memcache on {client_addr}, peers on {peer_addr}; {} member(s), N:R:W = {}:{}:{}, store {}",
+            "node {name} ({}) serving memcache on {client_addr}, peers on {peer_addr}; N:R:W = {}:{}:{}, store {}",
             me.id,
-            members.len(),
             config.n,
             config.r,
             config.w,
@@ -269,10 +302,14 @@ impl NodeBuilder {
             coordinator,
             listener,
             peer_listener,
+            membership,
+            sync,
             workers,
             store,
             ring,
             stats,
+            status,
+            left,
         })
     }
 }
@@ -333,10 +370,14 @@ pub struct NodeHandle {
     coordinator: Addr<Coordinator>,
     listener: Addr<Listener>,
     peer_listener: Addr<PeerListener>,
+    membership: Addr<Membership>,
+    sync: Addr<SyncActor>,
     workers: Vec<Arbiter>,
     store: StoreHandle,
     ring: RingReader,
     stats: Arc<NodeStats>,
+    status: StatusReader,
+    left: watch::Receiver<bool>,
 }
 
 impl NodeHandle {
@@ -375,9 +416,31 @@ impl NodeHandle {
         self.ring.clone()
     }
 
+    /// This node's view of the cluster.
+    pub fn cluster(&self) -> Arc<ClusterStatus> {
+        self.status.load_full()
+    }
+
+    /// The segment digests of this node's replica of `bucket` (for inspection).
+    pub fn digest(&self, bucket: BucketId) -> crate::sync::merkle::BucketDigest {
+        self.store.digest(bucket)
+    }
+
+    /// Asks the node to leave the cluster: it hands its buckets off, then [`NodeHandle::left`]
+    /// resolves.
+    pub fn leave(&self) {
+        self.membership.do_send(Leave);
+    }
+
+    /// Resolves once the node has left the cluster (after [`NodeHandle::leave`]).
+    pub async fn left(&self) {
+        let mut left = self.left.clone();
+        let _ = left.wait_for(|gone| *gone).await;
+    }
+
     /// The record this node's own replica holds for `key` (no quorum; for inspection).
     pub async fn local_record(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        let bucket = BucketId::of(key.as_bytes(), self.ring.load().ring.buckets());
+        let bucket = self.ring.load().bucket_of(key.as_bytes());
         self.store.get(bucket, key.to_bytes()).await
     }
 
@@ -411,12 +474,16 @@ impl NodeHandle {
             name,
             listener,
             peer_listener,
+            membership,
+            sync,
             workers,
             store,
             ..
         } = self;
         let _ = listener.send(StopListening).await;
         let _ = peer_listener.send(StopListening).await;
+        let _ = membership.send(Stop).await;
+        let _ = sync.send(Shutdown).await;
         for worker in &workers {
             worker.stop();
         }

@@ -11,8 +11,13 @@
 //!   on the others until W hold it, *before* the read returns. This makes reads linearizable: a
 //!   value once returned is on a write quorum, so every later read quorum sees it.
 //!
-//! Invariant of [`Round`]: it is `Reached` as soon as `needed` replicas succeeded, `Impossible`
-//! as soon as the replicas still outstanding cannot make up the difference, `Waiting` otherwise.
+//! During an ownership transition a bucket has several owner sets (one per active ring); every
+//! round then needs its quorum in *each* of them ([`Group`]), so operations stay linearizable
+//! whichever set a later operation uses.
+//!
+//! Invariant of [`Round`]: it is `Reached` as soon as every group has `needed` successes among
+//! its members, `Impossible` as soon as some group's outstanding members cannot make up its
+//! difference, `Waiting` otherwise. A reply from a node counts for every group it belongs to.
 
 use kai_proto::{NodeId, Record, Tag, WriterId};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,55 +63,121 @@ impl std::fmt::Display for Phase {
 pub struct QuorumError {
     /// The failed round.
     pub phase: Phase,
-    /// Successes required.
+    /// Successes required (in the group that fell short).
     pub needed: usize,
-    /// Successes obtained.
+    /// Successes obtained there.
     pub got: usize,
     /// What went wrong with the others, `node: reason`.
     pub errors: Vec<String>,
+}
+
+/// One owner set of a round and the successes it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// The owners.
+    pub members: Vec<NodeId>,
+    /// Successes needed among them.
+    pub needed: usize,
+}
+
+impl Group {
+    /// A group needing `needed` of `members` (capped at their number).
+    pub fn new(members: Vec<NodeId>, needed: usize) -> Self {
+        let needed = needed.min(members.len());
+        Group { members, needed }
+    }
+}
+
+#[derive(Debug)]
+struct Tally {
+    group: Group,
+    succeeded: usize,
+    failed: usize,
 }
 
 /// The replies of one round.
 #[derive(Debug)]
 pub struct Round<T> {
     phase: Phase,
-    needed: usize,
-    outstanding: usize,
+    tallies: Vec<Tally>,
     replies: Vec<(NodeId, T)>,
     failures: Vec<String>,
 }
 
 impl<T> Round<T> {
-    /// A round that asked `asked` replicas and needs `needed` successes.
-    pub fn new(phase: Phase, needed: usize, asked: usize) -> Self {
+    /// A round over `groups`.
+    pub fn new(phase: Phase, groups: Vec<Group>) -> Self {
         Round {
             phase,
-            needed,
-            outstanding: asked,
-            replies: Vec::with_capacity(asked),
+            tallies: groups
+                .into_iter()
+                .map(|group| Tally {
+                    group,
+                    succeeded: 0,
+                    failed: 0,
+                })
+                .collect(),
+            replies: Vec::new(),
             failures: Vec::new(),
         }
     }
 
+    /// Every node of every group, each once, in group order.
+    pub fn targets(&self) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = Vec::new();
+        for t in &self.tallies {
+            for n in &t.group.members {
+                if !out.contains(n) {
+                    out.push(*n);
+                }
+            }
+        }
+        out
+    }
+
+    /// The fewest targets, taken in `preference` order, that can reach every group's quorum if
+    /// they all succeed.
+    pub fn eager_targets(&self, preference: &[NodeId]) -> Vec<NodeId> {
+        let mut chosen: Vec<NodeId> = Vec::new();
+        for node in preference {
+            let useful = self.tallies.iter().any(|t| {
+                let have = t.group.members.iter().filter(|m| chosen.contains(m)).count();
+                have < t.group.needed && t.group.members.contains(node)
+            });
+            if useful {
+                chosen.push(*node);
+            }
+        }
+        chosen
+    }
+
     /// Records a success from `node`.
     pub fn succeed(&mut self, node: NodeId, value: T) -> Progress {
-        self.outstanding = self.outstanding.saturating_sub(1);
+        for t in self.tallies.iter_mut().filter(|t| t.group.members.contains(&node)) {
+            t.succeeded += 1;
+        }
         self.replies.push((node, value));
         self.progress()
     }
 
     /// Records a failure of `node`.
     pub fn fail(&mut self, node: NodeId, reason: impl std::fmt::Display) -> Progress {
-        self.outstanding = self.outstanding.saturating_sub(1);
+        for t in self.tallies.iter_mut().filter(|t| t.group.members.contains(&node)) {
+            t.failed += 1;
+        }
         self.failures.push(format!("{node}: {reason}"));
         self.progress()
     }
 
     /// Where the round stands.
     pub fn progress(&self) -> Progress {
-        if self.replies.len() >= self.needed {
+        let impossible = self
+            .tallies
+            .iter()
+            .any(|t| t.group.members.len() - t.failed < t.group.needed);
+        if self.tallies.iter().all(|t| t.succeeded >= t.group.needed) {
             Progress::Reached
-        } else if self.replies.len() + self.outstanding < self.needed {
+        } else if impossible {
             Progress::Impossible
         } else {
             Progress::Waiting
@@ -123,16 +194,25 @@ impl<T> Round<T> {
         self.replies
     }
 
-    /// The error for a round that ended without quorum; `timed_out` marks the replicas that
-    /// never answered.
+    /// The error for a round that ended without quorum; `timed_out` says some replicas never
+    /// answered.
     pub fn into_error(mut self, timed_out: bool) -> QuorumError {
-        if timed_out && self.outstanding > 0 {
-            self.failures.push(format!("{} replica(s) timed out", self.outstanding));
+        let short = self
+            .tallies
+            .iter()
+            .find(|t| t.succeeded < t.group.needed)
+            .or(self.tallies.first());
+        let (needed, got, silent) = short.map_or((0, 0, 0), |t| {
+            let silent = t.group.members.len() - t.succeeded - t.failed;
+            (t.group.needed, t.succeeded, silent)
+        });
+        if timed_out && silent > 0 {
+            self.failures.push(format!("{silent} replica(s) timed out"));
         }
         QuorumError {
             phase: self.phase,
-            needed: self.needed,
-            got: self.replies.len(),
+            needed,
+            got,
             errors: self.failures,
         }
     }
@@ -173,28 +253,19 @@ impl TagClock {
     }
 }
 
-/// Records to write back during a read so that `needed` more replicas hold the latest version.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WriteBack {
-    /// The latest record.
-    pub record: Record,
-    /// Replicas that did not report it (stale or silent).
-    pub targets: Vec<NodeId>,
-    /// Acknowledgements needed from `targets`.
-    pub needed: usize,
-}
-
 /// What a read returns, and the write-back it needs first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadDecision {
     /// The record with the highest tag among the answers, if any replica had one.
     pub latest: Option<Record>,
-    /// Set when fewer than W replicas are known to hold `latest`.
-    pub write_back: Option<WriteBack>,
+    /// Set when some owner set has fewer than its write quorum known to hold `latest`: write it
+    /// back to that set's other members until enough do.
+    pub write_back: Option<(Record, Vec<Group>)>,
 }
 
-/// Decides a read from the `answers` of a read quorum over `replicas`, with write quorum `w`.
-pub fn decide_read(answers: Vec<(NodeId, Option<Record>)>, replicas: &[NodeId], w: usize) -> ReadDecision {
+/// Decides a read from the `answers` of a read round over owner sets `owners`, whose write quorum
+/// is `w` (capped per set).
+pub fn decide_read(answers: Vec<(NodeId, Option<Record>)>, owners: &[Vec<NodeId>], w: usize) -> ReadDecision {
     let Some(latest) = answers
         .iter()
         .filter_map(|(_, r)| r.as_ref())
@@ -211,14 +282,20 @@ pub fn decide_read(answers: Vec<(NodeId, Option<Record>)>, replicas: &[NodeId], 
         .filter(|(_, r)| r.as_ref().is_some_and(|r| r.tag == latest.tag))
         .map(|(node, _)| *node)
         .collect();
-    let write_back = (holders.len() < w).then(|| WriteBack {
-        record: latest.clone(),
-        targets: replicas.iter().copied().filter(|n| !holders.contains(n)).collect(),
-        needed: w - holders.len(),
-    });
+    let short: Vec<Group> = owners
+        .iter()
+        .filter_map(|members| {
+            let held = members.iter().filter(|m| holders.contains(m)).count();
+            let quorum = w.min(members.len());
+            (held < quorum).then(|| {
+                let others: Vec<NodeId> = members.iter().copied().filter(|m| !holders.contains(m)).collect();
+                Group::new(others, quorum - held)
+            })
+        })
+        .collect();
     ReadDecision {
-        latest: Some(latest),
-        write_back,
+        latest: Some(latest.clone()),
+        write_back: (!short.is_empty()).then_some((latest, short)),
     }
 }
 
@@ -242,9 +319,13 @@ mod tests {
         Record::value(tag(counter, node), 0, 0, Bytes::from(format!("v{counter}")))
     }
 
+    fn group(members: &[NodeId], needed: usize) -> Group {
+        Group::new(members.to_vec(), needed)
+    }
+
     #[test]
     fn round_reaches_quorum_on_the_needed_success() {
-        let mut round = Round::new(Phase::Write, 2, 3);
+        let mut round = Round::new(Phase::Write, vec![group(&[A, B, C], 2)]);
         assert_eq!(round.succeed(A, ()), Progress::Waiting);
         assert_eq!(round.fail(B, "down"), Progress::Waiting);
         assert_eq!(round.succeed(C, ()), Progress::Reached);
@@ -253,7 +334,7 @@ mod tests {
 
     #[test]
     fn round_is_impossible_once_too_many_fail() {
-        let mut round: Round<()> = Round::new(Phase::Read, 2, 3);
+        let mut round: Round<()> = Round::new(Phase::Read, vec![group(&[A, B, C], 2)]);
         assert_eq!(round.fail(A, "refused"), Progress::Waiting);
         assert_eq!(round.fail(B, "store error"), Progress::Impossible);
         let err = round.into_error(false);
@@ -263,11 +344,94 @@ mod tests {
 
     #[test]
     fn timed_out_rounds_say_so() {
-        let mut round = Round::new(Phase::Version, 2, 3);
+        let mut round = Round::new(Phase::Version, vec![group(&[A, B, C], 2)]);
         round.succeed(A, ());
         let err = round.into_error(true);
         assert_eq!(err.got, 1);
         assert!(err.to_string().contains("2 replica(s) timed out"), "{err}");
+    }
+
+    #[test]
+    fn during_a_transition_every_owner_set_needs_its_quorum() {
+        const D: NodeId = NodeId(4);
+        let mut round = Round::new(Phase::Write, vec![group(&[A, B, C], 2), group(&[A, B, D], 2)]);
+        assert_eq!(round.targets(), vec![A, B, C, D]);
+        assert_eq!(round.succeed(C, ()), Progress::Waiting);
+        assert_eq!(round.succeed(D, ()), Progress::Waiting);
+        assert_eq!(round.succeed(A, ()), Progress::Reached, "A counts for both sets");
+        let mut round: Round<()> = Round::new(Phase::Write, vec![group(&[A, B, C], 2), group(&[A, B, D], 2)]);
+        round.fail(A, "down");
+        assert_eq!(
+            round.fail(D, "down"),
+            Progress::Impossible,
+            "the new set lost two of three"
+        );
+    }
+
+    #[test]
+    fn eager_targets_cover_every_set_with_the_fewest_nodes() {
+        const D: NodeId = NodeId(4);
+        let round: Round<()> = Round::new(Phase::Read, vec![group(&[A, B, C], 2), group(&[A, B, D], 2)]);
+        assert_eq!(round.eager_targets(&[A, C, B, D]), vec![A, C, B]);
+        let single: Round<()> = Round::new(Phase::Read, vec![group(&[A, B, C], 2)]);
+        assert_eq!(single.eager_targets(&[B, A, C]), vec![B, A]);
+    }
+
+    #[test]
+    fn read_returns_the_highest_tag_and_skips_write_back_when_w_hold_it() {
+        let d = decide_read(vec![(A, Some(rec(3, A))), (B, Some(rec(3, A)))], &[vec![A, B, C]], 2);
+        assert_eq!(d.latest, Some(rec(3, A)));
+        assert_eq!(d.write_back, None);
+    }
+
+    #[test]
+    fn stale_answers_trigger_write_back_to_the_others() {
+        let d = decide_read(vec![(A, Some(rec(2, A))), (C, Some(rec(5, B)))], &[vec![A, B, C]], 2);
+        assert_eq!(d.latest, Some(rec(5, B)));
+        assert_eq!(d.write_back, Some((rec(5, B), vec![group(&[A, B], 1)])));
+    }
+
+    #[test]
+    fn write_back_targets_each_owner_set_short_of_its_quorum() {
+        const D: NodeId = NodeId(4);
+        let owners = [vec![A, B, C], vec![A, B, D]];
+        let d = decide_read(vec![(C, Some(rec(5, B))), (D, Some(rec(5, B))), (A, None)], &owners, 2);
+        assert_eq!(
+            d.write_back,
+            Some((rec(5, B), vec![group(&[A, B], 1), group(&[A, B], 1)]))
+        );
+    }
+
+    #[test]
+    fn ties_on_counter_break_by_writer() {
+        let d = decide_read(vec![(A, Some(rec(7, A))), (B, Some(rec(7, C)))], &[vec![A, B, C]], 2);
+        assert_eq!(d.latest.map(|r| r.tag), Some(tag(7, C)));
+    }
+
+    #[test]
+    fn tombstones_are_written_back_like_values() {
+        let tomb = Record::tombstone(tag(9, A), 0);
+        let d = decide_read(vec![(A, Some(tomb.clone())), (B, Some(rec(8, B)))], &[vec![A, B, C]], 2);
+        assert_eq!(d.latest, Some(tomb.clone()));
+        assert_eq!(d.write_back, Some((tomb, vec![group(&[B, C], 1)])));
+    }
+
+    #[test]
+    fn absent_everywhere_needs_no_write_back() {
+        let d = decide_read(vec![(A, None), (B, None)], &[vec![A, B, C]], 2);
+        assert_eq!(
+            d,
+            ReadDecision {
+                latest: None,
+                write_back: None
+            }
+        );
+    }
+
+    #[test]
+    fn single_replica_never_writes_back() {
+        let d = decide_read(vec![(A, Some(rec(1, A)))], &[vec![A]], 1);
+        assert_eq!(d.write_back, None);
     }
 
     #[test]
@@ -292,58 +456,5 @@ mod tests {
         let unique: std::collections::HashSet<Tag> = tags.iter().copied().collect();
         assert_eq!(unique.len(), tags.len());
         assert!(tags.iter().all(|t| t.counter > 10));
-    }
-
-    #[test]
-    fn read_returns_the_highest_tag_and_skips_write_back_when_w_hold_it() {
-        let d = decide_read(vec![(A, Some(rec(3, A))), (B, Some(rec(3, A)))], &[A, B, C], 2);
-        assert_eq!(d.latest, Some(rec(3, A)));
-        assert_eq!(d.write_back, None);
-    }
-
-    #[test]
-    fn stale_answers_trigger_write_back_to_the_others() {
-        let d = decide_read(vec![(A, Some(rec(2, A))), (C, Some(rec(5, B)))], &[A, B, C], 2);
-        assert_eq!(d.latest, Some(rec(5, B)));
-        assert_eq!(
-            d.write_back,
-            Some(WriteBack {
-                record: rec(5, B),
-                targets: vec![A, B],
-                needed: 1
-            })
-        );
-    }
-
-    #[test]
-    fn ties_on_counter_break_by_node() {
-        let d = decide_read(vec![(A, Some(rec(7, A))), (B, Some(rec(7, C)))], &[A, B, C], 2);
-        assert_eq!(d.latest.map(|r| r.tag), Some(tag(7, C)));
-    }
-
-    #[test]
-    fn tombstones_are_written_back_like_values() {
-        let tomb = Record::tombstone(tag(9, A), 0);
-        let d = decide_read(vec![(A, Some(tomb.clone())), (B, Some(rec(8, B)))], &[A, B, C], 2);
-        assert_eq!(d.latest, Some(tomb.clone()));
-        assert_eq!(d.write_back.map(|wb| (wb.record, wb.targets)), Some((tomb, vec![B, C])));
-    }
-
-    #[test]
-    fn absent_everywhere_needs_no_write_back() {
-        let d = decide_read(vec![(A, None), (B, None)], &[A, B, C], 2);
-        assert_eq!(
-            d,
-            ReadDecision {
-                latest: None,
-                write_back: None
-            }
-        );
-    }
-
-    #[test]
-    fn single_replica_never_writes_back() {
-        let d = decide_read(vec![(A, Some(rec(1, A)))], &[A], 1);
-        assert_eq!(d.write_back, None);
     }
 }

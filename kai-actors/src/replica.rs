@@ -1,34 +1,59 @@
 //! Executing replica operations: on the local store, or on a remote node through its Peer.
 //!
-//! [`serve_local`] is the one implementation of a replica; the local fast path and the peer
-//! server (requests from other coordinators) both call it, so a key behaves the same whichever
-//! node coordinates it.
+//! [`LocalReplica::serve`] is the one implementation of a replica; the local fast path and the
+//! peer server (requests from other coordinators) both call it, so a key behaves the same
+//! whichever node coordinates it.
 
+use crate::fence::{Fence, Refusal};
 use crate::peer::{Call, PeerDirectory, PeerError};
 use crate::store::{Applied, StoreHandle};
+use kai_proto::cluster::RingId;
 use kai_proto::peer::{PeerRequest, PeerResponse};
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
 use kai_proto::NodeId;
+use std::sync::Arc;
 
-/// Executes `request` against the local store.
-pub async fn serve_local(store: &StoreHandle, request: ReplicaRequest) -> ReplicaReply {
-    let ReplicaRequest { bucket, key, op } = request;
-    let key = key.to_bytes();
-    let result = match op {
-        ReplicaOp::ReadVersion => store
-            .get(bucket, key)
-            .await
-            .map(|r| ReplicaReply::Version(r.map(|r| r.tag))),
-        ReplicaOp::Read => store.get(bucket, key).await.map(ReplicaReply::Record),
-        ReplicaOp::Write(record) => {
-            let tag = record.tag;
-            store.apply(bucket, key, record).await.map(|applied| match applied {
-                Applied::Stored { .. } => ReplicaReply::Written(tag),
-                Applied::Kept { current } => ReplicaReply::Written(current),
-            })
-        }
-    };
-    result.unwrap_or_else(|e| ReplicaReply::Failed(e.to_string()))
+/// This node's replica of its keys: the store behind the [`Fence`].
+#[derive(Clone)]
+pub struct LocalReplica {
+    store: StoreHandle,
+    fence: Arc<Fence>,
+}
+
+impl LocalReplica {
+    /// The replica over `store`, guarded by `fence`.
+    pub fn new(store: StoreHandle, fence: Arc<Fence>) -> Self {
+        LocalReplica { store, fence }
+    }
+
+    /// Executes `request`; the one implementation of a replica, for local and remote coordinators.
+    pub async fn serve(&self, request: ReplicaRequest) -> ReplicaReply {
+        let ReplicaRequest { ring, bucket, key, op } = request;
+        let _admitted = match self.fence.admit(ring).await {
+            Ok(guard) => guard,
+            Err(Refusal::StaleRing(adopted)) => return ReplicaReply::StaleRing(adopted),
+            Err(Refusal::Minority) => {
+                return ReplicaReply::Failed("replica cannot see a majority of the cluster".to_owned())
+            }
+        };
+        let store = &self.store;
+        let key = key.to_bytes();
+        let result = match op {
+            ReplicaOp::ReadVersion => store
+                .get(bucket, key)
+                .await
+                .map(|r| ReplicaReply::Version(r.map(|r| r.tag))),
+            ReplicaOp::Read => store.get(bucket, key).await.map(ReplicaReply::Record),
+            ReplicaOp::Write(record) => {
+                let tag = record.tag;
+                store.apply(bucket, key, record).await.map(|applied| match applied {
+                    Applied::Stored { .. } => ReplicaReply::Written(tag),
+                    Applied::Kept { current } => ReplicaReply::Written(current),
+                })
+            }
+        };
+        result.unwrap_or_else(|e| ReplicaReply::Failed(e.to_string()))
+    }
 }
 
 /// Why a replica operation did not produce a reply.
@@ -49,22 +74,25 @@ pub enum ReplicaError {
     /// The remote node could not serve the request.
     #[error("remote error: {0}")]
     Remote(String),
+    /// The replica adopted a newer ring than the coordinator used.
+    #[error("replica is on a newer ring ({0:?})")]
+    StaleRing(RingId),
 }
 
 /// Routes replica operations to the node that must execute them.
 #[derive(Clone)]
 pub struct Replicas {
     me: NodeId,
-    store: StoreHandle,
+    local: LocalReplica,
     peers: PeerDirectory,
     lane: usize,
 }
 
 impl Replicas {
-    /// Routes for node `me`, whose own replica is `store`; other nodes through `peers`, using
+    /// Routes for node `me`, whose own replica is `local`; other nodes through `peers`, using
     /// the connections of `lane` (the worker thread this runs on).
-    pub fn new(me: NodeId, store: StoreHandle, peers: PeerDirectory, lane: usize) -> Self {
-        Replicas { me, store, peers, lane }
+    pub fn new(me: NodeId, local: LocalReplica, peers: PeerDirectory, lane: usize) -> Self {
+        Replicas { me, local, peers, lane }
     }
 
     /// The node whose replica is local.
@@ -75,7 +103,7 @@ impl Replicas {
     /// Executes `request` on `node`.
     pub async fn call(&self, node: NodeId, request: ReplicaRequest) -> Result<ReplicaReply, ReplicaError> {
         let reply = if node == self.me {
-            serve_local(&self.store, request).await
+            self.local.serve(request).await
         } else {
             let peer = self.peers.get(node, self.lane).ok_or(ReplicaError::NoRoute(node))?;
             match peer.send(Call(PeerRequest::Replica(request))).await {
@@ -88,6 +116,7 @@ impl Replicas {
         };
         match reply {
             ReplicaReply::Failed(reason) => Err(ReplicaError::Failed(reason)),
+            ReplicaReply::StaleRing(ring) => Err(ReplicaError::StaleRing(ring)),
             reply => Ok(reply),
         }
     }

@@ -45,6 +45,8 @@ pub struct NodeStats {
     pub quorum_failures: AtomicU64,
     /// Open connections to peers (one per peer per worker thread when all are up).
     pub peer_connections: AtomicU64,
+    /// Background data movement.
+    pub sync: SyncStats,
 }
 
 impl Default for NodeStats {
@@ -66,6 +68,7 @@ impl Default for NodeStats {
             read_repairs: AtomicU64::new(0),
             quorum_failures: AtomicU64::new(0),
             peer_connections: AtomicU64::new(0),
+            sync: SyncStats::default(),
         }
     }
 }
@@ -104,13 +107,21 @@ pub struct NodeInfo {
     pub store: crate::store::StoreHandle,
     /// The current ring.
     pub ring: crate::ring::RingReader,
+    /// This node's view of the cluster.
+    pub cluster: crate::membership::StatusReader,
+    /// The Membership actor (for `kai_leave`).
+    pub membership: actix::Addr<crate::membership::Membership>,
 }
 
 /// The `stats` report: memcached's standard fields, then Kai's `kai_` fields.
 pub fn report(info: &NodeInfo, stats: &NodeStats) -> Vec<kai_proto::memcache::StatsEntry> {
     use kai_proto::memcache::StatsEntry as S;
-    let ring = info.ring.load();
+    let placement = info.ring.load();
+    let cluster = info.cluster.load();
     let (n, r, w) = info.quorum;
+    let members = placement.latest().map_or(0, |ring| ring.nodes().len());
+    let owned = placement.latest().map_or(0, |ring| ring.buckets_of(info.id).count());
+    let sync = &stats.sync;
     vec![
         S::new("pid", std::process::id()),
         S::new("uptime", stats.uptime_secs()),
@@ -135,13 +146,63 @@ pub fn report(info: &NodeInfo, stats: &NodeStats) -> Vec<kai_proto::memcache::St
         S::new("kai_node_id", info.id),
         S::new("kai_quorum", format!("{n}:{r}:{w}")),
         S::new("kai_store", info.store.backend()),
-        S::new("kai_members", ring.ring.nodes().len()),
+        S::new("kai_members", members),
+        S::new("kai_known_nodes", cluster.members.len()),
+        S::new("kai_majority", u8::from(cluster.majority)),
+        S::new("kai_ring_version", placement.latest_id().version),
+        S::new("kai_rings_active", placement.rings.len()),
         S::new("kai_peer_connections", get(&stats.peer_connections)),
-        S::new("kai_ring_version", ring.version),
-        S::new("kai_buckets", ring.ring.buckets()),
-        S::new("kai_buckets_owned", ring.ring.buckets_of(info.id).count()),
+        S::new("kai_buckets", placement.buckets()),
+        S::new("kai_buckets_owned", owned),
         S::new("kai_unreconciled_reads", get(&stats.unreconciled_reads)),
         S::new("kai_read_repairs", get(&stats.read_repairs)),
         S::new("kai_quorum_failures", get(&stats.quorum_failures)),
+        S::new("kai_sync_buckets_pending", get(&sync.buckets_pending)),
+        S::new("kai_sync_buckets_pulled", get(&sync.buckets_pulled)),
+        S::new("kai_sync_keys_pulled", get(&sync.keys_pulled)),
+        S::new("kai_sync_keys_repaired", get(&sync.keys_repaired)),
+        S::new("kai_sync_buckets_compared", get(&sync.buckets_compared)),
+        S::new("kai_sync_buckets_dropped", get(&sync.buckets_dropped)),
+        S::new("kai_tombstones_purged", get(&sync.tombstones_purged)),
     ]
+}
+
+/// The `stats members` report: one line per known node,
+/// `STAT member:<name> <status> id=<id> addr=<addr> buckets=<owned> silent_ms=<ms>`.
+pub fn members_report(info: &NodeInfo) -> Vec<kai_proto::memcache::StatsEntry> {
+    let placement = info.ring.load();
+    info.cluster
+        .load()
+        .members
+        .iter()
+        .map(|m| {
+            let owned = placement.latest().map_or(0, |ring| ring.buckets_of(m.id).count());
+            kai_proto::memcache::StatsEntry::new(
+                format!("member:{}", m.name),
+                format!(
+                    "{} id={} addr={} buckets={owned} silent_ms={}",
+                    m.status, m.id, m.addr, m.silent_ms
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Progress of background data movement.
+#[derive(Debug, Default)]
+pub struct SyncStats {
+    /// Buckets this node still has to pull in the current transition.
+    pub buckets_pending: AtomicU64,
+    /// Buckets pulled since start.
+    pub buckets_pulled: AtomicU64,
+    /// Records received by bucket pulls since start.
+    pub keys_pulled: AtomicU64,
+    /// Records exchanged by anti-entropy since start (both directions).
+    pub keys_repaired: AtomicU64,
+    /// Bucket comparisons made by anti-entropy since start.
+    pub buckets_compared: AtomicU64,
+    /// Tombstones garbage-collected since start.
+    pub tombstones_purged: AtomicU64,
+    /// Buckets dropped because this node no longer owns them.
+    pub buckets_dropped: AtomicU64,
 }

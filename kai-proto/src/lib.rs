@@ -14,6 +14,7 @@ pub mod memcache;
 pub mod peer;
 pub mod record;
 pub mod replica;
+pub mod sync;
 pub mod tag;
 
 pub use bucket::BucketId;

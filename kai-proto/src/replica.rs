@@ -4,6 +4,7 @@
 //! read its record, and apply a record (kept only if its tag is higher than the stored one).
 
 use crate::bucket::BucketId;
+use crate::cluster::RingId;
 use crate::key::Key;
 use crate::record::Record;
 use crate::tag::Tag;
@@ -23,6 +24,8 @@ pub enum ReplicaOp {
 /// One replica operation on one key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaRequest {
+    /// The newest ring the coordinator knows; a replica that adopted a newer one refuses.
+    pub ring: RingId,
     /// The key's bucket.
     pub bucket: BucketId,
     /// The key.
@@ -40,6 +43,9 @@ pub enum ReplicaReply {
     Record(Option<Record>),
     /// Answer to [`ReplicaOp::Write`]: the tag now stored (the written one or a higher one).
     Written(Tag),
-    /// The replica could not do it (store failure), with the reason.
+    /// The replica could not do it (store failure, or it cannot see a majority), with the reason.
     Failed(String),
+    /// The request was made with a ring older than this one, which the replica has adopted:
+    /// the coordinator must learn it and retry.
+    StaleRing(RingId),
 }

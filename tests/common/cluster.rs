@@ -13,6 +13,10 @@ use std::time::Duration;
 
 /// Replica request deadline inside test clusters: short, so partitions fail fast.
 pub const TEST_REQUEST_TIMEOUT: Duration = Duration::from_millis(300);
+/// Gossip period of test clusters.
+pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
+/// Silence after which test clusters remove a node.
+pub const DOWN_AFTER: Duration = Duration::from_secs(2);
 
 /// A running in-process cluster.
 pub struct Cluster {
@@ -53,6 +57,9 @@ impl Cluster {
                 w: shape.w,
                 store: StoreBackend::Memory,
                 request_timeout: TEST_REQUEST_TIMEOUT,
+                gossip_interval: GOSSIP_INTERVAL,
+                down_after: DOWN_AFTER,
+                anti_entropy_interval: Duration::from_millis(5),
                 worker_threads: 1,
                 ..NodeConfig::default()
             };

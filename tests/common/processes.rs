@@ -3,6 +3,11 @@
 use super::{reserve_port, wait_until, Client, KaiProcess};
 use std::time::Duration;
 
+/// Gossip period of test clusters.
+pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(200);
+/// Silence after which test clusters remove a node.
+pub const DOWN_AFTER: Duration = Duration::from_secs(3);
+
 /// A cluster of `kai` processes with fixed ports (so a restarted node keeps its identity).
 pub struct ProcessCluster {
     pub nodes: Vec<KaiProcess>,
@@ -38,6 +43,10 @@ impl ProcessCluster {
                     format!("w={w}"),
                     "--set".to_owned(),
                     "request_timeout=500ms".to_owned(),
+                    "--set".to_owned(),
+                    format!("gossip_interval={}ms", GOSSIP_INTERVAL.as_millis()),
+                    "--set".to_owned(),
+                    format!("down_after={}ms", DOWN_AFTER.as_millis()),
                 ];
                 KaiProcess::start_with_args(&dir.path().join(format!("node{i}")), args)
             })
@@ -49,12 +58,20 @@ impl ProcessCluster {
         cluster
     }
 
-    /// Waits until node `i` is connected to every other node (from each of its worker threads).
+    /// Waits until node `i` knows the whole settled cluster and is connected to every other
+    /// node (from each of its worker threads).
     pub fn wait_connected(&self, i: usize) {
-        let expected = (self.nodes.len() as u64 - 1) * self.stat(i, "threads");
-        wait_until(Duration::from_secs(20), "a node connected to all its peers", || {
-            self.stat(i, "kai_peer_connections") == expected
-        });
+        let count = self.nodes.len() as u64;
+        let expected = (count - 1) * self.stat(i, "threads");
+        wait_until(
+            Duration::from_secs(30),
+            "a node in the settled cluster, connected to all",
+            || {
+                self.stat(i, "kai_peer_connections") == expected
+                    && self.stat(i, "kai_members") == count
+                    && self.stat(i, "kai_rings_active") == 1
+            },
+        );
     }
 
     /// Restarts node `i` (after `kill9` or `terminate`) and waits until it is connected again.

@@ -13,7 +13,8 @@ use super::SessionContext;
 use crate::clock::unix_now;
 use crate::config::ExpiryPolicy;
 use crate::coordinator::{CoordinatorError, Delete, Get, Set};
-use crate::stats::{self, report};
+use crate::membership::Leave;
+use crate::stats::{self, members_report, report};
 use bytes::BytesMut;
 use futures_util::future::join_all;
 use kai_proto::memcache::{Parsed, Request, RequestDecoder, Response, StorageCommand, ValueEntry};
@@ -132,7 +133,12 @@ async fn respond(ctx: &SessionContext, request: Request) -> Option<Response> {
             Err(_) => unavailable(),
         },
         Request::Stats { group: None } => Response::Stats(report(&shared.info, &shared.stats)),
+        Request::Stats { group: Some(group) } if group == "members" => Response::Stats(members_report(&shared.info)),
         Request::Stats { group: Some(_) } => Response::Error,
+        Request::Leave => {
+            shared.info.membership.do_send(Leave);
+            Response::Ok
+        }
         Request::Version => Response::Version(stats::PROTOCOL_VERSION.to_owned()),
         Request::Verbosity { .. } => Response::Ok,
         Request::Unsupported { command, .. } => {

@@ -4,6 +4,12 @@
 //! transition barrier and settlement); the Membership actor (`actor.rs`) runs the gossip
 //! exchanges, timers and persistence around it.
 
+mod actor;
+pub mod persist;
 pub mod view;
 
+pub use actor::{
+    Adopted, ClusterStatus, Exchange, Leave, MemberStatus, Membership, MembershipConfig, MembershipParts, StatusReader,
+    Stop, Synced,
+};
 pub use view::{Liveness, Timeouts, View};

@@ -5,7 +5,8 @@ use super::handshake;
 use super::{write_frames, LocalIdentity, PeerError, RemoteIdentity, WRITE_QUEUE};
 use crate::stats::{self, NodeStats};
 use actix::{
-    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, StreamHandler, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, StreamHandler,
+    WrapFuture,
 };
 use futures_util::{stream, StreamExt};
 use kai_proto::peer::{CodecError, Frame, FrameCodec, PeerRequest, PeerResponse};
@@ -27,6 +28,25 @@ const MAX_IN_FLIGHT: usize = 16 * 1024;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Messages the actor may hold before senders wait.
 const MAILBOX_CAPACITY: usize = 4096;
+
+/// Stop this Peer actor (its node left the cluster or moved).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Disconnect;
+
+impl Handler<Disconnect> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Disconnect, ctx: &mut Context<Self>) {
+        if self.link.take().is_some() {
+            self.settings
+                .stats
+                .peer_connections
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        ctx.stop();
+    }
+}
 
 /// Send a request to the peer; resolves with its response or an error within the request timeout.
 #[derive(Message, Debug)]

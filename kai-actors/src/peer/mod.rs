@@ -21,7 +21,7 @@ mod filter;
 mod handshake;
 mod server;
 
-pub use client::{Call, PeerActor, PeerSettings};
+pub use client::{Call, Disconnect, PeerActor, PeerSettings};
 pub use filter::{NetworkFilter, Verdict};
 pub use server::{PeerListener, PeerService};
 
@@ -123,6 +123,22 @@ impl PeerDirectory {
             map.insert(node, lanes.clone());
             map
         });
+    }
+
+    /// Removes `node`, returning its Peer actors.
+    pub fn remove(&self, node: NodeId) -> Vec<actix::Addr<PeerActor>> {
+        let mut removed = Vec::new();
+        self.0.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            removed = map.remove(&node).unwrap_or_default();
+            map
+        });
+        removed
+    }
+
+    /// True if `node` has Peer actors.
+    pub fn contains(&self, node: NodeId) -> bool {
+        self.0.load().contains_key(&node)
     }
 }
 

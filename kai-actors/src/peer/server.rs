@@ -3,9 +3,11 @@
 use super::handshake;
 use super::{write_frames, LocalIdentity, WRITE_QUEUE};
 use crate::listener::{accept_stream, StopListening};
-use crate::replica::serve_local;
+use crate::membership::Exchange;
+use crate::replica::LocalReplica;
 use crate::store::StoreHandle;
-use actix::{Actor, ActorContext, ArbiterHandle, AsyncContext, Context, Handler, StreamHandler};
+use crate::sync::serve::serve_sync;
+use actix::{Actor, ActorContext, ArbiterHandle, AsyncContext, Context, Handler, Recipient, StreamHandler};
 use futures_util::StreamExt;
 use kai_proto::peer::{Frame, FrameCodec, PeerRequest, PeerResponse};
 use std::collections::HashSet;
@@ -24,19 +26,31 @@ const REFUSALS_REMEMBERED: usize = 1024;
 /// Executes requests received from other nodes.
 #[derive(Clone)]
 pub struct PeerService {
+    replica: LocalReplica,
     store: StoreHandle,
+    membership: Recipient<Exchange>,
 }
 
 impl PeerService {
-    /// A service answering from `store`.
-    pub fn new(store: StoreHandle) -> Self {
-        PeerService { store }
+    /// A service answering replica requests from `replica`, sync requests from `store`, and
+    /// gossip through `membership`.
+    pub fn new(replica: LocalReplica, store: StoreHandle, membership: Recipient<Exchange>) -> Self {
+        PeerService {
+            replica,
+            store,
+            membership,
+        }
     }
 
     /// The response to `request`.
     pub async fn handle(&self, request: PeerRequest) -> PeerResponse {
         match request {
-            PeerRequest::Replica(request) => PeerResponse::Replica(serve_local(&self.store, request).await),
+            PeerRequest::Replica(request) => PeerResponse::Replica(self.replica.serve(request).await),
+            PeerRequest::Gossip(state) => match self.membership.send(Exchange(state)).await {
+                Ok(ours) => PeerResponse::Gossip(ours),
+                Err(_) => PeerResponse::Error("membership is shutting down".to_owned()),
+            },
+            PeerRequest::Sync(request) => PeerResponse::Sync(serve_sync(&self.store, request).await),
             PeerRequest::Ping => PeerResponse::Pong,
         }
     }

@@ -1,35 +1,84 @@
-//! The Ring actor: rebuilds the ring when membership changes and publishes it.
+//! The Ring actor: builds the rings of the active membership and publishes them.
 //!
 //! Readers hold a [`RingReader`] and load the current `Arc<RingSnapshot>` lock-free; a snapshot is
-//! never mutated, so a request sees one consistent ring from start to end.
+//! never mutated, so a request sees one consistent placement from start to end.
 
 use super::Ring;
 use actix::{Actor, Context, Handler, Message};
 use arc_swap::ArcSwap;
-use kai_proto::NodeId;
+use kai_proto::cluster::{RingId, RingState};
+use kai_proto::{BucketId, NodeId};
 use std::sync::Arc;
 
-/// An immutable ring published by the [`RingActor`].
+/// The placement published by the [`RingActor`]: the active rings, settled first.
+///
+/// While a transition is in progress there are several; an operation on a bucket then needs a
+/// quorum in the owner set of each ([`RingSnapshot::groups`]).
 #[derive(Debug)]
 pub struct RingSnapshot {
-    /// Increases by one with every published ring.
+    /// Increases by one with every snapshot published.
     pub version: u64,
-    /// The placement.
-    pub ring: Ring,
+    /// The active rings, settled first, newest last; empty until the node knows a cluster.
+    pub rings: Vec<(RingId, Ring)>,
+    buckets: u32,
 }
 
-/// Lock-free access to the latest published ring. Cheap to clone.
+impl RingSnapshot {
+    /// Number of buckets.
+    pub fn buckets(&self) -> u32 {
+        self.buckets
+    }
+
+    /// The bucket of `key`.
+    pub fn bucket_of(&self, key: &[u8]) -> BucketId {
+        BucketId::of(key, self.buckets)
+    }
+
+    /// Id of the newest ring (requests carry it so replicas can refuse stale coordinators).
+    pub fn latest_id(&self) -> RingId {
+        self.rings.last().map(|(id, _)| *id).unwrap_or_default()
+    }
+
+    /// The newest ring.
+    pub fn latest(&self) -> Option<&Ring> {
+        self.rings.last().map(|(_, r)| r)
+    }
+
+    /// The settled ring.
+    pub fn settled(&self) -> Option<&Ring> {
+        self.rings.first().map(|(_, r)| r)
+    }
+
+    /// The distinct owner sets of `bucket` across the active rings, settled first.
+    pub fn groups(&self, bucket: BucketId) -> Vec<Vec<NodeId>> {
+        let mut groups: Vec<Vec<NodeId>> = Vec::with_capacity(self.rings.len());
+        for (_, ring) in &self.rings {
+            let owners = ring.preference_list(bucket);
+            if !owners.is_empty() && !groups.iter().any(|g| g.as_slice() == owners) {
+                groups.push(owners.to_vec());
+            }
+        }
+        groups
+    }
+
+    /// True while the active rings disagree on some bucket's owners.
+    pub fn in_transition(&self) -> bool {
+        self.rings.len() > 1
+    }
+}
+
+/// Lock-free access to the latest published placement. Cheap to clone.
 #[derive(Clone)]
 pub struct RingReader(Arc<ArcSwap<RingSnapshot>>);
 
 impl RingReader {
-    /// The latest ring.
+    /// The latest placement.
     pub fn load(&self) -> Arc<RingSnapshot> {
         self.0.load_full()
     }
 }
 
-/// Owns the ring's shape and rebuilds it for new member sets.
+/// Owns the rings' shape and rebuilds them for new memberships.
 pub struct RingActor {
     buckets: u32,
     virtual_nodes: u32,
@@ -38,13 +87,15 @@ pub struct RingActor {
 }
 
 impl RingActor {
-    /// A ring of `members` with the given shape, and a reader of what it publishes.
-    pub fn new(members: &[NodeId], buckets: u32, virtual_nodes: u32, n: usize) -> (Self, RingReader) {
-        let first = RingSnapshot {
-            version: 1,
-            ring: Ring::build(members, buckets, virtual_nodes, n),
+    /// An actor for rings of the given shape, with nothing published yet, and a reader of what it
+    /// will publish.
+    pub fn new(buckets: u32, virtual_nodes: u32, n: usize) -> (Self, RingReader) {
+        let empty = RingSnapshot {
+            version: 0,
+            rings: Vec::new(),
+            buckets,
         };
-        let published = Arc::new(ArcSwap::from_pointee(first));
+        let published = Arc::new(ArcSwap::from_pointee(empty));
         let actor = RingActor {
             buckets,
             virtual_nodes,
@@ -53,30 +104,55 @@ impl RingActor {
         };
         (actor, RingReader(published))
     }
+
+    fn build(&self, rings: &[RingState], previous: &RingSnapshot) -> Vec<(RingId, Ring)> {
+        rings
+            .iter()
+            .map(|state| {
+                let reused = previous
+                    .rings
+                    .iter()
+                    .find(|(id, _)| *id == state.id)
+                    .map(|(_, r)| r.clone());
+                let ring =
+                    reused.unwrap_or_else(|| Ring::build(&state.ids(), self.buckets, self.virtual_nodes, self.n));
+                (state.id, ring)
+            })
+            .collect()
+    }
 }
 
 impl Actor for RingActor {
     type Context = Context<Self>;
 }
 
-/// Replace the member set; the ring is rebuilt and published if it changed.
+/// Replace the active rings (settled first); the placement is rebuilt and published.
 #[derive(Message)]
 #[rtype(result = "u64")]
-pub struct SetMembers(pub Vec<NodeId>);
+pub struct SetRings(pub Vec<RingState>);
 
-impl Handler<SetMembers> for RingActor {
+impl Handler<SetRings> for RingActor {
     type Result = u64;
 
-    /// Returns the version of the ring now published.
-    fn handle(&mut self, msg: SetMembers, _ctx: &mut Context<Self>) -> u64 {
+    /// Returns the version of the snapshot now published.
+    fn handle(&mut self, SetRings(rings): SetRings, _ctx: &mut Context<Self>) -> u64 {
         let current = self.published.load_full();
-        let ring = Ring::build(&msg.0, self.buckets, self.virtual_nodes, self.n);
-        if ring == current.ring {
+        let ids: Vec<RingId> = rings.iter().map(|r| r.id).collect();
+        if ids == current.rings.iter().map(|(id, _)| *id).collect::<Vec<_>>() {
             return current.version;
         }
         let version = current.version + 1;
-        log::info!("ring version {version}: {} members", ring.nodes().len());
-        self.published.store(Arc::new(RingSnapshot { version, ring }));
+        let snapshot = RingSnapshot {
+            version,
+            rings: self.build(&rings, &current),
+            buckets: self.buckets,
+        };
+        let sizes: Vec<usize> = snapshot.rings.iter().map(|(_, r)| r.nodes().len()).collect();
+        log::info!(
+            "placement {version}: rings {:?} with {sizes:?} members",
+            ids.iter().map(|id| id.version).collect::<Vec<_>>()
+        );
+        self.published.store(Arc::new(snapshot));
         version
     }
 }

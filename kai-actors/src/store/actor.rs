@@ -2,10 +2,14 @@
 //! RocksDB never blocks the async threads that serve connections.
 
 use super::{Applied, CachedRead, Store, StoreError};
+use crate::sync::merkle::{in_segments, BucketDigest, SegmentSet};
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use bytes::Bytes;
-use kai_proto::{BucketId, Record};
+use kai_proto::{BucketId, Record, Tag};
 use std::sync::Arc;
+
+/// Records read per page while filtering a bucket by segment.
+const SCAN_PAGE: usize = 1024;
 
 /// Longest [`StoreHandle::close`] waits for the store's other users to stop.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -99,6 +103,70 @@ impl StoreHandle {
         limit: usize,
     ) -> Result<Vec<(Bytes, Record)>, StoreError> {
         self.call(move |s| s.scan_bucket(bucket, after.as_deref(), limit)).await
+    }
+
+    /// Applies every record of `records` (each kept only if newer); returns how many changed the
+    /// store. One call to the pool for the whole batch.
+    pub async fn apply_many(&self, bucket: BucketId, records: Vec<(Bytes, Record)>) -> Result<u64, StoreError> {
+        self.call(move |s| {
+            let mut stored = 0;
+            for (key, record) in &records {
+                if let Applied::Stored { .. } = s.apply(bucket, key, record)? {
+                    stored += 1;
+                }
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
+    /// Records of `bucket` whose keys fall in `segments`, in key order, after `after`, at most
+    /// `limit`; and whether the bucket may hold more.
+    pub async fn scan_segments(
+        &self,
+        bucket: BucketId,
+        segments: SegmentSet,
+        after: Option<Bytes>,
+        limit: usize,
+    ) -> Result<(Vec<(Bytes, Record)>, bool), StoreError> {
+        self.call(move |s| {
+            let mut out = Vec::new();
+            let mut cursor = after;
+            loop {
+                let page = s.scan_bucket(bucket, cursor.as_deref(), SCAN_PAGE)?;
+                let exhausted = page.len() < SCAN_PAGE;
+                cursor = page.last().map(|(k, _)| k.clone());
+                for (key, record) in page {
+                    if in_segments(&key, segments) {
+                        out.push((key, record));
+                        if out.len() == limit {
+                            return Ok((out, true));
+                        }
+                    }
+                }
+                if exhausted {
+                    return Ok((out, false));
+                }
+            }
+        })
+        .await
+    }
+
+    /// Removes the tombstones `entries` names, if still stored with those tags.
+    pub async fn purge_tombstones(&self, bucket: BucketId, entries: Vec<(Bytes, Tag)>) -> Result<u64, StoreError> {
+        self.call(move |s| {
+            let mut purged = 0;
+            for (key, tag) in &entries {
+                purged += u64::from(s.purge_tombstone(bucket, key, *tag)?);
+            }
+            Ok(purged)
+        })
+        .await
+    }
+
+    /// See [`Store::digest`] (no I/O).
+    pub fn digest(&self, bucket: BucketId) -> BucketDigest {
+        self.store.digest(bucket)
     }
 
     /// See [`Store::drop_bucket`].

@@ -204,6 +204,7 @@ impl RequestDecoder {
             }),
             b"version" => Ok(Request::Version),
             b"quit" => Ok(Request::Quit),
+            b"kai_leave" if args.is_empty() => Ok(Request::Leave),
             b"verbosity" if !args.is_empty() => Ok(Request::Verbosity {
                 noreply: ends_with_noreply(args),
             }),

@@ -98,6 +98,8 @@ pub enum Request {
     },
     /// `quit`: close the connection.
     Quit,
+    /// `kai_leave` (Kai extension): the node hands its data off and leaves the cluster.
+    Leave,
     /// A well-formed memcached command Kai does not execute yet (its data block, if any, has
     /// been consumed so the stream stays in sync).
     Unsupported {
@@ -116,7 +118,7 @@ impl Request {
             Request::Delete { noreply, .. } | Request::Verbosity { noreply } | Request::Unsupported { noreply, .. } => {
                 *noreply
             }
-            Request::Get { .. } | Request::Stats { .. } | Request::Version | Request::Quit => false,
+            Request::Get { .. } | Request::Stats { .. } | Request::Version | Request::Quit | Request::Leave => false,
         }
     }
 }

@@ -110,6 +110,7 @@ mod tests {
             Frame::Request {
                 id: 1,
                 body: PeerRequest::Replica(ReplicaRequest {
+                    ring: crate::cluster::RingId::default(),
                     bucket: BucketId(7),
                     key: Key::new("k").expect("key"),
                     op: ReplicaOp::Write(Record::value(tag, 1, 2, Bytes::from_static(b"\r\n\0"))),

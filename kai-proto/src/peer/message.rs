@@ -1,6 +1,8 @@
 //! Messages of the peer protocol.
 
+use crate::cluster::GossipState;
 use crate::replica::{ReplicaReply, ReplicaRequest};
+use crate::sync::{SyncRequest, SyncResponse};
 use crate::tag::NodeId;
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +64,10 @@ pub enum HandshakeFrame {
 pub enum PeerRequest {
     /// An operation on the replica of a key.
     Replica(ReplicaRequest),
+    /// A push-pull gossip exchange: the sender's view; the answer is the receiver's.
+    Gossip(GossipState),
+    /// Data movement between replicas (handoff, anti-entropy).
+    Sync(SyncRequest),
     /// Liveness check.
     Ping,
 }
@@ -71,6 +77,10 @@ pub enum PeerRequest {
 pub enum PeerResponse {
     /// Answer to [`PeerRequest::Replica`].
     Replica(ReplicaReply),
+    /// Answer to [`PeerRequest::Gossip`].
+    Gossip(GossipState),
+    /// Answer to [`PeerRequest::Sync`].
+    Sync(SyncResponse),
     /// Answer to [`PeerRequest::Ping`].
     Pong,
     /// The request could not be served.

@@ -1,0 +1,567 @@
+//! The Sync actor: moves buckets when ownership changes, and repairs replicas in the background.
+//!
+//! - **Adoption** of a newer ring: drop the local copy of every bucket this node newly owns (it
+//!   may be arbitrarily stale, e.g. after being removed and coming back; a fresh pull replaces
+//!   it), then close the replica fence to older rings, then report `Adopted`.
+//! - **Handoff**, once the barrier is reached (every coordinator adopted the ring): for every
+//!   bucket newly owned, pull it page by page from enough of its settled owners to cover every
+//!   acknowledged write (`owners − W + 1`), then report `Synced`. Rate-limited.
+//! - **Garbage**: once settled, buckets this node does not own are dropped.
+//! - **Anti-entropy**, while settled: one owned bucket at a time, compare digests with each
+//!   other owner; exchange the records of differing segments, newer tag wins, both ways. When
+//!   every owner agrees, tombstones older than `tombstone_grace` are purged on all of them
+//!   together, so their digests stay equal. Rate-limited; pauses between buckets only while
+//!   nothing needs repair, so a node that missed writes catches up at full speed.
+
+use super::merkle::{differing_segments, BucketDigest, SegmentSet};
+use super::rate::TokenBucket;
+use super::serve::digest_from_wire;
+use crate::membership::{Adopted, Membership, Synced};
+use crate::peer::{Call, PeerDirectory};
+use crate::ring::Ring;
+use crate::stats::{self, NodeStats};
+use crate::store::StoreHandle;
+use crate::{clock::unix_now, fence::Fence};
+use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
+use bytes::Bytes;
+use kai_proto::cluster::{RingId, RingState};
+use kai_proto::peer::{PeerRequest, PeerResponse};
+use kai_proto::sync::{SyncRequest, SyncResponse};
+use kai_proto::{BucketId, NodeId, Record, RecordBody, Tag};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Records per page of a pull or a key listing.
+const PAGE: u32 = 1024;
+/// Records per push or fetch batch of anti-entropy.
+const BATCH: usize = 512;
+/// Pause before retrying a pull that could not reach enough sources.
+const PULL_RETRY: Duration = Duration::from_secs(1);
+
+/// How the Sync actor is set up.
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    /// Buckets.
+    pub buckets: u32,
+    /// Ring points per node.
+    pub virtual_nodes: u32,
+    /// Replicas per key.
+    pub n: usize,
+    /// Write quorum.
+    pub w: usize,
+    /// Background data movement limit, records per second.
+    pub rate: u64,
+    /// Pause between anti-entropy comparisons while everything agrees.
+    pub anti_entropy_pause: Duration,
+    /// Age after which tombstones every replica holds are purged; `None` keeps them.
+    pub tombstone_grace: Option<Duration>,
+}
+
+/// Everything a background transfer needs, cheap to clone into its future.
+#[derive(Clone)]
+struct Mover {
+    me: NodeId,
+    store: StoreHandle,
+    peers: PeerDirectory,
+    limiter: Rc<RefCell<TokenBucket>>,
+    stats: Arc<NodeStats>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MoveError {
+    #[error("no connection to node {0}")]
+    NoPeer(NodeId),
+    #[error("peer call failed: {0}")]
+    Peer(String),
+    #[error("peer answered: {0}")]
+    Remote(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl Mover {
+    async fn call(&self, node: NodeId, request: SyncRequest) -> Result<SyncResponse, MoveError> {
+        let peer = self.peers.get(node, 0).ok_or(MoveError::NoPeer(node))?;
+        match peer.send(Call(PeerRequest::Sync(request))).await {
+            Ok(Ok(PeerResponse::Sync(SyncResponse::Failed(e)))) => Err(MoveError::Remote(e)),
+            Ok(Ok(PeerResponse::Sync(response))) => Ok(response),
+            Ok(Ok(other)) => Err(MoveError::Remote(format!("unexpected answer {other:?}"))),
+            Ok(Err(e)) => Err(MoveError::Peer(e.to_string())),
+            Err(_) => Err(MoveError::Peer("peer actor stopped".to_owned())),
+        }
+    }
+
+    async fn pace(&self, records: usize) {
+        let wait = self.limiter.borrow_mut().take(records as u64, Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Copies every record of `bucket` from `source` into the local store.
+    async fn pull_bucket(&self, bucket: BucketId, source: NodeId) -> Result<u64, MoveError> {
+        let mut after = None;
+        let mut moved = 0;
+        loop {
+            let request = SyncRequest::Scan {
+                bucket,
+                after,
+                limit: PAGE,
+            };
+            let SyncResponse::Records { records, more } = self.call(source, request).await? else {
+                return Err(MoveError::Remote("scan answered something else".to_owned()));
+            };
+            after = records.last().map(|(k, _)| k.clone());
+            let count = records.len();
+            self.pace(count).await;
+            self.store.apply_many(bucket, records).await?;
+            moved += count as u64;
+            stats::add(&self.stats.sync.keys_pulled, count as u64);
+            if !more || after.is_none() {
+                return Ok(moved);
+            }
+        }
+    }
+
+    async fn digest_of(&self, node: NodeId, bucket: BucketId) -> Result<BucketDigest, MoveError> {
+        match self.call(node, SyncRequest::Digest { bucket }).await? {
+            SyncResponse::Digest(values) => {
+                digest_from_wire(&values).ok_or_else(|| MoveError::Remote("malformed digest".to_owned()))
+            }
+            _ => Err(MoveError::Remote("digest answered something else".to_owned())),
+        }
+    }
+
+    /// `(key, tag)` of `node`'s records of `bucket` in `segments`.
+    async fn keys_of(
+        &self,
+        node: NodeId,
+        bucket: BucketId,
+        segments: SegmentSet,
+    ) -> Result<BTreeMap<Bytes, Tag>, MoveError> {
+        let mut out = BTreeMap::new();
+        let mut after = None;
+        loop {
+            let request = SyncRequest::Keys {
+                bucket,
+                segments,
+                after: after.clone(),
+                limit: PAGE,
+            };
+            let SyncResponse::Keys { entries, more } = self.call(node, request).await? else {
+                return Err(MoveError::Remote("key listing answered something else".to_owned()));
+            };
+            after = entries.last().map(|(k, _)| k.clone());
+            out.extend(entries);
+            if !more || after.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Makes `bucket`'s `segments` equal on this node and `peer`: newer tags win, both ways.
+    async fn repair(&self, bucket: BucketId, peer: NodeId, segments: SegmentSet) -> Result<u64, MoveError> {
+        let theirs = self.keys_of(peer, bucket, segments).await?;
+        let (mine, _) = self.store.scan_segments(bucket, segments, None, usize::MAX).await?;
+        let mine: BTreeMap<Bytes, Record> = mine.into_iter().collect();
+        let wanted: Vec<Bytes> = theirs
+            .iter()
+            .filter(|(k, tag)| mine.get(*k).is_none_or(|r| r.tag < **tag))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let offered: Vec<(Bytes, Record)> = mine
+            .iter()
+            .filter(|(k, r)| theirs.get(*k).is_none_or(|tag| *tag < r.tag))
+            .map(|(k, r)| (k.clone(), r.clone()))
+            .collect();
+        let mut moved = 0;
+        for keys in wanted.chunks(BATCH) {
+            self.pace(keys.len()).await;
+            let request = SyncRequest::Fetch {
+                bucket,
+                keys: keys.to_vec(),
+            };
+            if let SyncResponse::Records { records, .. } = self.call(peer, request).await? {
+                moved += records.len() as u64;
+                self.store.apply_many(bucket, records).await?;
+            }
+        }
+        for records in offered.chunks(BATCH) {
+            self.pace(records.len()).await;
+            let request = SyncRequest::Apply {
+                bucket,
+                records: records.to_vec(),
+            };
+            self.call(peer, request).await?;
+            moved += records.len() as u64;
+        }
+        stats::add(&self.stats.sync.keys_repaired, moved);
+        Ok(moved)
+    }
+
+    /// Purges, on every owner at once, the tombstones of `bucket` older than `grace`; only
+    /// called while every owner holds the same records.
+    async fn purge_tombstones(&self, bucket: BucketId, others: &[NodeId], grace: Duration) -> Result<(), MoveError> {
+        let horizon = unix_now().saturating_sub(grace.as_secs());
+        let (records, _) = self
+            .store
+            .scan_segments(bucket, SegmentSet::MAX, None, usize::MAX)
+            .await?;
+        let old: Vec<(Bytes, Tag)> = records
+            .into_iter()
+            .filter(|(_, r)| matches!(r.body, RecordBody::Tombstone { deleted_at } if deleted_at < horizon))
+            .map(|(k, r)| (k, r.tag))
+            .collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        for node in others {
+            let request = SyncRequest::PurgeTombstones {
+                bucket,
+                entries: old.clone(),
+            };
+            self.call(*node, request).await?;
+        }
+        let purged = self.store.purge_tombstones(bucket, old).await?;
+        stats::add(&self.stats.sync.tombstones_purged, purged);
+        Ok(())
+    }
+}
+
+/// Moves and repairs data.
+pub struct SyncActor {
+    mover: Mover,
+    config: SyncConfig,
+    fence: Arc<Fence>,
+    membership: Option<Addr<Membership>>,
+    rings: Vec<(RingState, Ring)>,
+    adopted: RingId,
+    pulling: Option<RingId>,
+    cursor: u32,
+}
+
+impl SyncActor {
+    /// A Sync actor for node `me` over `store`.
+    pub fn new(
+        me: NodeId,
+        config: SyncConfig,
+        (store, fence): (StoreHandle, Arc<Fence>),
+        peers: PeerDirectory,
+        stats: Arc<NodeStats>,
+    ) -> Self {
+        let limiter = Rc::new(RefCell::new(TokenBucket::new(config.rate, Instant::now())));
+        SyncActor {
+            mover: Mover {
+                me,
+                store,
+                peers,
+                limiter,
+                stats,
+            },
+            config,
+            fence,
+            membership: None,
+            rings: Vec::new(),
+            adopted: RingId::default(),
+            pulling: None,
+            cursor: 0,
+        }
+    }
+
+    fn me(&self) -> NodeId {
+        self.mover.me
+    }
+
+    fn latest(&self) -> Option<&(RingState, Ring)> {
+        self.rings.last()
+    }
+
+    fn settled(&self) -> Option<&Ring> {
+        self.rings.first().map(|(_, r)| r)
+    }
+
+    /// Buckets this node owns in the newest ring but not in the settled one, with the settled
+    /// owners to pull each from.
+    fn new_buckets(&self) -> Vec<(BucketId, Vec<NodeId>)> {
+        let (Some((_, latest)), Some(settled)) = (self.latest(), self.settled()) else {
+            return Vec::new();
+        };
+        let me = self.me();
+        (0..self.config.buckets)
+            .map(BucketId)
+            .filter(|b| latest.preference_list(*b).contains(&me) && !settled.preference_list(*b).contains(&me))
+            .map(|b| (b, settled.preference_list(b).to_vec()))
+            .collect()
+    }
+
+    fn report<M>(&self, msg: M)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        Membership: Handler<M>,
+    {
+        if let Some(membership) = &self.membership {
+            membership.do_send(msg);
+        }
+    }
+
+    /// Adopts the newest ring: wipe newly owned buckets, close the fence, report.
+    fn adopt(&mut self, ctx: &mut Context<Self>) {
+        let Some((state, _)) = self.latest() else {
+            return;
+        };
+        let ring = state.id;
+        if ring <= self.adopted {
+            return;
+        }
+        self.adopted = ring;
+        let wipe: Vec<BucketId> = if self.rings.len() > 1 {
+            self.new_buckets().into_iter().map(|(b, _)| b).collect()
+        } else {
+            Vec::new()
+        };
+        let (store, fence) = (self.mover.store.clone(), Arc::clone(&self.fence));
+        let work = async move {
+            for bucket in wipe {
+                if let Err(e) = store.drop_bucket(bucket).await {
+                    log::error!("cannot drop stale bucket {bucket} before pulling it: {e}");
+                }
+            }
+            fence.adopt(ring).await;
+        };
+        ctx.wait(work.into_actor(self).map(move |(), act, _ctx| {
+            log::info!("adopted ring version {}", ring.version);
+            act.report(Adopted(ring));
+            if act.rings.len() == 1 {
+                act.report(Synced(ring));
+            }
+        }));
+    }
+
+    /// Pulls every newly owned bucket of the newest ring, then reports `Synced`.
+    fn pull(&mut self, ring: RingId, ctx: &mut Context<Self>) {
+        let plan = self.new_buckets();
+        self.pulling = Some(ring);
+        let pending = &self.mover.stats.sync.buckets_pending;
+        pending.store(plan.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        log::info!("pulling {} bucket(s) for ring version {}", plan.len(), ring.version);
+        let mover = self.mover.clone();
+        let w = self.config.w;
+        let work = async move {
+            let started = Instant::now();
+            let mut moved = 0u64;
+            for (bucket, owners) in plan {
+                let sources: Vec<NodeId> = owners.iter().copied().filter(|n| *n != mover.me).collect();
+                let needed = (owners.len() - w.min(owners.len()) + 1).min(sources.len());
+                loop {
+                    let mut done = 0;
+                    for source in &sources {
+                        match mover.pull_bucket(bucket, *source).await {
+                            Ok(n) => {
+                                moved += n;
+                                done += 1;
+                            }
+                            Err(e) => log::debug!("pulling bucket {bucket} from {source}: {e}"),
+                        }
+                        if done == needed {
+                            break;
+                        }
+                    }
+                    if done >= needed {
+                        break;
+                    }
+                    log::warn!("bucket {bucket}: only {done} of {needed} sources answered; retrying");
+                    tokio::time::sleep(PULL_RETRY).await;
+                }
+                mover
+                    .stats
+                    .sync
+                    .buckets_pending
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                stats::add(&mover.stats.sync.buckets_pulled, 1);
+            }
+            (moved, started.elapsed())
+        };
+        ctx.spawn(work.into_actor(self).map(move |(moved, took), act, _ctx| {
+            let rate = moved as f64 / took.as_secs_f64().max(0.001);
+            log::info!(
+                "pulled {moved} record(s) for ring version {} in {took:.1?} ({rate:.0}/s)",
+                ring.version
+            );
+            if act.pulling == Some(ring) && act.latest().is_some_and(|(s, _)| s.id == ring) {
+                act.report(Synced(ring));
+            }
+        }));
+    }
+
+    /// Drops buckets this node does not own in the settled ring.
+    fn drop_garbage(&self, ctx: &mut Context<Self>) {
+        let Some(settled) = self.settled().filter(|_| self.rings.len() == 1) else {
+            return;
+        };
+        let me = self.me();
+        let store = self.mover.store.clone();
+        let garbage: Vec<BucketId> = (0..self.config.buckets)
+            .map(BucketId)
+            .filter(|b| !settled.preference_list(*b).contains(&me) && store.digest(*b).iter().any(|d| *d != 0))
+            .collect();
+        if garbage.is_empty() {
+            return;
+        }
+        log::info!("dropping {} bucket(s) this node no longer owns", garbage.len());
+        let stats = Arc::clone(&self.mover.stats);
+        ctx.spawn(
+            async move {
+                for bucket in garbage {
+                    match store.drop_bucket(bucket).await {
+                        Ok(_) => stats::add(&stats.sync.buckets_dropped, 1),
+                        Err(e) => log::error!("cannot drop bucket {bucket}: {e}"),
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Compares the next owned bucket with its other owners and repairs differences; schedules
+    /// the next comparison right away if something was repaired.
+    fn anti_entropy(&mut self, ctx: &mut Context<Self>) {
+        let pause = self.config.anti_entropy_pause;
+        let settled = match self.settled() {
+            Some(ring) if self.rings.len() == 1 && self.pulling.is_none() => ring,
+            _ => {
+                ctx.run_later(pause, |act, ctx| act.anti_entropy(ctx));
+                return;
+            }
+        };
+        let me = self.me();
+        let buckets = self.config.buckets;
+        let next = (0..buckets)
+            .map(|i| BucketId((self.cursor + i) % buckets))
+            .find(|b| settled.preference_list(*b).contains(&me));
+        let Some(bucket) = next else {
+            ctx.run_later(pause, |act, ctx| act.anti_entropy(ctx));
+            return;
+        };
+        let others: Vec<NodeId> = settled
+            .preference_list(bucket)
+            .iter()
+            .copied()
+            .filter(|n| *n != me)
+            .collect();
+        self.cursor = (bucket.0 + 1) % buckets;
+        let (mover, grace) = (self.mover.clone(), self.config.tombstone_grace);
+        let work = async move {
+            let mut repaired = 0;
+            let mut all_equal = true;
+            for peer in &others {
+                stats::add(&mover.stats.sync.buckets_compared, 1);
+                let theirs = mover.digest_of(*peer, bucket).await?;
+                let differing = differing_segments(&mover.store.digest(bucket), &theirs);
+                if differing != 0 {
+                    all_equal = false;
+                    repaired += mover.repair(bucket, *peer, differing).await?;
+                }
+            }
+            if let (true, Some(grace)) = (all_equal, grace) {
+                mover.purge_tombstones(bucket, &others, grace).await?;
+            }
+            Ok::<u64, MoveError>(repaired)
+        };
+        ctx.spawn(work.into_actor(self).map(move |result, _act, ctx| {
+            let delay = match result {
+                Ok(0) => pause,
+                Ok(_) => Duration::ZERO,
+                Err(e) => {
+                    log::debug!("anti-entropy of bucket {bucket}: {e}");
+                    pause
+                }
+            };
+            ctx.run_later(delay, |act, ctx| act.anti_entropy(ctx));
+        }));
+    }
+}
+
+impl Actor for SyncActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(self.config.anti_entropy_pause, |act, ctx| act.anti_entropy(ctx));
+    }
+}
+
+/// Connects the Sync actor to the Membership actor it reports to.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReportTo(pub Addr<Membership>);
+
+impl Handler<ReportTo> for SyncActor {
+    type Result = ();
+
+    fn handle(&mut self, ReportTo(membership): ReportTo, _ctx: &mut Context<Self>) {
+        self.membership = Some(membership);
+    }
+}
+
+/// The active rings changed (settled first).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RingsChanged(pub Vec<RingState>);
+
+impl Handler<RingsChanged> for SyncActor {
+    type Result = ();
+
+    fn handle(&mut self, RingsChanged(rings): RingsChanged, ctx: &mut Context<Self>) {
+        let (buckets, vnodes, n) = (self.config.buckets, self.config.virtual_nodes, self.config.n);
+        self.rings = rings
+            .into_iter()
+            .map(|state| {
+                let ring = Ring::build(&state.ids(), buckets, vnodes, n);
+                (state, ring)
+            })
+            .collect();
+        if self
+            .pulling
+            .is_some_and(|p| self.latest().is_none_or(|(s, _)| s.id != p))
+        {
+            self.pulling = None;
+        }
+        self.adopt(ctx);
+        if self.rings.len() == 1 {
+            self.pulling = None;
+            self.drop_garbage(ctx);
+        }
+    }
+}
+
+/// Every node that may coordinate has adopted `ring`: new owners may pull.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BarrierReached(pub RingId);
+
+impl Handler<BarrierReached> for SyncActor {
+    type Result = ();
+
+    fn handle(&mut self, BarrierReached(ring): BarrierReached, ctx: &mut Context<Self>) {
+        let is_latest = self.latest().is_some_and(|(s, _)| s.id == ring);
+        if is_latest && self.rings.len() > 1 && self.pulling != Some(ring) {
+            self.pull(ring, ctx);
+        }
+    }
+}
+
+/// Stop all background work (the node is shutting down).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for SyncActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
