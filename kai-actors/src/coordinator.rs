@@ -10,6 +10,7 @@
 //! operation never holds up the mailbox.
 
 use crate::clock::unix_now;
+use crate::membership::StatusReader;
 use crate::quorum::{decide_read, Group, Phase, Progress, QuorumError, Round, TagClock};
 use crate::replica::{ReplicaError, Replicas};
 use crate::ring::RingReader;
@@ -62,11 +63,19 @@ pub struct CoordinatorCore {
     replicas: Replicas,
     ring: RingReader,
     clock: Arc<TagClock>,
-    membership: Option<Recipient<LearnRing>>,
+    cluster: Option<ClusterLink>,
     r: usize,
     w: usize,
     request_timeout: Duration,
     stats: Arc<NodeStats>,
+}
+
+/// What a coordinator uses of its node's membership.
+pub struct ClusterLink {
+    /// Asked to learn a newer ring when a replica reports one.
+    pub learn: Recipient<LearnRing>,
+    /// Liveness of the nodes: replicas not heard from lately are asked last.
+    pub status: StatusReader,
 }
 
 /// The owner sets of one key, in the placement its operation uses.
@@ -89,12 +98,12 @@ impl Placement {
 
 impl CoordinatorCore {
     /// A coordinator core with read quorum `r`, write quorum `w`, and `request_timeout` per
-    /// round, tagging new versions with `clock`; `membership` is asked to learn newer rings.
+    /// round, tagging new versions with `clock`, informed by `cluster`.
     pub fn new(
         replicas: Replicas,
         ring: RingReader,
         clock: Arc<TagClock>,
-        membership: Option<Recipient<LearnRing>>,
+        cluster: Option<ClusterLink>,
         (r, w): (usize, usize),
         request_timeout: Duration,
         stats: Arc<NodeStats>,
@@ -103,7 +112,7 @@ impl CoordinatorCore {
             replicas,
             ring,
             clock,
-            membership,
+            cluster,
             r,
             w,
             request_timeout,
@@ -128,6 +137,12 @@ impl CoordinatorCore {
         for node in owners.iter().flatten() {
             if !preference.contains(node) {
                 preference.push(*node);
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            let status = cluster.status.load();
+            if !status.unhealthy.is_empty() {
+                preference.sort_by_key(|n| status.unhealthy.contains(n));
             }
         }
         Ok(Placement {
@@ -272,8 +287,8 @@ impl CoordinatorCore {
     {
         match op(self.placement(key)?).await {
             Err(CoordinatorError::StaleRing(newer)) => {
-                let learned = match &self.membership {
-                    Some(membership) => membership.send(LearnRing(newer)).await.unwrap_or(false),
+                let learned = match &self.cluster {
+                    Some(cluster) => cluster.learn.send(LearnRing(newer)).await.unwrap_or(false),
                     None => false,
                 };
                 if !learned {

@@ -9,7 +9,7 @@
 //! (nodes that all start fresh with the same seeds form a new cluster of exactly those nodes).
 
 use crate::config::{NodeConfig, Seed, StoreBackend};
-use crate::coordinator::{Coordinator, CoordinatorCore, CoordinatorError, Delete, Get, Set};
+use crate::coordinator::{ClusterLink, Coordinator, CoordinatorCore, CoordinatorError, Delete, Get, Set};
 use crate::fence::Fence;
 use crate::listener::{Listener, SessionShared, StopListening, Worker};
 use crate::membership::{ClusterStatus, Leave, Membership, MembershipConfig, MembershipParts, StatusReader, Stop};
@@ -249,7 +249,10 @@ impl NodeBuilder {
                     Replicas::new(me.id, replica.clone(), peers.clone(), lane),
                     ring.clone(),
                     Arc::clone(&clock),
-                    Some(membership.clone().recipient()),
+                    Some(ClusterLink {
+                        learn: membership.clone().recipient(),
+                        status: Arc::clone(&status),
+                    }),
                     (config.r, config.w),
                     config.request_timeout,
                     Arc::clone(&stats),

@@ -22,6 +22,8 @@ pub const DOWN_AFTER: Duration = Duration::from_secs(2);
 pub struct Cluster {
     pub nodes: Vec<NodeHandle>,
     pub filter: NetworkFilter,
+    shape: (usize, usize, usize),
+    unchecked: bool,
 }
 
 /// Shape of a test cluster.
@@ -45,35 +47,113 @@ impl Cluster {
             .iter()
             .map(|s| s.local_addr().expect("addr").to_string())
             .collect();
-        let filter = NetworkFilter::new();
-        let mut nodes = Vec::new();
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            filter: NetworkFilter::new(),
+            shape: (shape.n, shape.r, shape.w),
+            unchecked: shape.unchecked,
+        };
         for socket in peer_sockets {
-            let config = NodeConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                peer_listen: socket.local_addr().expect("addr"),
-                seeds: seeds.clone(),
-                n: shape.n,
-                r: shape.r,
-                w: shape.w,
-                store: StoreBackend::Memory,
-                request_timeout: TEST_REQUEST_TIMEOUT,
-                gossip_interval: GOSSIP_INTERVAL,
-                down_after: DOWN_AFTER,
-                anti_entropy_interval: Duration::from_millis(5),
-                worker_threads: 1,
-                ..NodeConfig::default()
-            };
-            let mut builder = NodeBuilder::new(config)
-                .peer_socket(socket)
-                .network_filter(filter.clone());
-            if shape.unchecked {
-                builder = builder.unchecked_quorum();
-            }
-            nodes.push(builder.start().await.expect("node starts"));
+            let node = cluster.start_node(socket, seeds.clone()).await;
+            cluster.nodes.push(node);
         }
-        let cluster = Cluster { nodes, filter };
         cluster.wait_connected().await;
         cluster
+    }
+
+    async fn start_node(&self, socket: TcpListener, seeds: Vec<String>) -> NodeHandle {
+        let (n, r, w) = self.shape;
+        let config = NodeConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            peer_listen: socket.local_addr().expect("addr"),
+            seeds,
+            n,
+            r,
+            w,
+            store: StoreBackend::Memory,
+            request_timeout: TEST_REQUEST_TIMEOUT,
+            gossip_interval: GOSSIP_INTERVAL,
+            down_after: DOWN_AFTER,
+            anti_entropy_interval: Duration::from_millis(5),
+            tombstone_grace: Duration::from_secs(1),
+            worker_threads: 1,
+            ..NodeConfig::default()
+        };
+        let mut builder = NodeBuilder::new(config)
+            .peer_socket(socket)
+            .network_filter(self.filter.clone());
+        if self.unchecked {
+            builder = builder.unchecked_quorum();
+        }
+        builder.start().await.expect("node starts")
+    }
+
+    /// Starts one more node that joins through node 0; returns its index.
+    pub async fn add_node(&mut self) -> usize {
+        let socket = TcpListener::bind("127.0.0.1:0").expect("bind peer");
+        let seed = self.nodes[0].peer_addr().to_string();
+        let node = self.start_node(socket, vec![seed]).await;
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Waits until each of `observers` has a single settled ring made of exactly `members`.
+    pub async fn wait_settled(&self, observers: &[usize], members: &[usize], within: Duration) {
+        let mut expected = self.ids(members);
+        expected.sort_unstable();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let settled = observers.iter().all(|&i| {
+                let placement = self.nodes[i].ring().load();
+                placement.rings.len() == 1 && placement.latest().is_some_and(|r| r.nodes() == expected.as_slice())
+            });
+            if settled {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let views: Vec<Vec<(u64, usize)>> = observers
+                    .iter()
+                    .map(|&i| {
+                        let placement = self.nodes[i].ring().load();
+                        placement
+                            .rings
+                            .iter()
+                            .map(|(id, r)| (id.version, r.nodes().len()))
+                            .collect()
+                    })
+                    .collect();
+                panic!("no settled ring of {members:?} within {within:?}; views (version, size): {views:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Indexes of the nodes that own `k` in node `observer`'s newest ring.
+    pub fn owners(&self, observer: usize, k: &str) -> Vec<usize> {
+        let placement = self.nodes[observer].ring().load();
+        let bucket = placement.bucket_of(k.as_bytes());
+        let owners = placement.latest().expect("a ring").preference_list(bucket).to_vec();
+        (0..self.nodes.len())
+            .filter(|j| owners.contains(&self.id(*j)))
+            .collect()
+    }
+
+    /// True if, for every bucket, its owners (in `observer`'s settled ring) hold identical
+    /// records (equal digests).
+    pub fn digests_agree(&self, observer: usize) -> bool {
+        let placement = self.nodes[observer].ring().load();
+        let Some(ring) = placement.settled() else {
+            return false;
+        };
+        (0..placement.buckets()).map(kai_proto::BucketId).all(|b| {
+            let digests: Vec<_> = ring
+                .preference_list(b)
+                .iter()
+                .filter_map(|id| self.nodes.iter().find(|n| n.id() == *id))
+                .map(|n| n.digest(b))
+                .collect();
+            digests.windows(2).all(|w| w[0] == w[1])
+        })
     }
 
     /// Waits until a write through every node reaches all replicas.

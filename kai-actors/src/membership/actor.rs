@@ -77,6 +77,8 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
     /// Whether this node sees a majority of the ring.
     pub majority: bool,
+    /// Nodes not heard from lately (suspect or down): coordinators ask them last.
+    pub unhealthy: Vec<NodeId>,
 }
 
 /// Lock-free access to the latest [`ClusterStatus`].
@@ -276,7 +278,11 @@ impl Membership {
             let learners = std::mem::take(&mut self.learners);
             for (wanted, reply) in learners {
                 if latest >= wanted {
-                    let _ = reply.send(true);
+                    // Answer once the placement is published: the coordinator reads it right after.
+                    let published = self.ring.send(SetRings(self.view.rings().to_vec()));
+                    actix_rt::spawn(async move {
+                        let _ = reply.send(published.await.is_ok());
+                    });
                 } else if !reply.is_closed() {
                     self.learners.push((wanted, reply));
                 }
@@ -325,10 +331,17 @@ impl Membership {
                 }
             })
             .collect();
+        let unhealthy = self
+            .view
+            .nodes()
+            .map(|n| n.id)
+            .filter(|id| self.view.liveness(*id, now) != Liveness::Alive)
+            .collect();
         self.status.store(Arc::new(ClusterStatus {
             rings: self.view.rings().iter().map(|r| r.id).collect(),
             members,
             majority: self.view.majority_alive(now),
+            unhealthy,
         }));
     }
 
@@ -426,7 +439,9 @@ impl Handler<LearnRing> for Membership {
 
     fn handle(&mut self, LearnRing(wanted): LearnRing, ctx: &mut Context<Self>) -> Self::Result {
         if self.view.latest().is_some_and(|r| r.id >= wanted) {
-            return Box::pin(async { true }.into_actor(self));
+            // Answer once the placement is published: the coordinator reads it right after.
+            let published = self.ring.send(SetRings(self.view.rings().to_vec()));
+            return Box::pin(async move { published.await.is_ok() }.into_actor(self));
         }
         let now = self.now();
         let targets: Vec<NodeId> = self

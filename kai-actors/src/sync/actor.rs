@@ -284,16 +284,22 @@ impl SyncActor {
     }
 
     /// Buckets this node owns in the newest ring but not in the settled one, with the settled
-    /// owners to pull each from.
+    /// owners to pull each from, best sources first.
     fn new_buckets(&self) -> Vec<(BucketId, Vec<NodeId>)> {
         let (Some((_, latest)), Some(settled)) = (self.latest(), self.settled()) else {
             return Vec::new();
         };
         let me = self.me();
+        let in_latest = |n: &NodeId| latest.nodes().contains(n);
         (0..self.config.buckets)
             .map(BucketId)
             .filter(|b| latest.preference_list(*b).contains(&me) && !settled.preference_list(*b).contains(&me))
-            .map(|b| (b, settled.preference_list(b).to_vec()))
+            .map(|b| {
+                // Settled owners still in the newest ring first: the others are leaving or dead.
+                let mut owners = settled.preference_list(b).to_vec();
+                owners.sort_by_key(|n| !in_latest(n));
+                (b, owners)
+            })
             .collect()
     }
 

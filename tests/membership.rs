@@ -1,0 +1,230 @@
+//! Living membership on in-process clusters: joins, leaves, failures, handoff, anti-entropy and
+//! tombstone garbage collection, with the linearizability checker running across transitions.
+
+mod common;
+
+use common::cluster::{key, random_workload, Cluster, Shape, DOWN_AFTER};
+use common::linearizability::check;
+use kai_proto::RecordBody;
+use std::time::Duration;
+
+/// Generous bound for membership changes to settle in tests (gossip every 100 ms).
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn shape(nodes: usize) -> Shape {
+    Shape {
+        nodes,
+        n: 3,
+        r: 2,
+        w: 2,
+        unchecked: false,
+    }
+}
+
+async fn load(cluster: &Cluster, keys: usize) {
+    for i in 0..keys {
+        cluster.nodes[i % cluster.nodes.len()]
+            .set(key(&format!("k{i}")), 0, format!("v{i}").into())
+            .await
+            .expect("set");
+    }
+}
+
+async fn assert_readable(cluster: &Cluster, through: usize, keys: usize) {
+    for i in 0..keys {
+        let record = cluster.nodes[through]
+            .get(key(&format!("k{i}")))
+            .await
+            .expect("get")
+            .expect("present");
+        assert!(matches!(record.body, RecordBody::Value { ref data, .. } if *data == format!("v{i}").as_bytes()));
+    }
+}
+
+/// Polls until every key is held (as a value) by exactly its owners among `live`.
+async fn assert_exactly_owners_hold(cluster: &Cluster, live: &[usize], keys: usize) {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    for i in 0..keys {
+        let k = format!("k{i}");
+        loop {
+            let owners = cluster.owners(live[0], &k);
+            let holders: Vec<usize> = cluster
+                .replicas_holding(&k)
+                .await
+                .into_iter()
+                .filter(|h| live.contains(h))
+                .collect();
+            if holders == owners && owners.len() == 3 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{k}: held by {holders:?}, owned by {owners:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_new_node_joins_through_a_seed_and_takes_its_share() {
+    let mut cluster = Cluster::start(shape(3)).await;
+    load(&cluster, 300).await;
+    let joiner = cluster.add_node().await;
+    cluster
+        .wait_settled(&[0, 1, 2, joiner], &[0, 1, 2, joiner], SETTLE)
+        .await;
+    assert_readable(&cluster, joiner, 300).await;
+    assert_exactly_owners_hold(&cluster, &[0, 1, 2, joiner], 300).await;
+    let owned = cluster.nodes[joiner]
+        .ring()
+        .load()
+        .latest()
+        .map(|r| r.buckets_of(cluster.id(joiner)).count());
+    assert!(owned.is_some_and(|o| o > 0));
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_leaving_node_hands_off_its_data_then_leaves() {
+    let cluster = Cluster::start(shape(4)).await;
+    load(&cluster, 300).await;
+    cluster.nodes[3].leave();
+    tokio::time::timeout(SETTLE, cluster.nodes[3].left())
+        .await
+        .expect("node 3 left");
+    cluster.wait_settled(&[0, 1, 2], &[0, 1, 2], SETTLE).await;
+    assert_readable(&cluster, 0, 300).await;
+    assert_exactly_owners_hold(&cluster, &[0, 1, 2], 300).await;
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_dead_node_is_removed_after_down_after_and_its_data_re_replicated() {
+    let cluster = Cluster::start(shape(4)).await;
+    load(&cluster, 300).await;
+    cluster.isolate(&[3]);
+    // Removal happens only after down_after of silence.
+    tokio::time::sleep(DOWN_AFTER / 2).await;
+    assert_eq!(
+        cluster.nodes[0].ring().load().latest().map(|r| r.nodes().len()),
+        Some(4)
+    );
+    cluster.wait_settled(&[0, 1, 2], &[0, 1, 2], SETTLE).await;
+    assert_exactly_owners_hold(&cluster, &[0, 1, 2], 300).await;
+    assert_readable(&cluster, 1, 300).await;
+    // The isolated node refuses to serve: it cannot see a majority.
+    assert!(cluster.nodes[3].get(key("k1")).await.is_err());
+    // Healed, it rejoins automatically and catches up.
+    cluster.filter.heal();
+    cluster.wait_settled(&[0, 1, 2, 3], &[0, 1, 2, 3], SETTLE).await;
+    assert_exactly_owners_hold(&cluster, &[0, 1, 2, 3], 300).await;
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn anti_entropy_repairs_replicas_that_missed_writes() {
+    let cluster = Cluster::start(shape(3)).await;
+    // Node 2 misses these writes (W = 2 is met without it) but stays a member.
+    cluster.isolate(&[2]);
+    for i in 0..300 {
+        cluster.nodes[i % 2]
+            .set(key(&format!("k{i}")), 0, format!("v{i}").into())
+            .await
+            .expect("set");
+    }
+    cluster.filter.heal();
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while !cluster.digests_agree(0) {
+        assert!(tokio::time::Instant::now() < deadline, "replicas did not converge");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..300 {
+        let local = cluster.nodes[2]
+            .local_record(&key(&format!("k{i}")))
+            .await
+            .expect("local read");
+        assert!(local.is_some(), "k{i} not repaired on node 2");
+    }
+    let repaired: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| kai_actors::stats::get(&n.stats().sync.keys_repaired))
+        .sum();
+    assert!(repaired >= 300, "anti-entropy moved {repaired} records");
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn tombstones_are_purged_once_every_replica_holds_them() {
+    let cluster = Cluster::start(shape(3)).await;
+    load(&cluster, 50).await;
+    for i in 0..50 {
+        assert!(cluster.nodes[0].delete(key(&format!("k{i}"))).await.expect("delete"));
+    }
+    // tombstone_grace is 1 s in test clusters.
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let mut remaining = 0;
+        for node in &cluster.nodes {
+            for i in 0..50 {
+                remaining += usize::from(node.local_record(&key(&format!("k{i}"))).await.expect("read").is_some());
+            }
+        }
+        if remaining == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{remaining} tombstones left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cluster.digests_agree(0));
+    for i in 0..50 {
+        assert!(cluster.nodes[1]
+            .get(key(&format!("k{i}")))
+            .await
+            .expect("get")
+            .is_none());
+    }
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn histories_stay_linearizable_while_nodes_join_and_leave() {
+    let mut cluster = Cluster::start(shape(4)).await;
+    let joiner = cluster.add_node().await;
+    cluster.nodes[3].leave();
+    let workload = random_workload(&cluster, 6, 4, Duration::from_secs(4));
+    let history = workload.await;
+    cluster
+        .wait_settled(&[0, 1, 2, joiner], &[0, 1, 2, joiner], SETTLE)
+        .await;
+    let ops = history.operations();
+    let completed = ops.iter().filter(|o| o.completed.is_some()).count();
+    assert!(completed > 200, "too few operations completed: {completed}");
+    if let Err(violation) = check(&ops) {
+        panic!("{violation}");
+    }
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn gossip_forms_a_cluster_of_twelve_from_one_seed() {
+    let mut cluster = Cluster::start(Shape {
+        nodes: 1,
+        n: 3,
+        r: 2,
+        w: 2,
+        unchecked: false,
+    })
+    .await;
+    let started = std::time::Instant::now();
+    for _ in 1..12 {
+        cluster.add_node().await;
+    }
+    let all: Vec<usize> = (0..12).collect();
+    cluster.wait_settled(&all, &all, Duration::from_secs(60)).await;
+    eprintln!("12 nodes agreed on one settled ring after {:?}", started.elapsed());
+    load(&cluster, 100).await;
+    assert_readable(&cluster, 11, 100).await;
+    cluster.shutdown().await;
+}
