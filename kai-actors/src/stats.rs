@@ -160,6 +160,8 @@ pub fn report(info: &NodeInfo, stats: &NodeStats) -> Vec<kai_proto::memcache::St
         S::new("kai_sync_buckets_pending", get(&sync.buckets_pending)),
         S::new("kai_sync_buckets_pulled", get(&sync.buckets_pulled)),
         S::new("kai_sync_keys_pulled", get(&sync.keys_pulled)),
+        S::new("kai_sync_keys_per_sec", get(&sync.keys_per_sec)),
+        S::new("kai_sync_eta_secs", get(&sync.eta_secs)),
         S::new("kai_sync_keys_repaired", get(&sync.keys_repaired)),
         S::new("kai_sync_buckets_compared", get(&sync.buckets_compared)),
         S::new("kai_sync_buckets_dropped", get(&sync.buckets_dropped)),
@@ -205,4 +207,8 @@ pub struct SyncStats {
     pub tombstones_purged: AtomicU64,
     /// Buckets dropped because this node no longer owns them.
     pub buckets_dropped: AtomicU64,
+    /// Records per second of the current (or last) handoff.
+    pub keys_per_sec: AtomicU64,
+    /// Estimated seconds until the current handoff completes.
+    pub eta_secs: AtomicU64,
 }

@@ -6,6 +6,7 @@
 //! offered rate, which the report shows). Latencies go into HDR histograms; the report gives
 //! ops/s and p50/p99/p99.9.
 
+use crate::client::Connection;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hdrhistogram::Histogram;
@@ -14,8 +15,6 @@ use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 /// Options of `kai bench`.
 #[derive(Args, Debug, Clone)]
@@ -75,65 +74,6 @@ impl Tally {
             ops: 0,
             errors: 0,
         })
-    }
-}
-
-/// A text-protocol client connection.
-struct Connection {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-    line: String,
-    request: Vec<u8>,
-}
-
-impl Connection {
-    async fn open(addr: &str) -> Result<Self> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
-        stream.set_nodelay(true)?;
-        let (r, w) = stream.into_split();
-        Ok(Connection {
-            reader: BufReader::new(r),
-            writer: w,
-            line: String::new(),
-            request: Vec::new(),
-        })
-    }
-
-    async fn read_line(&mut self) -> Result<&str> {
-        self.line.clear();
-        if self.reader.read_line(&mut self.line).await? == 0 {
-            bail!("server closed the connection");
-        }
-        Ok(self.line.trim_end())
-    }
-
-    /// `set`; true if the server answered `STORED`.
-    async fn set(&mut self, key: &str, value: &[u8]) -> Result<bool> {
-        self.request.clear();
-        self.request
-            .extend_from_slice(format!("set {key} 0 0 {}\r\n", value.len()).as_bytes());
-        self.request.extend_from_slice(value);
-        self.request.extend_from_slice(b"\r\n");
-        self.writer.write_all(&self.request).await?;
-        Ok(self.read_line().await? == "STORED")
-    }
-
-    /// `get`; true if the server answered a well-formed hit or miss.
-    async fn get(&mut self, key: &str) -> Result<bool> {
-        self.writer.write_all(format!("get {key}\r\n").as_bytes()).await?;
-        let line = self.read_line().await?.to_owned();
-        if line == "END" {
-            return Ok(true);
-        }
-        let Some(len) = line.strip_prefix("VALUE ").and_then(|rest| rest.split(' ').nth(2)) else {
-            return Ok(false);
-        };
-        let len: usize = len.parse().context("bad VALUE line")?;
-        let mut data = vec![0u8; len + 2];
-        self.reader.read_exact(&mut data).await?;
-        Ok(self.read_line().await? == "END")
     }
 }
 

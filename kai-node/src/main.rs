@@ -1,6 +1,8 @@
 //! `kai`: run a Kai node, or talk to one.
 
+mod admin;
 mod bench;
+mod client;
 mod settings;
 
 use anyhow::{bail, Context, Result};
@@ -24,6 +26,10 @@ enum Command {
     Version,
     /// Load-test any memcache server and print throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Show a running node's view of the cluster: members, ring, transfers.
+    Status(admin::NodeArgs),
+    /// Make a running node hand its data off and leave the cluster, then stop.
+    Leave(admin::NodeArgs),
 }
 
 #[derive(Args)]
@@ -90,6 +96,8 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(args),
+        Command::Status(args) => admin::status(args),
+        Command::Leave(args) => admin::leave(args),
     }
 }
 
@@ -105,7 +113,10 @@ fn start(args: StartArgs) -> Result<()> {
             node.client_addr(),
             node.peer_addr()
         );
-        wait_for_shutdown_signal().await?;
+        tokio::select! {
+            signal = wait_for_shutdown_signal() => signal?,
+            () = node.left() => log::info!("left the cluster"),
+        }
         log::info!("shutting down");
         node.shutdown().await;
         Ok(())

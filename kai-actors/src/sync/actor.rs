@@ -24,6 +24,7 @@ use crate::store::StoreHandle;
 use crate::{clock::unix_now, fence::Fence};
 use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use kai_proto::cluster::{RingId, RingState};
 use kai_proto::peer::{PeerRequest, PeerResponse};
 use kai_proto::sync::{SyncRequest, SyncResponse};
@@ -31,6 +32,7 @@ use kai_proto::{BucketId, NodeId, Record, RecordBody, Tag};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,55 @@ const PAGE: u32 = 1024;
 const BATCH: usize = 512;
 /// Pause before retrying a pull that could not reach enough sources.
 const PULL_RETRY: Duration = Duration::from_secs(1);
+/// Buckets pulled at once.
+const PULL_CONCURRENCY: usize = 4;
+/// Long transfers log their progress this often.
+const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Progress of one handoff: feeds the `kai_sync_*` stats and the progress log lines.
+struct PullProgress {
+    total: usize,
+    done: usize,
+    moved: u64,
+    started: Instant,
+    logged: Instant,
+}
+
+impl PullProgress {
+    fn new(total: usize, now: Instant) -> Self {
+        PullProgress {
+            total,
+            done: 0,
+            moved: 0,
+            started: now,
+            logged: now,
+        }
+    }
+
+    fn bucket_done(&mut self, moved: u64, stats: &NodeStats) {
+        self.done += 1;
+        self.moved += moved;
+        let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
+        let remaining = self.total - self.done;
+        let eta = elapsed / self.done as f64 * remaining as f64;
+        let sync = &stats.sync;
+        sync.buckets_pending.store(remaining as u64, Ordering::Relaxed);
+        sync.keys_per_sec
+            .store((self.moved as f64 / elapsed) as u64, Ordering::Relaxed);
+        sync.eta_secs.store(eta.ceil() as u64, Ordering::Relaxed);
+        stats::add(&sync.buckets_pulled, 1);
+        if self.logged.elapsed() >= PROGRESS_LOG_EVERY {
+            self.logged = Instant::now();
+            log::info!(
+                "handoff: {}/{} bucket(s), {} record(s), {:.0} records/s, about {eta:.0} s left",
+                self.done,
+                self.total,
+                self.moved,
+                self.moved as f64 / elapsed
+            );
+        }
+    }
+}
 
 /// How the Sync actor is set up.
 #[derive(Clone, Debug)]
@@ -123,6 +174,31 @@ impl Mover {
             if !more || after.is_none() {
                 return Ok(moved);
             }
+        }
+    }
+
+    /// Pulls `bucket` from enough of its settled `owners` (`owners − W + 1`, other than this
+    /// node) to hold every acknowledged write; retries until it does. Returns records received.
+    async fn pull_from_enough(&self, bucket: BucketId, owners: &[NodeId], w: usize) -> u64 {
+        let sources: Vec<NodeId> = owners.iter().copied().filter(|n| *n != self.me).collect();
+        let needed = (owners.len() - w.min(owners.len()) + 1).min(sources.len());
+        let mut moved = 0;
+        loop {
+            let mut done = 0;
+            for source in &sources {
+                match self.pull_bucket(bucket, *source).await {
+                    Ok(n) => {
+                        moved += n;
+                        done += 1;
+                    }
+                    Err(e) => log::debug!("pulling bucket {bucket} from {source}: {e}"),
+                }
+                if done == needed {
+                    return moved;
+                }
+            }
+            log::warn!("bucket {bucket}: only {done} of {needed} sources answered; retrying");
+            tokio::time::sleep(PULL_RETRY).await;
         }
     }
 
@@ -351,45 +427,25 @@ impl SyncActor {
     fn pull(&mut self, ring: RingId, ctx: &mut Context<Self>) {
         let plan = self.new_buckets();
         self.pulling = Some(ring);
-        let pending = &self.mover.stats.sync.buckets_pending;
-        pending.store(plan.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        log::info!("pulling {} bucket(s) for ring version {}", plan.len(), ring.version);
+        let total = plan.len();
+        let sync = &self.mover.stats.sync;
+        sync.buckets_pending.store(total as u64, Ordering::Relaxed);
+        log::info!("pulling {total} bucket(s) for ring version {}", ring.version);
         let mover = self.mover.clone();
         let w = self.config.w;
         let work = async move {
             let started = Instant::now();
-            let mut moved = 0u64;
-            for (bucket, owners) in plan {
-                let sources: Vec<NodeId> = owners.iter().copied().filter(|n| *n != mover.me).collect();
-                let needed = (owners.len() - w.min(owners.len()) + 1).min(sources.len());
-                loop {
-                    let mut done = 0;
-                    for source in &sources {
-                        match mover.pull_bucket(bucket, *source).await {
-                            Ok(n) => {
-                                moved += n;
-                                done += 1;
-                            }
-                            Err(e) => log::debug!("pulling bucket {bucket} from {source}: {e}"),
-                        }
-                        if done == needed {
-                            break;
-                        }
-                    }
-                    if done >= needed {
-                        break;
-                    }
-                    log::warn!("bucket {bucket}: only {done} of {needed} sources answered; retrying");
-                    tokio::time::sleep(PULL_RETRY).await;
-                }
-                mover
-                    .stats
-                    .sync
-                    .buckets_pending
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                stats::add(&mover.stats.sync.buckets_pulled, 1);
+            let mut progress = PullProgress::new(total, started);
+            let mut pulls = futures_util::stream::iter(plan)
+                .map(|(bucket, owners)| {
+                    let mover = mover.clone();
+                    async move { mover.pull_from_enough(bucket, &owners, w).await }
+                })
+                .buffer_unordered(PULL_CONCURRENCY);
+            while let Some(moved) = pulls.next().await {
+                progress.bucket_done(moved, &mover.stats);
             }
-            (moved, started.elapsed())
+            (progress.moved, started.elapsed())
         };
         ctx.spawn(work.into_actor(self).map(move |(moved, took), act, _ctx| {
             let rate = moved as f64 / took.as_secs_f64().max(0.001);

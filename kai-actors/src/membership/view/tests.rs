@@ -228,3 +228,43 @@ fn departed_nodes_are_forgotten() {
     assert!(views[0].node(id(2)).is_none());
     assert!(views[0].node(id(1)).is_some());
 }
+
+/// Push-pull rounds until every one of `n` views has heard a ring that one of them proposed.
+fn rounds_to_spread(n: u64, seed: u64) -> usize {
+    use rand::{Rng, SeedableRng};
+    let members: Vec<u64> = (1..=n).collect();
+    let first = ring(1, 1, &members);
+    let mut views: Vec<View> = members
+        .iter()
+        .map(|&m| View::new(state(m), vec![first.clone()], TIMEOUTS, 0))
+        .collect();
+    let news = ring(2, 1, &members);
+    views[0].propose(news.clone(), 0);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for round in 1..=100 {
+        for i in 0..views.len() {
+            let mut j = rng.random_range(0..views.len() - 1);
+            if j >= i {
+                j += 1;
+            }
+            let (gi, gj) = (views[i].gossip(), views[j].gossip());
+            views[j].merge(gi, 0);
+            views[i].merge(gj, 0);
+        }
+        if views.iter().all(|v| v.latest().map(|r| r.id) == Some(news.id)) {
+            return round;
+        }
+    }
+    panic!("news did not spread to {n} nodes in 100 rounds");
+}
+
+#[test]
+fn news_reaches_every_node_in_logarithmic_rounds() {
+    for n in [10u64, 16, 64, 256] {
+        let bound = 2 * (n as f64).log2().ceil() as usize + 2;
+        for seed in 0..5 {
+            let rounds = rounds_to_spread(n, seed);
+            assert!(rounds <= bound, "{n} nodes: {rounds} rounds > {bound}");
+        }
+    }
+}
