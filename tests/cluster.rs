@@ -3,7 +3,7 @@
 mod common;
 
 use common::linearizability::{check, History, Op, Operation};
-use common::processes::ProcessCluster;
+use common::processes::{ProcessCluster, SETTLE};
 use common::wait_until;
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -243,4 +243,83 @@ fn histories_are_linearizable_while_nodes_are_killed_and_paused() {
     if let Err(violation) = check(&ops) {
         panic!("{violation}");
     }
+}
+
+/// Sum of `curr_items` over `nodes`.
+fn copies(cluster: &ProcessCluster, nodes: &[usize]) -> u64 {
+    nodes.iter().map(|&i| cluster.stat(i, "curr_items")).sum()
+}
+
+fn load(cluster: &ProcessCluster, keys: usize) {
+    let mut clients: Vec<_> = (0..cluster.nodes.len()).map(|i| cluster.client(i)).collect();
+    for i in 0..keys {
+        let count = clients.len();
+        let c = &mut clients[i % count];
+        assert_eq!(c.set(&format!("m{i}"), format!("v{i}").as_bytes()), "STORED\r\n");
+    }
+}
+
+fn assert_readable(cluster: &ProcessCluster, through: usize, keys: usize) {
+    let mut c = cluster.client(through);
+    for i in 0..keys {
+        assert_eq!(
+            c.get(&format!("m{i}")),
+            Some(format!("v{i}").into_bytes()),
+            "m{i} through node {through}"
+        );
+    }
+}
+
+#[test]
+fn a_join_moves_about_one_nth_of_the_data() {
+    let mut cluster = ProcessCluster::start(4, (3, 2, 2));
+    let keys = 3000u64;
+    load(&cluster, keys as usize);
+    let joiner = cluster.add_node();
+    for i in 0..5 {
+        cluster.wait_settled(i, 5);
+    }
+    let all: Vec<usize> = (0..5).collect();
+    wait_until(SETTLE, "old owners to drop what moved", || {
+        copies(&cluster, &all) == 3 * keys
+    });
+    let moved = cluster.stat(joiner, "curr_items") as f64 / (3 * keys) as f64;
+    eprintln!(
+        "joining the 5th node moved {:.1}% of the copies (ideal {:.1}%)",
+        moved * 100.0,
+        100.0 / 5.0
+    );
+    assert!(
+        (0.5 / 5.0..=1.25 / 5.0).contains(&moved),
+        "moved {moved:.3} of the copies"
+    );
+    assert_readable(&cluster, joiner, keys as usize);
+    assert!(cluster.replicas_converged(&all, 3));
+}
+
+#[test]
+fn a_killed_node_is_replaced_after_down_after_and_rejoins_when_restarted() {
+    let mut cluster = ProcessCluster::start(4, (3, 2, 2));
+    let keys = 1000u64;
+    load(&cluster, keys as usize);
+    cluster.nodes[3].kill9();
+    let live = [0, 1, 2];
+    for i in live {
+        cluster.wait_settled(i, 3);
+    }
+    wait_until(SETTLE, "N live copies of every key", || {
+        copies(&cluster, &live) == 3 * keys
+    });
+    assert!(cluster.replicas_converged(&live, 3));
+    assert_readable(&cluster, 2, keys as usize);
+    // Back again: it rejoins on its own and the four converge.
+    cluster.restart(3);
+    let all = [0, 1, 2, 3];
+    for i in all {
+        cluster.wait_settled(i, 4);
+    }
+    wait_until(SETTLE, "the rejoined node to converge", || {
+        copies(&cluster, &all) == 3 * keys && cluster.replicas_converged(&all, 3)
+    });
+    assert_readable(&cluster, 3, keys as usize);
 }

@@ -212,3 +212,24 @@ pub struct SyncStats {
     /// Estimated seconds until the current handoff completes.
     pub eta_secs: AtomicU64,
 }
+
+/// The `stats buckets` report: for each bucket this node owns in the newest ring,
+/// `STAT bucket:<id> <root>` where the root (hex) summarises the replica's digests: owners of a
+/// bucket that hold the same records report the same root.
+pub fn buckets_report(info: &NodeInfo) -> Vec<kai_proto::memcache::StatsEntry> {
+    let placement = info.ring.load();
+    let Some(ring) = placement.latest() else {
+        return Vec::new();
+    };
+    ring.buckets_of(info.id)
+        .map(|bucket| {
+            let digest = info.store.digest(bucket);
+            let mut bytes = Vec::with_capacity(digest.len() * 8);
+            for d in digest {
+                bytes.extend_from_slice(&d.to_be_bytes());
+            }
+            let root = xxhash_rust::xxh3::xxh3_64(&bytes);
+            kai_proto::memcache::StatsEntry::new(format!("bucket:{}", bucket.0), format!("{root:016x}"))
+        })
+        .collect()
+}

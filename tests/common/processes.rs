@@ -1,83 +1,95 @@
 //! Clusters of real `kai` processes on loopback.
 
 use super::{reserve_port, wait_until, Client, KaiProcess};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Gossip period of test clusters.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(200);
 /// Silence after which test clusters remove a node.
 pub const DOWN_AFTER: Duration = Duration::from_secs(3);
+/// Longest a membership change may take to settle in tests.
+pub const SETTLE: Duration = Duration::from_secs(60);
 
 /// A cluster of `kai` processes with fixed ports (so a restarted node keeps its identity).
 pub struct ProcessCluster {
     pub nodes: Vec<KaiProcess>,
-    _dir: tempfile::TempDir,
+    peer_ports: Vec<u16>,
+    quorum: (usize, usize, usize),
+    dir: tempfile::TempDir,
 }
 
 impl ProcessCluster {
     /// Starts `count` nodes listing each other as seeds, with quorums `(n, r, w)`, and waits until
-    /// every node can write through a quorum.
-    pub fn start(count: usize, (n, r, w): (usize, usize, usize)) -> ProcessCluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let peer_ports: Vec<u16> = (0..count).map(|_| reserve_port()).collect();
-        let client_ports: Vec<u16> = (0..count).map(|_| reserve_port()).collect();
-        let seeds = peer_ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let nodes = (0..count)
-            .map(|i| {
-                let args = vec![
-                    "--listen".to_owned(),
-                    format!("127.0.0.1:{}", client_ports[i]),
-                    "--peer-listen".to_owned(),
-                    format!("127.0.0.1:{}", peer_ports[i]),
-                    "--set".to_owned(),
-                    format!("seeds={seeds}"),
-                    "--set".to_owned(),
-                    format!("n={n}"),
-                    "--set".to_owned(),
-                    format!("r={r}"),
-                    "--set".to_owned(),
-                    format!("w={w}"),
-                    "--set".to_owned(),
-                    "request_timeout=500ms".to_owned(),
-                    "--set".to_owned(),
-                    format!("gossip_interval={}ms", GOSSIP_INTERVAL.as_millis()),
-                    "--set".to_owned(),
-                    format!("down_after={}ms", DOWN_AFTER.as_millis()),
-                ];
-                KaiProcess::start_with_args(&dir.path().join(format!("node{i}")), args)
-            })
-            .collect();
-        let cluster = ProcessCluster { nodes, _dir: dir };
+    /// they form one settled cluster.
+    pub fn start(count: usize, quorum: (usize, usize, usize)) -> ProcessCluster {
+        let mut cluster = ProcessCluster {
+            nodes: Vec::new(),
+            peer_ports: (0..count).map(|_| reserve_port()).collect(),
+            quorum,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        let seeds: Vec<String> = cluster.peer_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         for i in 0..count {
-            cluster.wait_connected(i);
+            let node = cluster.spawn(i, &seeds);
+            cluster.nodes.push(node);
+        }
+        for i in 0..count {
+            cluster.wait_settled(i, count);
         }
         cluster
     }
 
-    /// Waits until node `i` knows the whole settled cluster and is connected to every other
-    /// node (from each of its worker threads).
-    pub fn wait_connected(&self, i: usize) {
-        let count = self.nodes.len() as u64;
-        let expected = (count - 1) * self.stat(i, "threads");
-        wait_until(
-            Duration::from_secs(30),
-            "a node in the settled cluster, connected to all",
-            || {
-                self.stat(i, "kai_peer_connections") == expected
-                    && self.stat(i, "kai_members") == count
-                    && self.stat(i, "kai_rings_active") == 1
-            },
-        );
+    fn spawn(&self, i: usize, seeds: &[String]) -> KaiProcess {
+        let (n, r, w) = self.quorum;
+        let settings = [
+            ("seeds", seeds.join(",")),
+            ("n", n.to_string()),
+            ("r", r.to_string()),
+            ("w", w.to_string()),
+            ("request_timeout", "500ms".to_owned()),
+            ("gossip_interval", format!("{}ms", GOSSIP_INTERVAL.as_millis())),
+            ("down_after", format!("{}ms", DOWN_AFTER.as_millis())),
+        ];
+        let mut args = vec![
+            "--listen".to_owned(),
+            format!("127.0.0.1:{}", reserve_port()),
+            "--peer-listen".to_owned(),
+            format!("127.0.0.1:{}", self.peer_ports[i]),
+        ];
+        for (key, value) in settings {
+            args.push("--set".to_owned());
+            args.push(format!("{key}={value}"));
+        }
+        KaiProcess::start_with_args(&self.dir.path().join(format!("node{i}")), args)
     }
 
-    /// Restarts node `i` (after `kill9` or `terminate`) and waits until it is connected again.
+    /// Starts one more node that joins through node 0; returns its index.
+    pub fn add_node(&mut self) -> usize {
+        self.peer_ports.push(reserve_port());
+        let i = self.peer_ports.len() - 1;
+        let node = self.spawn(i, &[format!("127.0.0.1:{}", self.peer_ports[0])]);
+        self.nodes.push(node);
+        i
+    }
+
+    /// Waits until node `i` has one settled ring of `members` nodes and is connected to all of
+    /// them (from each of its worker threads).
+    pub fn wait_settled(&self, i: usize, members: usize) {
+        let threads = self.stat(i, "threads");
+        wait_until(SETTLE, "a node in a settled cluster of the expected size", || {
+            let stats = self.client(i).stats();
+            let stat = |name: &str| stats[name].parse::<u64>().expect("numeric stat");
+            stat("kai_members") == members as u64
+                && stat("kai_rings_active") == 1
+                && stat("kai_peer_connections") >= (members as u64 - 1) * threads
+        });
+    }
+
+    /// Restarts node `i` (after `kill9` or `terminate`) and waits until it is settled again.
     pub fn restart(&mut self, i: usize) {
         self.nodes[i].restart();
-        self.wait_connected(i);
+        self.wait_settled(i, self.nodes.len());
     }
 
     /// A client of node `i`.
@@ -88,5 +100,36 @@ impl ProcessCluster {
     /// A numeric stat of node `i`.
     pub fn stat(&self, i: usize, name: &str) -> u64 {
         self.client(i).stats()[name].parse().expect("numeric stat")
+    }
+
+    /// `stats <group>` of node `i`.
+    pub fn stats_group(&self, i: usize, group: &str) -> BTreeMap<String, String> {
+        let mut c = self.client(i);
+        c.send(format!("stats {group}\r\n").as_bytes());
+        let mut out = BTreeMap::new();
+        loop {
+            let line = c.line();
+            if line == "END\r\n" {
+                return out;
+            }
+            let mut parts = line.trim_end().splitn(3, ' ');
+            assert_eq!(parts.next(), Some("STAT"), "unexpected line {line:?}");
+            let name = parts.next().expect("name").to_owned();
+            out.insert(name, parts.next().unwrap_or_default().to_owned());
+        }
+    }
+
+    /// True if, among `nodes`, every bucket is owned by exactly `n` of them and all owners of a
+    /// bucket report the same digest root (they hold the same records).
+    pub fn replicas_converged(&self, nodes: &[usize], n: usize) -> bool {
+        let mut roots: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for &i in nodes {
+            for (bucket, root) in self.stats_group(i, "buckets") {
+                roots.entry(bucket).or_default().push(root);
+            }
+        }
+        roots
+            .values()
+            .all(|r| r.len() == n && r.windows(2).all(|w| w[0] == w[1]))
     }
 }
