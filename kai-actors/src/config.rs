@@ -121,7 +121,7 @@ impl Default for NodeConfig {
             expiry: ExpiryPolicy::Honour,
             worker_threads: 0,
             store_threads: 4,
-            sync_rate: 100_000,
+            sync_rate: 60_000,
             anti_entropy_interval: Duration::from_millis(50),
             tombstone_grace: Duration::from_secs(24 * 60 * 60),
         }

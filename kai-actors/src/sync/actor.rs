@@ -7,7 +7,7 @@
 //!   bucket newly owned, pull it page by page from enough of its settled owners to cover every
 //!   acknowledged write (`owners − W + 1`), then report `Synced`. Rate-limited.
 //! - **Garbage**: once settled, buckets this node does not own are dropped.
-//! - **Anti-entropy**, while settled: one owned bucket at a time, compare digests with each
+//! - **Anti-entropy**, while settled: a few owned buckets at a time, compare digests with each
 //!   other owner; exchange the records of differing segments, newer tag wins, both ways. When
 //!   every owner agrees, tombstones older than `tombstone_grace` are purged on all of them
 //!   together, so their digests stay equal. Rate-limited; pauses between buckets only while
@@ -44,6 +44,8 @@ const BATCH: usize = 512;
 const PULL_RETRY: Duration = Duration::from_secs(1);
 /// Buckets pulled at once.
 const PULL_CONCURRENCY: usize = 4;
+/// Buckets compared (and repaired) at once by anti-entropy.
+const ANTI_ENTROPY_LOOPS: usize = 4;
 /// Long transfers log their progress this often.
 const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -551,7 +553,11 @@ impl Actor for SyncActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_later(self.config.anti_entropy_pause, |act, ctx| act.anti_entropy(ctx));
+        // Several comparison loops share the bucket cursor, so a node that missed many writes
+        // is repaired several buckets at a time.
+        for _ in 0..ANTI_ENTROPY_LOOPS {
+            ctx.run_later(self.config.anti_entropy_pause, |act, ctx| act.anti_entropy(ctx));
+        }
     }
 }
 
