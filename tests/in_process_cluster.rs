@@ -16,6 +16,7 @@ fn shape(nodes: usize, n: usize, r: usize, w: usize) -> Shape {
         r,
         w,
         unchecked: false,
+        anti_entropy: false,
     }
 }
 
@@ -136,6 +137,14 @@ async fn reads_repair_a_replica_that_missed_writes() {
             .expect("set");
     }
     cluster.filter.heal();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !cluster.nodes[2].cluster().majority {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 2 did not see the others again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Node 0 now cannot help: a read through node 2 sees its own stale replica and node 1's
     // value, and must write the value back before answering.
     cluster.isolate(&[0]);

@@ -18,6 +18,7 @@ fn shape(nodes: usize) -> Shape {
         r: 2,
         w: 2,
         unchecked: false,
+        anti_entropy: true,
     }
 }
 
@@ -215,6 +216,7 @@ async fn gossip_forms_a_cluster_of_twelve_from_one_seed() {
         r: 2,
         w: 2,
         unchecked: false,
+        anti_entropy: true,
     })
     .await;
     let started = std::time::Instant::now();

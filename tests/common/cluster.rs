@@ -24,6 +24,7 @@ pub struct Cluster {
     pub filter: NetworkFilter,
     shape: (usize, usize, usize),
     unchecked: bool,
+    anti_entropy: bool,
 }
 
 /// Shape of a test cluster.
@@ -34,6 +35,8 @@ pub struct Shape {
     pub w: usize,
     /// Skip the quorum rules (to show what breaks without them).
     pub unchecked: bool,
+    /// Run background anti-entropy (off where a test watches read repair alone).
+    pub anti_entropy: bool,
 }
 
 impl Cluster {
@@ -52,6 +55,7 @@ impl Cluster {
             filter: NetworkFilter::new(),
             shape: (shape.n, shape.r, shape.w),
             unchecked: shape.unchecked,
+            anti_entropy: shape.anti_entropy,
         };
         for socket in peer_sockets {
             let node = cluster.start_node(socket, seeds.clone()).await;
@@ -74,7 +78,11 @@ impl Cluster {
             request_timeout: TEST_REQUEST_TIMEOUT,
             gossip_interval: GOSSIP_INTERVAL,
             down_after: DOWN_AFTER,
-            anti_entropy_interval: Duration::from_millis(5),
+            anti_entropy_interval: if self.anti_entropy {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_secs(3600)
+            },
             tombstone_grace: Duration::from_secs(1),
             worker_threads: 1,
             ..NodeConfig::default()
