@@ -303,10 +303,16 @@ fn a_killed_node_is_replaced_after_down_after_and_rejoins_when_restarted() {
     let keys = 1000u64;
     load(&cluster, keys as usize);
     cluster.nodes[3].kill9();
+    let killed = std::time::Instant::now();
     let live = [0, 1, 2];
     for i in live {
         cluster.wait_settled(i, 3);
     }
+    eprintln!(
+        "killed node removed and the ring settled {:?} after the kill (down_after {:?})",
+        killed.elapsed(),
+        common::processes::DOWN_AFTER
+    );
     wait_until(SETTLE, "N live copies of every key", || {
         copies(&cluster, &live) == 3 * keys
     });
