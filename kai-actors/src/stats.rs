@@ -233,3 +233,27 @@ pub fn buckets_report(info: &NodeInfo) -> Vec<kai_proto::memcache::StatsEntry> {
         })
         .collect()
 }
+
+/// The `stats ring` report: the newest ring's preference list of every bucket,
+/// `STAT bucket:<id> <name>,<name>,…` (coordinator preference first).
+pub fn ring_report(info: &NodeInfo) -> Vec<kai_proto::memcache::StatsEntry> {
+    let placement = info.ring.load();
+    let Some(ring) = placement.latest() else {
+        return Vec::new();
+    };
+    let cluster = info.cluster.load();
+    let name = |id: kai_proto::NodeId| {
+        cluster
+            .members
+            .iter()
+            .find(|m| m.id == id)
+            .map_or_else(|| id.to_string(), |m| m.name.clone())
+    };
+    (0..placement.buckets())
+        .map(kai_proto::BucketId)
+        .map(|b| {
+            let owners: Vec<String> = ring.preference_list(b).iter().map(|id| name(*id)).collect();
+            kai_proto::memcache::StatsEntry::new(format!("bucket:{}", b.0), owners.join(","))
+        })
+        .collect()
+}

@@ -141,3 +141,154 @@ pub fn leave(args: NodeArgs) -> Result<()> {
         })
         .context("leave")
 }
+
+/// Options of `kai ring`.
+#[derive(Args, Debug, Clone)]
+pub struct RingArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Also list every bucket's preference list.
+    #[arg(long)]
+    buckets: bool,
+}
+
+/// `kai ring`: how buckets are placed, and the load per node.
+pub fn ring(args: RingArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let mut conn = Connection::open(&args.node.node).await?;
+        let stats = conn.stats(None).await?;
+        let placement: Vec<(u32, Vec<String>)> = conn
+            .stats(Some("ring"))
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let bucket = k.strip_prefix("bucket:")?.parse().ok()?;
+                Some((bucket, v.split(',').map(String::from).collect()))
+            })
+            .collect();
+        let mut load: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for (_, owners) in &placement {
+            for (i, owner) in owners.iter().enumerate() {
+                let entry = load.entry(owner.clone()).or_default();
+                if i == 0 {
+                    entry.0 += 1;
+                }
+                entry.1 += 1;
+            }
+        }
+        if args.node.json {
+            let json = serde_json::json!({
+                "ring_version": field(&stats, "kai_ring_version"),
+                "buckets": placement.len(),
+                "load": load.iter().map(|(n, (p, r))| (n.clone(), serde_json::json!({"primary": p, "replica": r}))).collect::<serde_json::Map<_, _>>(),
+                "placement": if args.buckets { serde_json::json!(placement.iter().map(|(b, o)| (b.to_string(), o)).collect::<BTreeMap<_, _>>()) } else { serde_json::Value::Null },
+            });
+            println!("{json}");
+            return Ok(());
+        }
+        println!(
+            "ring version {}: {} buckets, {} node(s), quorum {}",
+            field(&stats, "kai_ring_version"),
+            placement.len(),
+            load.len(),
+            field(&stats, "kai_quorum")
+        );
+        println!();
+        println!("{:<28} {:>8} {:>8} {:>8}", "NODE", "PRIMARY", "REPLICA", "SHARE");
+        let slots: usize = load.values().map(|(_, r)| r).sum();
+        for (node, (primary, replica)) in &load {
+            let share = 100.0 * *replica as f64 / slots.max(1) as f64;
+            println!("{node:<28} {primary:>8} {replica:>8} {share:>7.1}%");
+        }
+        if args.buckets {
+            println!();
+            for (bucket, owners) in &placement {
+                println!("{bucket:>6}  {}", owners.join(" → "));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `kai stats`: a node's statistics, grouped.
+pub fn stats(args: NodeArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let mut conn = Connection::open(&args.node).await?;
+        let stats = conn.stats(None).await?;
+        if args.json {
+            println!("{}", serde_json::json!(stats));
+            return Ok(());
+        }
+        type Group = (&'static str, fn(&str) -> bool);
+        let groups: [Group; 3] = [
+            ("memcache", |k| !k.starts_with("kai_")),
+            ("cluster", |k| {
+                k.starts_with("kai_") && !k.starts_with("kai_sync") && !k.starts_with("kai_tombstones")
+            }),
+            ("background sync", |k| {
+                k.starts_with("kai_sync") || k.starts_with("kai_tombstones")
+            }),
+        ];
+        for (title, belongs) in groups {
+            println!("{title}:");
+            for (name, value) in stats.iter().filter(|(k, _)| belongs(k)) {
+                println!("  {:<28} {value}", name.trim_start_matches("kai_"));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Options of `kai healthcheck`.
+#[derive(Args, Debug, Clone)]
+pub struct HealthArgs {
+    /// The node's memcache address; default: `listen` from the node's configuration
+    /// (`KAI_LISTEN`, `--config`), with a wildcard host replaced by 127.0.0.1.
+    #[arg(long)]
+    node: Option<String>,
+    /// TOML configuration file to read `listen` from.
+    #[arg(long, short)]
+    config: Option<std::path::PathBuf>,
+    /// Also require the node to be in a cluster and to see a majority of it (readiness).
+    #[arg(long)]
+    ready: bool,
+}
+
+/// Longest a health check waits for the node.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `kai healthcheck`: exits 0 if the node answers (and, with `--ready`, serves a cluster).
+pub fn healthcheck(args: HealthArgs) -> Result<()> {
+    let node = match args.node {
+        Some(node) => node,
+        None => {
+            let config = crate::settings::load(args.config.as_deref(), &[])?;
+            let mut addr = config.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            addr.to_string()
+        }
+    };
+    runtime()?
+        .block_on(async {
+            let check = async {
+                let mut conn = Connection::open(&node).await?;
+                let version = conn.command("version").await?;
+                if !version.starts_with("VERSION ") {
+                    bail!("unexpected answer to version: {version}");
+                }
+                if args.ready {
+                    let stats = conn.stats(None).await?;
+                    if field(&stats, "kai_members") == "0" || field(&stats, "kai_majority") != "1" {
+                        bail!("not ready: not in a cluster, or cannot see a majority of it");
+                    }
+                }
+                Ok(())
+            };
+            tokio::time::timeout(HEALTH_TIMEOUT, check)
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {HEALTH_TIMEOUT:?}")))
+        })
+        .with_context(|| format!("node {node} is not healthy"))
+}

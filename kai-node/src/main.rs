@@ -30,6 +30,12 @@ enum Command {
     Status(admin::NodeArgs),
     /// Make a running node hand its data off and leave the cluster, then stop.
     Leave(admin::NodeArgs),
+    /// Show how buckets are placed on the ring and the load per node.
+    Ring(admin::RingArgs),
+    /// Show a running node's statistics.
+    Stats(admin::NodeArgs),
+    /// Exit 0 if the node answers (container health checks); `--ready` also requires it to serve a cluster.
+    Healthcheck(admin::HealthArgs),
 }
 
 #[derive(Args)]
@@ -98,6 +104,9 @@ fn run(command: Command) -> Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Status(args) => admin::status(args),
         Command::Leave(args) => admin::leave(args),
+        Command::Ring(args) => admin::ring(args),
+        Command::Stats(args) => admin::stats(args),
+        Command::Healthcheck(args) => admin::healthcheck(args),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::clock::unix_now;
 use crate::config::ExpiryPolicy;
 use crate::coordinator::{CoordinatorError, Delete, Get, Set};
 use crate::membership::Leave;
-use crate::stats::{self, buckets_report, members_report, report};
+use crate::stats::{self, buckets_report, members_report, report, ring_report};
 use bytes::BytesMut;
 use futures_util::future::join_all;
 use kai_proto::memcache::{Parsed, Request, RequestDecoder, Response, StorageCommand, ValueEntry};
@@ -133,6 +133,7 @@ async fn respond(ctx: &SessionContext, request: Request) -> Option<Response> {
             Err(_) => unavailable(),
         },
         Request::Stats { group: None } => Response::Stats(report(&shared.info, &shared.stats)),
+        Request::Stats { group: Some(group) } if group == "ring" => Response::Stats(ring_report(&shared.info)),
         Request::Stats { group: Some(group) } if group == "members" => Response::Stats(members_report(&shared.info)),
         Request::Stats { group: Some(group) } if group == "buckets" => Response::Stats(buckets_report(&shared.info)),
         Request::Stats { group: Some(_) } => Response::Error,

@@ -62,7 +62,7 @@ pub struct MemberStatus {
     pub name: String,
     /// Peer address.
     pub addr: String,
-    /// `up`, `suspect`, `down`, `joining` or `leaving`.
+    /// `up`, `suspect`, `down`, `joining`, `leaving`, or `unheard` (in the ring, no news yet).
     pub status: &'static str,
     /// Milliseconds since it was last heard from.
     pub silent_ms: u64,
@@ -310,7 +310,7 @@ impl Membership {
 
     fn publish_status(&self, now: u64) {
         let latest = self.view.latest();
-        let members = self
+        let members: Vec<MemberStatus> = self
             .view
             .nodes()
             .map(|n| {
@@ -331,6 +331,19 @@ impl Membership {
                 }
             })
             .collect();
+        let heard: Vec<NodeId> = self.view.nodes().map(|n| n.id).collect();
+        let unheard = latest
+            .into_iter()
+            .flat_map(|r| r.members.iter())
+            .filter(|m| !heard.contains(&m.id))
+            .map(|m| MemberStatus {
+                id: m.id,
+                name: m.name.clone(),
+                addr: m.addr.clone(),
+                status: "unheard",
+                silent_ms: u64::MAX,
+            });
+        let members: Vec<MemberStatus> = members.into_iter().chain(unheard).collect();
         let unhealthy = self
             .view
             .nodes()

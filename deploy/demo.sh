@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The Kai docker-compose demo.
+#
+#   deploy/demo.sh up       build the image (FROM scratch) and start a 3-node cluster
+#   deploy/demo.sh five     add kai4 and kai5 to it
+#   deploy/demo.sh status   what kai1 thinks of the cluster
+#   deploy/demo.sh chaos    write, kill a node, partition a node, heal, restart, verify
+#   deploy/demo.sh down     stop it and delete its volumes
+#
+# Needs docker and docker-compose; talks to the nodes through 127.0.0.1:11211-11213 with bash's
+# /dev/tcp, so no memcache client is needed on the host.
+set -euo pipefail
+cd "$(dirname "$0")"
+project="${COMPOSE_PROJECT_NAME:-kai}"
+compose() { docker-compose -p "$project" -f docker-compose.yml "$@"; }
+port() { case "$1" in kai1) echo "${KAI1_PORT:-11211}" ;; kai2) echo "${KAI2_PORT:-11212}" ;; kai3) echo "${KAI3_PORT:-11213}" ;; esac; }
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+# mc NODE COMMAND [DATA]: one memcache request; prints the first reply line (empty if none).
+mc() {
+  local node="$1" command="$2" data="${3-}" reply=""
+  exec 3<>"/dev/tcp/127.0.0.1/$(port "$node")" || { echo "(cannot connect)"; return 0; }
+  if [ -n "$data" ]; then printf '%s\r\n%s\r\n' "$command" "$data" >&3; else printf '%s\r\n' "$command" >&3; fi
+  IFS= read -r -t 5 reply <&3 || true
+  if [[ "$reply" == VALUE* ]]; then IFS= read -r -t 5 reply <&3 || true; fi
+  exec 3>&-
+  printf '%s\n' "${reply%$'\r'}"
+}
+
+set_key() { mc "$1" "set $2 0 0 ${#3}" "$3"; }
+get_key() { mc "$1" "get $2"; }
+
+wait_healthy() {
+  local node
+  for node in "$@"; do
+    printf 'waiting for %s' "$node"
+    for _ in $(seq 1 120); do
+      if docker exec "$project-$node" /kai healthcheck --ready >/dev/null 2>&1; then echo " ok"; continue 2; fi
+      printf '.'; sleep 1
+    done
+    echo " gave up"; return 1
+  done
+}
+
+check_all() { # check_all PREFIX COUNT NODE: every key readable through NODE
+  local prefix="$1" count="$2" node="$3" bad=0 i
+  for i in $(seq 1 "$count"); do
+    [ "$(get_key "$node" "$prefix$i")" = "v$i" ] || bad=$((bad + 1))
+  done
+  echo "$node reads $((count - bad))/$count keys correctly"
+  [ "$bad" -eq 0 ]
+}
+
+case "${1:-}" in
+  up)
+    ./build-image.sh --tag kai:latest
+    compose up -d kai1 kai2 kai3
+    wait_healthy kai1 kai2 kai3
+    docker exec "$project-kai1" /kai status
+    ;;
+  five)
+    compose --profile five up -d kai4 kai5
+    wait_healthy kai4 kai5
+    docker exec "$project-kai1" /kai status
+    ;;
+  status)
+    docker exec "$project-kai1" /kai status
+    ;;
+  chaos)
+    say "1. write 100 keys through kai1"
+    for i in $(seq 1 100); do set_key kai1 "demo$i" "v$i" >/dev/null; done
+    check_all demo 100 kai3
+    say "2. docker kill kai3: reads and writes continue on kai1 and kai2 (2 of 3 is a quorum)"
+    docker kill "$project-kai3" >/dev/null
+    echo "set through kai2: $(set_key kai2 during-kill yes)"
+    echo "get through kai1: $(get_key kai1 during-kill)"
+    check_all demo 100 kai2
+    say "3. restart kai3: it rejoins and catches up"
+    compose start kai3 >/dev/null
+    wait_healthy kai3
+    echo "get through kai3: $(get_key kai3 during-kill)"
+    check_all demo 100 kai3
+    say "4. partition kai2 from the others (docker network disconnect)"
+    docker network disconnect "${project}_kai" "$project-kai2"
+    sleep 4
+    echo "set through kai1: $(set_key kai1 during-partition yes)"
+    echo "get through kai3: $(get_key kai3 during-partition)"
+    echo "kai2's own view (it refuses requests while it cannot see a majority):"
+    docker exec "$project-kai2" /kai status | head -1
+    say "5. heal the partition"
+    docker network connect "${project}_kai" "$project-kai2"
+    wait_healthy kai2
+    sleep 2
+    echo "get through kai2: $(get_key kai2 during-partition)"
+    check_all demo 100 kai2
+    say "6. cluster status"
+    docker exec "$project-kai1" /kai status
+    say "no acknowledged write was lost"
+    ;;
+  down)
+    compose --profile five down -v --remove-orphans
+    ;;
+  *)
+    sed -n '2,12p' "$0"
+    exit 2
+    ;;
+esac
