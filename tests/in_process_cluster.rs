@@ -150,7 +150,11 @@ async fn reads_repair_a_replica_that_missed_writes() {
     cluster.isolate(&[0]);
     for i in 0..20 {
         let k = format!("r{i}");
-        assert!(cluster.nodes[2].get(key(&k)).await.expect("get").is_some());
+        let got = cluster.nodes[2].get(key(&k)).await;
+        assert!(
+            got.as_ref().is_ok_and(Option::is_some),
+            "read of {k} through node 2: {got:?}"
+        );
         assert!(
             cluster.nodes[2].local_record(&key(&k)).await.expect("local").is_some(),
             "{k} not repaired"

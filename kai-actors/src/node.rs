@@ -34,6 +34,8 @@ use tokio::sync::watch;
 
 /// Bytes a peer frame may carry beyond the largest value (key, tags, framing).
 const FRAME_OVERHEAD: usize = 64 * 1024;
+/// How often [`NodeHandle::wait_ready`] looks.
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 /// File in `data_dir` where the node remembers its cluster.
 const CLUSTER_STATE_FILE: &str = "cluster.json";
 
@@ -433,6 +435,22 @@ impl NodeHandle {
     /// resolves.
     pub fn leave(&self) {
         self.membership.do_send(Leave);
+    }
+
+    /// Waits (up to `timeout`) until the node serves: it knows its cluster and sees a majority of
+    /// it. A fresh single node founds its cluster at once; a joining node takes a gossip round.
+    pub async fn wait_ready(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let cluster = self.status.load();
+            if !self.ring.load().rings.is_empty() && cluster.majority {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
     }
 
     /// Resolves once the node has left the cluster (after [`NodeHandle::leave`]).

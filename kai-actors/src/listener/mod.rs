@@ -1,6 +1,6 @@
 //! The Listener: accepts memcache connections and spreads them over the worker threads.
 //!
-//! Each accepted connection becomes a lightweight session task (see [`session`]) on the next
+//! Each accepted connection becomes a lightweight session task (`session.rs`) on the next
 //! worker Arbiter, round-robin, so every core serves clients. At most `max_connections` sessions
 //! run at once; a connection beyond that gets memcached's `ERROR Too many open connections` and
 //! is closed, without affecting the others.

@@ -252,17 +252,22 @@ impl View {
         synced
     }
 
-    /// True if this node sees a majority of the newest ring's members alive (itself included).
+    /// True if this node has heard from a majority of the newest ring's members within half of
+    /// `down_after` (itself included).
     pub fn majority_alive(&self, now: u64) -> bool {
         let Some(latest) = self.latest() else {
             return false;
         };
-        let alive = latest
+        // Visible: heard from within half of `down_after`. A node cut off from the majority thus
+        // stops serving well before the majority removes it, without reacting to every
+        // suspicion.
+        let horizon = self.timeouts.down_after_ms / 2;
+        let visible = latest
             .members
             .iter()
-            .filter(|m| self.liveness(m.id, now) == Liveness::Alive)
+            .filter(|m| m.id == self.me || self.silence(m.id, now).is_some_and(|s| s < horizon))
             .count();
-        alive * 2 > latest.members.len()
+        visible * 2 > latest.members.len()
     }
 
     /// The ring change this node should propose now, if it is the proposer and a change is due.

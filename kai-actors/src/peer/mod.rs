@@ -3,7 +3,7 @@
 //! - [`PeerActor`] (`client.rs`): one per remote node; dials it, runs the handshake, and
 //!   multiplexes many requests over that one connection (request ids, a oneshot per call). It
 //!   redials with exponential backoff whenever the connection drops, so a restarted peer is
-//!   reconnected to within [`client::MAX_BACKOFF`].
+//!   reconnected to within `MAX_BACKOFF` (2 s).
 //! - [`PeerListener`] (`server.rs`): accepts connections from other nodes, runs the acceptor side
 //!   of the handshake, and serves their requests concurrently through a [`PeerService`].
 //! - [`PeerDirectory`]: the lock-free map from node id to its `PeerActor`s that coordinators read.

@@ -179,7 +179,7 @@ impl StoreHandle {
         self.call(|s| s.flush()).await
     }
 
-    /// Flushes the store, then waits (up to [`CLOSE_TIMEOUT`]) until this is its last user and
+    /// Flushes the store, then waits (up to 10 s) until this is its last user and
     /// drops it on this thread. Stop every other user first.
     pub async fn close(self) {
         if let Err(e) = self.flush().await {

@@ -143,7 +143,7 @@ fn only_the_lowest_live_member_proposes_and_only_with_a_majority() {
     assert_eq!(proposal.ids(), vec![id(1), id(2), id(3), id(4)]);
     assert_eq!(proposal.id.version, 2);
     // Without hearing from the others, node 1 has no majority and proposes nothing.
-    assert!(views[0].plan(10_000).is_none());
+    assert!(views[0].plan(20_000).is_none());
 }
 
 #[test]
