@@ -83,7 +83,7 @@ case "${1:-}" in
     check_all demo 100 kai3
     say "4. partition kai2 from the others (docker network disconnect)"
     docker network disconnect "${project}_kai" "$project-kai2"
-    sleep 4
+    sleep 6  # kai2 stops serving after half of down_after (10 s) without a majority
     echo "set through kai1: $(set_key kai1 during-partition yes)"
     echo "get through kai3: $(get_key kai3 during-partition)"
     echo "kai2's own view (it refuses requests while it cannot see a majority):"
