@@ -175,6 +175,20 @@ impl CoordinatorCore {
         if round.progress() == Progress::Reached {
             return Ok(Vec::new());
         }
+        if let [only] = round.targets()[..] {
+            if only == self.replicas.local() {
+                // A lone local replica (a single-node cluster): no fan-out, no timers.
+                return match self.replicas.call(only, request).await.and_then(extract) {
+                    Ok(value) => Ok(vec![(only, value)]),
+                    Err(ReplicaError::StaleRing(newer)) => Err(CoordinatorError::StaleRing(newer)),
+                    Err(e) => {
+                        round.fail(only, e);
+                        stats::add(&self.stats.quorum_failures, 1);
+                        Err(round.into_error(false).into())
+                    }
+                };
+            }
+        }
         let call = |node: NodeId| {
             let replicas = self.replicas.clone();
             let request = request.clone();

@@ -27,6 +27,10 @@ pub const EXPIRED_PURGE_GRACE: u64 = 24 * 60 * 60;
 const KEY_LOCK_STRIPES: usize = 256;
 /// Block cache shared by all reads.
 const BLOCK_CACHE_BYTES: usize = 256 * 1024 * 1024;
+/// Memtable size. Every write appends a version, and reads search the memtable first: a
+/// smaller one keeps that search short (measured: the skiplist search was the top CPU cost with
+/// the 64 MiB default).
+const WRITE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 /// Bloom filter bits per key: makes reads of absent keys cheap.
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
@@ -94,6 +98,7 @@ impl RocksStore {
         table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
         table.set_cache_index_and_filter_blocks(true);
         options.set_block_based_table_factory(&table);
+        options.set_write_buffer_size(WRITE_BUFFER_BYTES);
         let (purged, purged_digests) = (Arc::clone(&values), Arc::clone(&digests));
         options.set_compaction_filter("kai-expired-values", move |_level, key, value| {
             purge_expired(&purged, &purged_digests, key, value)
