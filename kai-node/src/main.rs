@@ -110,8 +110,20 @@ fn run(command: Command) -> Result<()> {
     }
 }
 
+/// File descriptors a node needs besides its client connections (store files, peers, listeners).
+const SPARE_FILE_DESCRIPTORS: u64 = 1024;
+
 fn start(args: StartArgs) -> Result<()> {
     let config = settings::load(args.config.as_deref(), &args.overrides()?)?;
+    let wanted = config.max_connections as u64 + SPARE_FILE_DESCRIPTORS;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) if limit < wanted => log::warn!(
+            "open file limit is {limit}; max_connections = {} needs about {wanted} (raise `ulimit -n`)",
+            config.max_connections
+        ),
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot raise the open file limit: {e}"),
+    }
     let system = actix::System::new();
     system.block_on(async move {
         let node = kai_actors::start(config).await.context("node failed to start")?;

@@ -194,9 +194,27 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(CLIENT_TIMEOUT)).expect("timeout");
-        stream.set_nodelay(true).expect("nodelay");
+        Client::from_stream(stream)
+    }
+
+    /// A client over an already connected stream.
+    pub fn from_stream(stream: TcpStream) -> Client {
+        let _ = stream.set_nodelay(true);
         Client {
             stream: BufReader::new(stream),
+        }
+    }
+
+    /// `set`, or `None` if the connection failed (for clients that outlive their server).
+    pub fn try_set(&mut self, key: &str, value: &[u8]) -> Option<String> {
+        let mut req = format!("set {key} 0 0 {}\r\n", value.len()).into_bytes();
+        req.extend_from_slice(value);
+        req.extend_from_slice(b"\r\n");
+        self.stream.get_mut().write_all(&req).ok()?;
+        let mut line = String::new();
+        match self.stream.read_line(&mut line) {
+            Ok(n) if n > 0 => Some(line),
+            _ => None,
         }
     }
 

@@ -16,6 +16,7 @@ pub struct ProcessCluster {
     pub nodes: Vec<KaiProcess>,
     peer_ports: Vec<u16>,
     quorum: (usize, usize, usize),
+    extra: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -23,10 +24,16 @@ impl ProcessCluster {
     /// Starts `count` nodes listing each other as seeds, with quorums `(n, r, w)`, and waits until
     /// they form one settled cluster.
     pub fn start(count: usize, quorum: (usize, usize, usize)) -> ProcessCluster {
+        Self::start_with(count, quorum, &[])
+    }
+
+    /// Like [`ProcessCluster::start`], with extra `--set` settings for every node.
+    pub fn start_with(count: usize, quorum: (usize, usize, usize), extra: &[(&str, &str)]) -> ProcessCluster {
         let mut cluster = ProcessCluster {
             nodes: Vec::new(),
             peer_ports: (0..count).map(|_| reserve_port()).collect(),
             quorum,
+            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             dir: tempfile::tempdir().expect("tempdir"),
         };
         let seeds: Vec<String> = cluster.peer_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -57,7 +64,8 @@ impl ProcessCluster {
             "--peer-listen".to_owned(),
             format!("127.0.0.1:{}", self.peer_ports[i]),
         ];
-        for (key, value) in settings {
+        let extra = self.extra.iter().map(|(k, v)| (k.as_str(), v.clone()));
+        for (key, value) in settings.into_iter().chain(extra) {
             args.push("--set".to_owned());
             args.push(format!("{key}={value}"));
         }

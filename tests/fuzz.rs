@@ -1,0 +1,242 @@
+//! Mutation fuzzing of everything a remote party can send: the memcache request parser and the
+//! peer protocol decoders (handshake and established connections). Seeds are valid streams; each
+//! run mutates one (bit flips, byte insertions and deletions, splices, hostile numbers), feeds it
+//! in random chunks, and checks that decoding never panics and memory stays bounded.
+//!
+//! `KAITEST_FUZZ_ITERS` sets the runs per target (default 20,000; `docs/reliability.md` records
+//! long runs).
+
+use bytes::{Bytes, BytesMut};
+use kai_proto::cluster::{GossipState, Intent, NodeState, RingId, RingMember, RingState};
+use kai_proto::memcache::{Limits, RequestDecoder};
+use kai_proto::peer::{Frame, FrameCodec, HandshakeCodec, HandshakeFrame, Hello, PeerRequest, PeerResponse};
+use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
+use kai_proto::sync::{SyncRequest, SyncResponse};
+use kai_proto::{BucketId, Key, NodeId, Record, Tag, WriterId};
+use rand::{Rng, SeedableRng};
+use tokio_util::codec::{Decoder, Encoder};
+
+fn iterations() -> usize {
+    std::env::var("KAITEST_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+
+const HOSTILE_NUMBERS: &[&[u8]] = &[
+    b"0",
+    b"-1",
+    b"4294967295",
+    b"4294967296",
+    b"18446744073709551616",
+    b"99999999999",
+    b"+1",
+    b"1e9",
+    b"",
+];
+
+fn mutate(rng: &mut rand::rngs::StdRng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    let mut data = seeds[rng.random_range(0..seeds.len())].clone();
+    for _ in 0..rng.random_range(1..8) {
+        let at = rng.random_range(0..=data.len());
+        match rng.random_range(0..7) {
+            0 if !data.is_empty() => {
+                let i = rng.random_range(0..data.len());
+                data[i] ^= 1 << rng.random_range(0..8);
+            }
+            1 => data.insert(at, rng.random()),
+            2 if at < data.len() => {
+                let end = (at + rng.random_range(1..16)).min(data.len());
+                data.drain(at..end);
+            }
+            3 => {
+                let other = &seeds[rng.random_range(0..seeds.len())];
+                let from = rng.random_range(0..=other.len());
+                data.splice(at..at, other[from..].iter().copied());
+            }
+            4 => data.truncate(at),
+            5 => {
+                let n = HOSTILE_NUMBERS[rng.random_range(0..HOSTILE_NUMBERS.len())];
+                data.splice(at..at, n.iter().copied());
+            }
+            _ => {
+                let len = data.len();
+                if len > 0 {
+                    let i = rng.random_range(0..len);
+                    let chunk: Vec<u8> = data[i..(i + 8).min(len)].to_vec();
+                    data.splice(at..at, chunk);
+                }
+            }
+        }
+    }
+    data
+}
+
+/// Feeds `data` to `decoder` in random chunks; returns items decoded; panics if the buffer grows
+/// past `bound`.
+fn feed<D: Decoder>(rng: &mut rand::rngs::StdRng, decoder: &mut D, data: &[u8], bound: usize) -> usize {
+    let mut buf = BytesMut::new();
+    let mut items = 0;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let n = rng.random_range(1..=rest.len().min(4096));
+        buf.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(_)) => items += 1,
+                Ok(None) => break,
+                Err(_) => return items,
+            }
+        }
+        assert!(
+            buf.len() <= bound,
+            "decoder buffered {} bytes (bound {bound})",
+            buf.len()
+        );
+    }
+    items
+}
+
+#[test]
+fn the_memcache_parser_survives_mutated_streams() {
+    let seeds: Vec<Vec<u8>> = [
+        &b"set k 0 0 5\r\nhello\r\nget k\r\n"[..],
+        b"gets a b c d\r\ndelete k noreply\r\nstats\r\nversion\r\nquit\r\n",
+        b"set bin 4294967295 -1 4 noreply\r\n\r\n\0\x01\r\nverbosity 1\r\n",
+        b"add k 0 0 1\r\nx\r\ncas k 0 0 1 99\r\ny\r\nincr k 1\r\ntouch k 5\r\nflush_all\r\n",
+        b"set big 0 0 70000\r\n",
+        b"kai_leave\r\nstats members\r\nstats ring\r\n",
+    ]
+    .iter()
+    .map(|s| s.to_vec())
+    .collect();
+    let limits = Limits {
+        max_value_size: 64 * 1024,
+        ..Limits::default()
+    };
+    let bound = limits.max_get_line + limits.max_value_size + 8;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let (runs, mut items) = (iterations(), 0);
+    for _ in 0..runs {
+        let input = mutate(&mut rng, &seeds);
+        items += feed(&mut rng, &mut RequestDecoder::new(limits), &input, bound);
+    }
+    eprintln!("memcache parser: {runs} mutated streams, {items} requests decoded, no panic");
+}
+
+fn tag() -> Tag {
+    Tag {
+        counter: 7,
+        writer: WriterId(9),
+    }
+}
+
+fn key() -> Key {
+    Key::new("key").expect("key")
+}
+
+fn frames() -> Vec<Frame> {
+    let record = Record::value(tag(), 1, 0, Bytes::from_static(b"value"));
+    let node = NodeState {
+        id: NodeId(1),
+        name: "n1".into(),
+        addr: "127.0.0.1:1".into(),
+        incarnation: 2,
+        heartbeat: 3,
+        intent: Intent::Member,
+        adopted: RingId::default(),
+        synced: RingId::default(),
+    };
+    let ring = RingState::new(
+        RingId {
+            version: 1,
+            proposer: NodeId(1),
+        },
+        vec![RingMember {
+            id: NodeId(1),
+            name: "n1".into(),
+            addr: "127.0.0.1:1".into(),
+        }],
+    );
+    let requests = vec![
+        PeerRequest::Replica(ReplicaRequest {
+            ring: ring.id,
+            bucket: BucketId(3),
+            key: key(),
+            op: ReplicaOp::Write(record.clone()),
+        }),
+        PeerRequest::Gossip(GossipState {
+            rings: vec![ring],
+            nodes: vec![node],
+        }),
+        PeerRequest::Sync(SyncRequest::Keys {
+            bucket: BucketId(1),
+            segments: u64::MAX,
+            after: Some(Bytes::from_static(b"k")),
+            limit: 10,
+        }),
+        PeerRequest::Sync(SyncRequest::Apply {
+            bucket: BucketId(1),
+            records: vec![(Bytes::from_static(b"k"), record.clone())],
+        }),
+        PeerRequest::Ping,
+    ];
+    let responses = vec![
+        PeerResponse::Replica(ReplicaReply::Record(Some(record.clone()))),
+        PeerResponse::Sync(SyncResponse::Digest(vec![1, 2, 3])),
+        PeerResponse::Sync(SyncResponse::Records {
+            records: vec![(Bytes::from_static(b"k"), record)],
+            more: true,
+        }),
+        PeerResponse::Error("no".into()),
+    ];
+    let mut frames: Vec<Frame> = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| Frame::Request { id: i as u64, body })
+        .collect();
+    frames.extend(
+        responses
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| Frame::Response { id: i as u64, body }),
+    );
+    frames
+}
+
+#[test]
+fn the_peer_decoders_survive_mutated_frames() {
+    const MAX_FRAME: usize = 64 * 1024;
+    let mut seeds = Vec::new();
+    for frame in frames() {
+        let mut buf = BytesMut::new();
+        FrameCodec::new(MAX_FRAME).encode(frame, &mut buf).expect("encode");
+        seeds.push(buf.to_vec());
+    }
+    let hello = HandshakeFrame::Hello(Hello {
+        protocol_version: 1,
+        cluster_name: "kai".into(),
+        node: NodeId(1),
+        name: "n1".into(),
+        advertise: "127.0.0.1:1".into(),
+        nonce: [7; 32],
+    });
+    for frame in [
+        hello,
+        HandshakeFrame::Proof([1; 32]),
+        HandshakeFrame::Refused("x".into()),
+    ] {
+        let mut buf = BytesMut::new();
+        HandshakeCodec::handshake().encode(frame, &mut buf).expect("encode");
+        seeds.push(buf.to_vec());
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let (runs, mut items) = (iterations(), 0);
+    for _ in 0..runs {
+        let input = mutate(&mut rng, &seeds);
+        items += feed(&mut rng, &mut FrameCodec::new(MAX_FRAME), &input, MAX_FRAME + 4096 + 4);
+        items += feed(&mut rng, &mut HandshakeCodec::handshake(), &input, 64 * 1024 + 4096 + 4);
+    }
+    eprintln!("peer decoders: {runs} mutated streams (×2 decoders), {items} frames decoded, no panic");
+}
