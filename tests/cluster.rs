@@ -220,7 +220,12 @@ fn histories_are_linearizable_while_nodes_are_killed_and_paused() {
         })
         .collect();
     // Nemesis: pause a node (longer than the request timeout), then kill -9 and restart another.
-    for round in 0..2 {
+    // `KAITEST_NEMESIS_ROUNDS` (default 2) sets how many times.
+    let rounds: usize = std::env::var("KAITEST_NEMESIS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    for round in 0..rounds {
         std::thread::sleep(Duration::from_millis(500));
         let paused = round % 3;
         cluster.nodes[paused].signal("STOP");
@@ -243,6 +248,12 @@ fn histories_are_linearizable_while_nodes_are_killed_and_paused() {
     if let Err(violation) = check(&ops) {
         panic!("{violation}");
     }
+    eprintln!(
+        "process nemesis: {} operations ({completed} completed), {} pauses and {} kills, 0 violations",
+        ops.len(),
+        rounds,
+        rounds
+    );
 }
 
 /// Sum of `curr_items` over `nodes`.

@@ -165,38 +165,59 @@ async fn reads_repair_a_replica_that_missed_writes() {
     cluster.shutdown().await;
 }
 
-/// The nemesis: partitions and slow links come and go while clients run.
-async fn nemesis(cluster: &Cluster, duration: Duration) {
+/// The nemesis: minority/majority partitions, a bridge (two sides that cannot talk, one node that
+/// talks to both), one-way loss and slow links come and go while clients run; it returns the
+/// faults injected.
+async fn nemesis(cluster: &Cluster, duration: Duration) -> usize {
+    let n = cluster.nodes.len();
     let end = tokio::time::Instant::now() + duration;
     let mut round = 0usize;
     while tokio::time::Instant::now() < end {
-        match round % 4 {
-            0 => cluster.isolate(&[round % 3]),
-            1 => cluster.filter.heal(),
-            2 => cluster.filter.delay(
-                cluster.id(round % 3),
-                cluster.id((round + 1) % 3),
-                Duration::from_millis(40),
-            ),
-            _ => cluster.filter.heal(),
+        let a = round % n;
+        let b = (round + 1) % n;
+        let c = (round + 2) % n;
+        match round % 5 {
+            0 => cluster.isolate(&[a]),
+            1 => cluster.isolate(&[a, b]),
+            2 => cluster.filter.partition(&cluster.ids(&[a]), &cluster.ids(&[c])),
+            3 => cluster.filter.block(cluster.id(a), cluster.id(b)),
+            _ => cluster
+                .filter
+                .delay(cluster.id(a), cluster.id(b), Duration::from_millis(40)),
         }
-        round += 1;
         tokio::time::sleep(Duration::from_millis(150)).await;
+        cluster.filter.heal();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        round += 1;
     }
-    cluster.filter.heal();
+    round
+}
+
+/// How long nemesis tests run: `KAITEST_NEMESIS_SECS`, default 3 s (long runs: see
+/// `docs/reliability.md`).
+fn nemesis_duration() -> Duration {
+    let secs = std::env::var("KAITEST_NEMESIS_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    Duration::from_secs(secs)
 }
 
 #[actix_rt::test]
 async fn histories_are_linearizable_under_partitions_and_delays() {
-    let cluster = Cluster::start(shape(3, 3, 2, 2)).await;
-    let duration = Duration::from_secs(3);
-    let (history, ()) = tokio::join!(random_workload(&cluster, 6, 3, duration), nemesis(&cluster, duration));
+    let cluster = Cluster::start(shape(5, 3, 2, 2)).await;
+    let duration = nemesis_duration();
+    let (history, faults) = tokio::join!(random_workload(&cluster, 8, 3, duration), nemesis(&cluster, duration));
     let ops = history.operations();
     let completed = ops.iter().filter(|o| o.completed.is_some()).count();
     assert!(completed > 200, "too few operations completed: {completed}");
     if let Err(violation) = check(&ops) {
         panic!("{violation}");
     }
+    eprintln!(
+        "in-process nemesis: {} operations ({completed} completed), {faults} faults, 0 violations",
+        ops.len()
+    );
     cluster.shutdown().await;
 }
 
