@@ -244,6 +244,11 @@ async fn the_checker_catches_a_cluster_without_quorum_overlap() {
 }
 
 async fn two_nodes_with_secrets(a: Option<&str>, b: Option<&str>) -> Vec<kai_actors::NodeHandle> {
+    two_nodes(("kai", a), ("kai", b)).await
+}
+
+/// Two nodes listing each other as seeds, each with its `(cluster_name, cluster_secret)`.
+async fn two_nodes(a: (&str, Option<&str>), b: (&str, Option<&str>)) -> Vec<kai_actors::NodeHandle> {
     let sockets: Vec<std::net::TcpListener> = (0..2)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
@@ -252,7 +257,7 @@ async fn two_nodes_with_secrets(a: Option<&str>, b: Option<&str>) -> Vec<kai_act
         .map(|s| s.local_addr().expect("addr").to_string())
         .collect();
     let mut nodes = Vec::new();
-    for (socket, secret) in sockets.into_iter().zip([a, b]) {
+    for (socket, (cluster, secret)) in sockets.into_iter().zip([a, b]) {
         let config = kai_actors::NodeConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             peer_listen: socket.local_addr().expect("addr"),
@@ -264,6 +269,7 @@ async fn two_nodes_with_secrets(a: Option<&str>, b: Option<&str>) -> Vec<kai_act
             request_timeout: common::cluster::TEST_REQUEST_TIMEOUT,
             gossip_interval: common::cluster::GOSSIP_INTERVAL,
             down_after: common::cluster::DOWN_AFTER,
+            cluster_name: cluster.to_owned(),
             cluster_secret: secret.map(String::from),
             worker_threads: 1,
             ..kai_actors::NodeConfig::default()
@@ -351,4 +357,17 @@ async fn garbage_on_the_peer_port_closes_only_that_connection() {
             .expect("cluster still serves");
     }
     cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn nodes_of_another_cluster_are_refused() {
+    let nodes = two_nodes(("blue", None), ("green", None)).await;
+    nodes[0]
+        .set(key("cross"), 0, "no".into())
+        .await
+        .expect_err("a node of another cluster is not a peer");
+    assert_eq!(nodes.iter().map(peer_connections).sum::<u64>(), 0);
+    for node in nodes {
+        node.shutdown().await;
+    }
 }

@@ -123,11 +123,12 @@ pub fn check(history: &[Operation]) -> Result<(), Violation> {
         }
     }
     for (key, ops) in by_key {
-        let mut ops = split_deletes(ops);
+        let mut ops = prune_unobserved_writes(split_deletes(ops));
         ops.sort_by_key(|o| o.invoked);
-        if !Search::new(&ops).run() {
+        if !linearizable(&ops) {
             // Report the shortest failing prefix that keeps every operation a reader may have
-            // seen (all invoked before the prefix's last completion).
+            // seen (all invoked before the prefix's last completion). Failing is monotone in
+            // the prefix, so binary search finds it.
             let closed_prefix = |n: usize| {
                 let horizon = ops[..n]
                     .iter()
@@ -136,11 +137,16 @@ pub fn check(history: &[Operation]) -> Result<(), Violation> {
                     .unwrap_or(0);
                 ops.partition_point(|o| o.invoked <= horizon)
             };
-            let shortest = (1..=ops.len())
-                .map(closed_prefix)
-                .find(|&n| !Search::new(&ops[..n]).run())
-                .unwrap_or(ops.len());
-            ops.truncate(shortest);
+            let (mut lo, mut hi) = (1, ops.len());
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if linearizable(&ops[..closed_prefix(mid)]) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            ops.truncate(closed_prefix(lo));
             return Err(Violation {
                 key: key.to_owned(),
                 operations: ops,
@@ -148,6 +154,31 @@ pub fn check(history: &[Operation]) -> Result<(), Violation> {
         }
     }
     Ok(())
+}
+
+/// Drops writes of unknown outcome whose value no read returned, when no later delete reported
+/// the key as existing: such a write may as well never have happened, and keeping it only
+/// multiplies the orders to try.
+fn prune_unobserved_writes(ops: Vec<Operation>) -> Vec<Operation> {
+    let read: std::collections::HashSet<String> = ops
+        .iter()
+        .filter_map(|o| match &o.op {
+            Op::Get(Some(v)) => Some(v.clone()),
+            _ => None,
+        })
+        .collect();
+    let exists_after = |t: u64| {
+        ops.iter()
+            .any(|o| o.op == Op::Exists(true) && o.completed.is_some_and(|c| c > t))
+    };
+    let keep: Vec<bool> = ops
+        .iter()
+        .map(|o| match (&o.op, o.completed) {
+            (Op::Set(v), None) => read.contains(v) || exists_after(o.invoked),
+            _ => true,
+        })
+        .collect();
+    ops.into_iter().zip(keep).filter(|(_, k)| *k).map(|(o, _)| o).collect()
 }
 
 /// The register after `op`, or `None` if `op`'s observed result contradicts `state`.
@@ -177,106 +208,92 @@ fn split_deletes(ops: Vec<Operation>) -> Vec<Operation> {
     out
 }
 
-struct Search<'a> {
-    ops: &'a [Operation],
-    placed: Vec<bool>,
-    visited: HashSet<(Vec<u64>, Option<String>)>,
+/// One call or return in the time-ordered event list.
+#[derive(Clone, Copy)]
+struct Event {
+    op: usize,
+    call: bool,
 }
 
-/// One level of the depth-first search: the register value reached, the operations that may be
-/// placed next, and which of them is being tried.
-struct Level {
-    state: Option<String>,
-    candidates: Vec<usize>,
-    next: usize,
-    tried: Option<usize>,
-}
-
-impl<'a> Search<'a> {
-    fn new(ops: &'a [Operation]) -> Self {
-        Search {
-            ops,
-            placed: vec![false; ops.len()],
-            visited: HashSet::new(),
+/// Wing & Gong's search over a doubly linked event list (removal and reinsertion are O(1), as
+/// in Lowe's implementation), with visited `(placed set, value)` pairs cached; the placed set is
+/// identified by a 128-bit Zobrist hash.
+fn linearizable(ops: &[Operation]) -> bool {
+    use rand::{Rng, SeedableRng};
+    let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
+    for (i, op) in ops.iter().enumerate() {
+        // At equal times a call sorts first (lenient: the two may be concurrent).
+        events.push((op.invoked, false, i));
+        if let Some(done) = op.completed {
+            events.push((done, true, i));
         }
     }
-
-    fn key(&self) -> Vec<u64> {
-        let mut words = vec![0u64; self.placed.len().div_ceil(64)];
-        for (i, placed) in self.placed.iter().enumerate() {
-            if *placed {
-                words[i / 64] |= 1 << (i % 64);
-            }
+    events.sort_unstable();
+    let list: Vec<Event> = events.iter().map(|&(_, ret, op)| Event { op, call: !ret }).collect();
+    // Node 0 is the head sentinel; event k is node k + 1; node len + 1 is the tail sentinel.
+    let n = list.len();
+    let mut next: Vec<usize> = (1..=n + 2).collect();
+    let mut prev: Vec<usize> = (0..n + 2).map(|i| i.saturating_sub(1)).collect();
+    let tail = n + 1;
+    let mut call_node = vec![0; ops.len()];
+    let mut return_node = vec![None; ops.len()];
+    for (k, e) in list.iter().enumerate() {
+        if e.call {
+            call_node[e.op] = k + 1;
+        } else {
+            return_node[e.op] = Some(k + 1);
         }
-        words
     }
-
-    /// Operations that may be linearized next: not placed yet and invoked before every unplaced
-    /// operation returned. `None` once every operation with a known outcome is placed.
-    fn candidates(&self) -> Option<Vec<usize>> {
-        let unplaced = || self.ops.iter().enumerate().filter(|(i, _)| !self.placed[*i]);
-        if unplaced().all(|(_, op)| op.completed.is_none()) {
-            return None;
+    let unlink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, node: usize| {
+        next[prev[node]] = next[node];
+        prev[next[node]] = prev[node];
+    };
+    let relink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, node: usize| {
+        next[prev[node]] = node;
+        prev[next[node]] = node;
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let zobrist: Vec<u128> = (0..ops.len()).map(|_| rng.random()).collect();
+    let mut remaining = ops.iter().filter(|o| o.completed.is_some()).count();
+    let mut visited: HashSet<(u128, Option<String>)> = HashSet::new();
+    let mut stack: Vec<(usize, Option<String>)> = Vec::new();
+    let (mut state, mut placed): (Option<String>, u128) = (None, 0);
+    let mut cursor = next[0];
+    loop {
+        if remaining == 0 {
+            return true;
         }
-        let earliest_return = unplaced().filter_map(|(_, op)| op.completed).min().unwrap_or(u64::MAX);
-        Some(
-            unplaced()
-                .filter(|(_, op)| op.invoked <= earliest_return)
-                .map(|(i, _)| i)
-                .collect(),
-        )
-    }
-
-    /// A level for `state`, or `None` if this (placed set, state) was already explored.
-    fn level(&mut self, state: Option<String>) -> Result<Option<Level>, ()> {
-        let Some(candidates) = self.candidates() else {
-            return Err(());
-        };
-        if !self.visited.insert((self.key(), state.clone())) {
-            return Ok(None);
-        }
-        Ok(Some(Level {
-            state,
-            candidates,
-            next: 0,
-            tried: None,
-        }))
-    }
-
-    /// True if the operations can be linearized.
-    fn run(&mut self) -> bool {
-        let mut stack = match self.level(None) {
-            Err(()) => return true,
-            Ok(level) => level.into_iter().collect::<Vec<_>>(),
-        };
-        while let Some(top) = stack.last_mut() {
-            if let Some(previous) = top.tried.take() {
-                self.placed[previous] = false;
-            }
-            let mut descend = None;
-            while top.next < top.candidates.len() {
-                let i = top.candidates[top.next];
-                top.next += 1;
-                if let Some(state) = apply(&top.state, &self.ops[i].op) {
-                    top.tried = Some(i);
-                    descend = Some((i, state));
-                    break;
-                }
-            }
-            match descend {
-                Some((i, state)) => {
-                    self.placed[i] = true;
-                    match self.level(state) {
-                        Err(()) => return true,
-                        Ok(Some(level)) => stack.push(level),
-                        Ok(None) => {}
+        let is_call = cursor != tail && list[cursor - 1].call;
+        if is_call {
+            let op = list[cursor - 1].op;
+            if let Some(after) = apply(&state, &ops[op].op) {
+                let key = placed ^ zobrist[op];
+                if visited.insert((key, after.clone())) {
+                    stack.push((op, std::mem::replace(&mut state, after)));
+                    placed = key;
+                    unlink(&mut next, &mut prev, call_node[op]);
+                    if let Some(r) = return_node[op] {
+                        unlink(&mut next, &mut prev, r);
+                        remaining -= 1;
                     }
-                }
-                None => {
-                    stack.pop();
+                    cursor = next[0];
+                    continue;
                 }
             }
+            cursor = next[cursor];
+        } else {
+            // A return of an unplaced operation (or the end): back up one placement.
+            let Some((op, before)) = stack.pop() else {
+                return false;
+            };
+            state = before;
+            placed ^= zobrist[op];
+            if let Some(r) = return_node[op] {
+                relink(&mut next, &mut prev, r);
+                remaining += 1;
+            }
+            relink(&mut next, &mut prev, call_node[op]);
+            cursor = next[call_node[op]];
         }
-        false
     }
 }
