@@ -175,7 +175,8 @@ impl CoordinatorCore {
         if round.progress() == Progress::Reached {
             return Ok(Vec::new());
         }
-        if let [only] = round.targets()[..] {
+        let members = round.targets();
+        if let [only] = members[..] {
             if only == self.replicas.local() {
                 // A lone local replica (a single-node cluster): no fan-out, no timers.
                 return match self.replicas.call(only, request).await.and_then(extract) {
@@ -194,11 +195,12 @@ impl CoordinatorCore {
             let request = request.clone();
             async move { (node, replicas.call(node, request).await.and_then(extract)) }
         };
+        // The round's members in preference order (local first, silent nodes last).
         let targets: Vec<NodeId> = preference
             .iter()
             .copied()
-            .filter(|n| round.targets().contains(n))
-            .chain(round.targets().into_iter().filter(|n| !preference.contains(n)))
+            .filter(|n| members.contains(n))
+            .chain(members.iter().copied().filter(|n| !preference.contains(n)))
             .collect();
         let eager = match fanout {
             Fanout::All => targets.clone(),

@@ -289,7 +289,12 @@ impl Client {
 
     /// `stats` as name → value.
     pub fn stats(&mut self) -> std::collections::HashMap<String, String> {
-        self.send(b"stats\r\n");
+        self.stats_group("")
+    }
+
+    /// `stats <group>` as name → value (`""`: the general stats).
+    pub fn stats_group(&mut self, group: &str) -> std::collections::HashMap<String, String> {
+        self.send(format!("stats {group}\r\n").as_bytes());
         let mut out = std::collections::HashMap::new();
         loop {
             let line = self.line();

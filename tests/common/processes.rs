@@ -110,29 +110,12 @@ impl ProcessCluster {
         self.client(i).stats()[name].parse().expect("numeric stat")
     }
 
-    /// `stats <group>` of node `i`.
-    pub fn stats_group(&self, i: usize, group: &str) -> BTreeMap<String, String> {
-        let mut c = self.client(i);
-        c.send(format!("stats {group}\r\n").as_bytes());
-        let mut out = BTreeMap::new();
-        loop {
-            let line = c.line();
-            if line == "END\r\n" {
-                return out;
-            }
-            let mut parts = line.trim_end().splitn(3, ' ');
-            assert_eq!(parts.next(), Some("STAT"), "unexpected line {line:?}");
-            let name = parts.next().expect("name").to_owned();
-            out.insert(name, parts.next().unwrap_or_default().to_owned());
-        }
-    }
-
     /// True if, among `nodes`, every bucket is owned by exactly `n` of them and all owners of a
     /// bucket report the same digest root (they hold the same records).
     pub fn replicas_converged(&self, nodes: &[usize], n: usize) -> bool {
         let mut roots: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for &i in nodes {
-            for (bucket, root) in self.stats_group(i, "buckets") {
+            for (bucket, root) in self.client(i).stats_group("buckets") {
                 roots.entry(bucket).or_default().push(root);
             }
         }
