@@ -135,11 +135,6 @@ impl PeerDirectory {
         });
         removed
     }
-
-    /// True if `node` has Peer actors.
-    pub fn contains(&self, node: NodeId) -> bool {
-        self.0.load().contains_key(&node)
-    }
 }
 
 /// Frames queued for one connection's writer before senders are refused.

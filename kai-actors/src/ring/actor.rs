@@ -60,11 +60,6 @@ impl RingSnapshot {
         }
         groups
     }
-
-    /// True while the active rings disagree on some bucket's owners.
-    pub fn in_transition(&self) -> bool {
-        self.rings.len() > 1
-    }
 }
 
 /// Lock-free access to the latest published placement. Cheap to clone.
