@@ -162,6 +162,7 @@ pub fn report(info: &NodeInfo, stats: &NodeStats) -> Vec<kai_proto::memcache::St
         S::new("kai_sync_keys_pulled", get(&sync.keys_pulled)),
         S::new("kai_sync_keys_per_sec", get(&sync.keys_per_sec)),
         S::new("kai_sync_eta_secs", get(&sync.eta_secs)),
+        S::new("kai_sync_keys_remaining", get(&sync.keys_remaining)),
         S::new("kai_sync_keys_repaired", get(&sync.keys_repaired)),
         S::new("kai_sync_buckets_compared", get(&sync.buckets_compared)),
         S::new("kai_sync_buckets_dropped", get(&sync.buckets_dropped)),
@@ -211,6 +212,9 @@ pub struct SyncStats {
     pub keys_per_sec: AtomicU64,
     /// Estimated seconds until the current handoff completes.
     pub eta_secs: AtomicU64,
+    /// Estimated records the current handoff still has to pull (pending buckets × records per
+    /// bucket so far).
+    pub keys_remaining: AtomicU64,
 }
 
 /// The `stats buckets` report: for each bucket this node owns in the newest ring,

@@ -73,6 +73,7 @@ pub fn status(args: NodeArgs) -> Result<()> {
                 "transfers": {
                     "buckets_pending": field(&stats, "kai_sync_buckets_pending"),
                     "keys_pulled": field(&stats, "kai_sync_keys_pulled"),
+                    "keys_remaining": field(&stats, "kai_sync_keys_remaining"),
                     "keys_per_sec": field(&stats, "kai_sync_keys_per_sec"),
                     "eta_secs": field(&stats, "kai_sync_eta_secs"),
                     "keys_repaired": field(&stats, "kai_sync_keys_repaired"),
@@ -99,8 +100,9 @@ pub fn status(args: NodeArgs) -> Result<()> {
         }
         println!();
         println!(
-            "transfers: {} bucket(s) pending, {} record(s) pulled at {} keys/s, ETA {} s; anti-entropy repaired {} record(s), compared {} bucket(s)",
+            "transfers: {} bucket(s) pending (about {} record(s)), {} record(s) pulled at {} keys/s, ETA {} s; anti-entropy repaired {} record(s), compared {} bucket(s)",
             field(&stats, "kai_sync_buckets_pending"),
+            field(&stats, "kai_sync_keys_remaining"),
             field(&stats, "kai_sync_keys_pulled"),
             field(&stats, "kai_sync_keys_per_sec"),
             field(&stats, "kai_sync_eta_secs"),

@@ -80,6 +80,9 @@ impl PullProgress {
         sync.keys_per_sec
             .store((self.moved as f64 / elapsed) as u64, Ordering::Relaxed);
         sync.eta_secs.store(eta.ceil() as u64, Ordering::Relaxed);
+        let per_bucket = self.moved as f64 / self.done as f64;
+        sync.keys_remaining
+            .store((per_bucket * remaining as f64) as u64, Ordering::Relaxed);
         stats::add(&sync.buckets_pulled, 1);
         if self.logged.elapsed() >= PROGRESS_LOG_EVERY {
             self.logged = Instant::now();
