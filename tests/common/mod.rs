@@ -2,7 +2,9 @@
 #![allow(dead_code)] // each test binary uses a different subset of the harness
 
 pub mod cluster;
+pub mod history;
 pub mod linearizability;
+pub mod netns;
 pub mod processes;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -29,31 +31,33 @@ pub struct KaiProcess {
     pub addr: SocketAddr,
     /// Its data directory.
     pub data_dir: PathBuf,
-    /// Arguments it was started with (for restarts).
-    args: Vec<String>,
+    /// The command it was started with (for restarts).
+    command: Vec<String>,
     log: PathBuf,
 }
 
 impl KaiProcess {
     /// Starts `kai start <args>` with data in `data_dir`.
-    pub fn start_with_args(data_dir: &Path, mut args: Vec<String>) -> KaiProcess {
-        args.splice(
-            0..0,
-            [
-                "start".to_owned(),
-                "--data-dir".to_owned(),
-                data_dir.display().to_string(),
-            ],
-        );
-        Self::spawn(data_dir, args)
+    pub fn start_with_args(data_dir: &Path, args: Vec<String>) -> KaiProcess {
+        Self::start_via(&[], data_dir, args)
+    }
+
+    /// Starts `<launcher…> kai start <args>` (e.g. `ip netns exec NS`) with data in `data_dir`.
+    pub fn start_via(launcher: &[&str], data_dir: &Path, args: Vec<String>) -> KaiProcess {
+        let mut command: Vec<String> = launcher.iter().map(|s| s.to_string()).collect();
+        command.push(kai_bin().to_owned());
+        command.extend([
+            "start".to_owned(),
+            "--data-dir".to_owned(),
+            data_dir.display().to_string(),
+        ]);
+        command.extend(args);
+        Self::spawn(data_dir, command)
     }
 
     /// Starts a lone node with data in `data_dir` on ephemeral ports, plus `--set` pairs.
     pub fn start(data_dir: &Path, settings: &[(&str, &str)]) -> KaiProcess {
         let mut args = vec![
-            "start".to_owned(),
-            "--data-dir".to_owned(),
-            data_dir.display().to_string(),
             "--listen".to_owned(),
             "127.0.0.1:0".to_owned(),
             "--peer-listen".to_owned(),
@@ -65,10 +69,11 @@ impl KaiProcess {
             args.push("--set".to_owned());
             args.push(format!("{k}={v}"));
         }
-        Self::spawn(data_dir, args)
+        Self::start_with_args(data_dir, args)
     }
 
-    fn spawn(data_dir: &Path, args: Vec<String>) -> KaiProcess {
+    /// Runs `command` (program first): `kai start …`, possibly behind a launcher.
+    fn spawn(data_dir: &Path, command: Vec<String>) -> KaiProcess {
         std::fs::create_dir_all(data_dir).expect("create data dir");
         let log = data_dir.join("kai.log");
         let log_file = std::fs::OpenOptions::new()
@@ -76,8 +81,8 @@ impl KaiProcess {
             .append(true)
             .open(&log)
             .expect("open log");
-        let mut child = Command::new(kai_bin())
-            .args(&args)
+        let mut child = Command::new(&command[0])
+            .args(&command[1..])
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -106,7 +111,7 @@ impl KaiProcess {
             child: Some(child),
             addr,
             data_dir: data_dir.to_owned(),
-            args,
+            command,
             log,
         }
     }
@@ -158,7 +163,7 @@ impl KaiProcess {
     /// Starts the same node again (same data dir and settings; new ephemeral port).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the node first");
-        let fresh = Self::spawn(&self.data_dir, self.args.clone());
+        let fresh = Self::spawn(&self.data_dir, self.command.clone());
         *self = fresh;
     }
 
