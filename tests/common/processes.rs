@@ -47,7 +47,36 @@ impl ProcessCluster {
         cluster
     }
 
+    /// Starts `count` nodes like [`ProcessCluster::start`], node `i` behind `launchers[i]` (a
+    /// command prefix such as `env VAR=…`; empty for none).
+    pub fn start_via(count: usize, quorum: (usize, usize, usize), launchers: &[Vec<String>]) -> ProcessCluster {
+        let mut cluster = ProcessCluster {
+            nodes: Vec::new(),
+            peer_ports: (0..count).map(|_| reserve_port()).collect(),
+            quorum,
+            extra: Vec::new(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        let seeds: Vec<String> = cluster.peer_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        for i in 0..count {
+            let launcher: Vec<&str> = launchers
+                .get(i)
+                .map(|l| l.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            let node = cluster.spawn_via(i, &seeds, &launcher);
+            cluster.nodes.push(node);
+        }
+        for i in 0..count {
+            cluster.wait_settled(i, count);
+        }
+        cluster
+    }
+
     fn spawn(&self, i: usize, seeds: &[String]) -> KaiProcess {
+        self.spawn_via(i, seeds, &[])
+    }
+
+    fn spawn_via(&self, i: usize, seeds: &[String], launcher: &[&str]) -> KaiProcess {
         let (n, r, w) = self.quorum;
         let settings = [
             ("seeds", seeds.join(",")),
@@ -69,7 +98,7 @@ impl ProcessCluster {
             args.push("--set".to_owned());
             args.push(format!("{key}={value}"));
         }
-        KaiProcess::start_with_args(&self.dir.path().join(format!("node{i}")), args)
+        KaiProcess::start_via(launcher, &self.dir.path().join(format!("node{i}")), args)
     }
 
     /// Starts one more node that joins through node 0; returns its index.

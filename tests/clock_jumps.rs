@@ -1,0 +1,67 @@
+//! Clock jumps: one node's wall clock jumps hours ahead and a day back (libfaketime) while
+//! clients run. Version tags are logical, so histories stay linearizable; only expiry follows
+//! each node's own clock. Skipped with a notice where libfaketime is not installed
+//! (`apt-get install faketime`).
+
+mod common;
+
+use common::history::run_history_clients;
+use common::linearizability::{check, History};
+use common::processes::ProcessCluster;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+#[test]
+fn histories_stay_linearizable_when_a_node_clock_jumps() {
+    if !Path::new(LIBFAKETIME).exists() {
+        eprintln!("NOTICE: libfaketime not installed; skipping the clock-jump test");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let offset = dir.path().join("offset");
+    std::fs::write(&offset, "+0").expect("write offset");
+    let faked = vec![
+        "env".to_owned(),
+        format!("LD_PRELOAD={LIBFAKETIME}"),
+        format!("FAKETIME_TIMESTAMP_FILE={}", offset.display()),
+        "FAKETIME_NO_CACHE=1".to_owned(),
+        "FAKETIME_DONT_FAKE_MONOTONIC=1".to_owned(),
+    ];
+    let cluster = ProcessCluster::start_via(3, (3, 2, 2), &[Vec::new(), Vec::new(), faked]);
+    let history = Arc::new(History::default());
+    let running = Arc::new(AtomicBool::new(true));
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.addr).collect();
+    let clients = run_history_clients(&addrs, 6, Arc::clone(&history), Arc::clone(&running));
+    let jumps = ["+2h", "-1d", "+30d", "+0"];
+    for jump in jumps {
+        std::fs::write(&offset, jump).expect("jump the clock");
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    running.store(false, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    let ops = history.operations();
+    let completed = ops.iter().filter(|o| o.completed.is_some()).count();
+    assert!(completed > 300, "too few operations completed: {completed}");
+    if let Err(violation) = check(&ops) {
+        panic!("{violation}");
+    }
+    eprintln!(
+        "clock jumps: {} operations ({completed} completed), {} jumps of node 3's clock, 0 violations",
+        ops.len(),
+        jumps.len()
+    );
+    // Expiry follows each node's own clock: a value with a one-hour lifetime has expired for a
+    // node whose clock runs two hours ahead, and not for the others.
+    assert_eq!(cluster.client(0).set_with("ttl", 0, 3600, b"v"), "STORED\r\n");
+    std::fs::write(&offset, "+2h").expect("jump the clock");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(cluster.client(1).get("ttl"), Some(b"v".to_vec()));
+    assert_eq!(cluster.client(2).get("ttl"), None);
+}
