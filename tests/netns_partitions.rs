@@ -6,12 +6,9 @@
 
 mod common;
 
-use common::history::run_history_clients;
-use common::linearizability::{check, History};
+use common::history::HistoryRun;
 use common::netns::NetnsCluster;
 use common::wait_until;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long each fault lasts.
@@ -32,9 +29,7 @@ fn histories_are_linearizable_across_real_network_partitions() {
             stats["kai_members"] == "5" && stats["kai_rings_active"] == "1"
         });
     }
-    let history = Arc::new(History::default());
-    let running = Arc::new(AtomicBool::new(true));
-    let clients = run_history_clients(&cluster.addrs(), 10, Arc::clone(&history), Arc::clone(&running));
+    let run = HistoryRun::start(&cluster.addrs(), 10);
     let rounds: usize = std::env::var("KAITEST_NETNS_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -57,18 +52,6 @@ fn histories_are_linearizable_across_real_network_partitions() {
             faults += 1;
         }
     }
-    running.store(false, Ordering::Relaxed);
-    for c in clients {
-        c.join().expect("client thread");
-    }
-    let ops = history.operations();
-    let completed = ops.iter().filter(|o| o.completed.is_some()).count();
-    assert!(completed > 300, "too few operations completed: {completed}");
-    if let Err(violation) = check(&ops) {
-        panic!("{violation}");
-    }
-    eprintln!(
-        "netns partitions: {} operations ({completed} completed), {faults} faults, 0 violations",
-        ops.len()
-    );
+    let (operations, completed) = run.finish();
+    eprintln!("netns partitions: {operations} operations ({completed} completed), {faults} faults, 0 violations");
 }

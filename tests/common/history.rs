@@ -1,6 +1,6 @@
 //! A memcache client that records a linearizability history and survives node failures.
 
-use super::linearizability::{History, Op, Operation};
+use super::linearizability::{check, History, Op, Operation};
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,9 +9,49 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Starts `count` client threads, client `i` talking to `addrs[i % len]`, each running random
-/// get/set/delete on three keys into `history` until `running` turns false.
-pub fn run_history_clients(
+/// Fewest completed operations a history run must have to prove anything.
+const MIN_COMPLETED: usize = 300;
+
+/// History clients running against a cluster.
+pub struct HistoryRun {
+    history: Arc<History>,
+    running: Arc<AtomicBool>,
+    clients: Vec<JoinHandle<()>>,
+}
+
+impl HistoryRun {
+    /// Starts `count` clients, client `i` talking to `addrs[i % len]`, each running random
+    /// get/set/delete on three keys.
+    pub fn start(addrs: &[SocketAddr], count: usize) -> Self {
+        let history = Arc::new(History::default());
+        let running = Arc::new(AtomicBool::new(true));
+        let clients = run_history_clients(addrs, count, Arc::clone(&history), Arc::clone(&running));
+        HistoryRun {
+            history,
+            running,
+            clients,
+        }
+    }
+
+    /// Stops the clients and checks the history: panics on a linearizability violation or if
+    /// too few operations completed. Returns `(operations, completed)`.
+    pub fn finish(self) -> (usize, usize) {
+        self.running.store(false, Ordering::Relaxed);
+        for c in self.clients {
+            c.join().expect("client thread");
+        }
+        let ops = self.history.operations();
+        let completed = ops.iter().filter(|o| o.completed.is_some()).count();
+        assert!(completed > MIN_COMPLETED, "too few operations completed: {completed}");
+        if let Err(violation) = check(&ops) {
+            panic!("{violation}");
+        }
+        (ops.len(), completed)
+    }
+}
+
+/// Starts `count` client threads recording into `history` until `running` turns false.
+fn run_history_clients(
     addrs: &[SocketAddr],
     count: usize,
     history: Arc<History>,
