@@ -100,6 +100,22 @@ fn noreply_and_pipelined_requests_keep_order() {
 }
 
 #[test]
+fn pipelined_requests_after_a_large_reply_are_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let mut c = kai.client();
+    let big = vec![b'x'; 70_000];
+    assert_eq!(c.set("big", &big), "STORED\r\n");
+    // Both requests arrive in one segment: the first reply passes the flush threshold, and the
+    // second request is already buffered when it is written.
+    c.send(b"get big\r\nget big\r\nversion\r\n");
+    for _ in 0..2 {
+        assert_eq!(c.values(), vec![("big".into(), 0, big.clone(), None)]);
+    }
+    assert!(c.line().starts_with("VERSION "));
+}
+
+#[test]
 fn oversized_values_are_refused_and_the_connection_stays_in_sync() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kai = KaiProcess::start(dir.path(), &[("max_value_size", "1000")]);

@@ -2,6 +2,7 @@
 //! between them are real packet loss (iptables DROP inside the namespaces). Needs root; the
 //! caller skips with a notice when [`NetnsCluster::start`] returns `None`.
 
+use super::processes::node_args;
 use super::KaiProcess;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -78,26 +79,13 @@ impl NetnsCluster {
             cluster.ips.push(ip);
         }
         let seeds: Vec<String> = cluster.ips.iter().map(|ip| format!("{ip}:11011")).collect();
+        let timings = [
+            ("gossip_interval", "200ms".to_owned()),
+            ("down_after", "30s".to_owned()),
+        ];
         for i in 0..count {
-            let settings = [
-                ("seeds", seeds.join(",")),
-                ("n", n.to_string()),
-                ("r", r.to_string()),
-                ("w", w.to_string()),
-                ("request_timeout", "500ms".to_owned()),
-                ("gossip_interval", "200ms".to_owned()),
-                ("down_after", "30s".to_owned()),
-            ];
-            let mut args = vec![
-                "--listen".to_owned(),
-                format!("{}:11211", cluster.ips[i]),
-                "--peer-listen".to_owned(),
-                format!("{}:11011", cluster.ips[i]),
-            ];
-            for (k, v) in settings {
-                args.push("--set".to_owned());
-                args.push(format!("{k}={v}"));
-            }
+            let (listen, peer) = (format!("{}:11211", cluster.ips[i]), format!("{}:11011", cluster.ips[i]));
+            let args = node_args(&listen, &peer, &seeds, (n, r, w), &timings);
             let launcher = ["ip", "netns", "exec", cluster.namespaces[i].as_str()];
             let dir = cluster._dir.path().join(format!("node{i}"));
             cluster.nodes.push(KaiProcess::start_via(&launcher, &dir, args));

@@ -20,6 +20,35 @@ pub struct ProcessCluster {
     dir: tempfile::TempDir,
 }
 
+/// `kai start` arguments of a test cluster node: its addresses, the cluster's seeds and quorums,
+/// a short request timeout, then `settings` (which may override).
+pub fn node_args(
+    listen: &str,
+    peer: &str,
+    seeds: &[String],
+    (n, r, w): (usize, usize, usize),
+    settings: &[(&str, String)],
+) -> Vec<String> {
+    let base = [
+        ("seeds", seeds.join(",")),
+        ("n", n.to_string()),
+        ("r", r.to_string()),
+        ("w", w.to_string()),
+        ("request_timeout", "500ms".to_owned()),
+    ];
+    let mut args = vec![
+        "--listen".to_owned(),
+        listen.to_owned(),
+        "--peer-listen".to_owned(),
+        peer.to_owned(),
+    ];
+    for (key, value) in base.into_iter().chain(settings.iter().map(|(k, v)| (*k, v.clone()))) {
+        args.push("--set".to_owned());
+        args.push(format!("{key}={value}"));
+    }
+    args
+}
+
 impl ProcessCluster {
     /// Starts `count` nodes listing each other as seeds, with quorums `(n, r, w)`, and waits until
     /// they form one settled cluster.
@@ -29,32 +58,26 @@ impl ProcessCluster {
 
     /// Like [`ProcessCluster::start`], with extra `--set` settings for every node.
     pub fn start_with(count: usize, quorum: (usize, usize, usize), extra: &[(&str, &str)]) -> ProcessCluster {
-        let mut cluster = ProcessCluster {
-            nodes: Vec::new(),
-            peer_ports: (0..count).map(|_| reserve_port()).collect(),
-            quorum,
-            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        let seeds: Vec<String> = cluster.peer_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        for i in 0..count {
-            let node = cluster.spawn(i, &seeds);
-            cluster.nodes.push(node);
-        }
-        for i in 0..count {
-            cluster.wait_settled(i, count);
-        }
-        cluster
+        Self::launch(count, quorum, extra, &[])
     }
 
     /// Starts `count` nodes like [`ProcessCluster::start`], node `i` behind `launchers[i]` (a
     /// command prefix such as `env VAR=…`; empty for none).
     pub fn start_via(count: usize, quorum: (usize, usize, usize), launchers: &[Vec<String>]) -> ProcessCluster {
+        Self::launch(count, quorum, &[], launchers)
+    }
+
+    fn launch(
+        count: usize,
+        quorum: (usize, usize, usize),
+        extra: &[(&str, &str)],
+        launchers: &[Vec<String>],
+    ) -> ProcessCluster {
         let mut cluster = ProcessCluster {
             nodes: Vec::new(),
             peer_ports: (0..count).map(|_| reserve_port()).collect(),
             quorum,
-            extra: Vec::new(),
+            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             dir: tempfile::tempdir().expect("tempdir"),
         };
         let seeds: Vec<String> = cluster.peer_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -77,27 +100,16 @@ impl ProcessCluster {
     }
 
     fn spawn_via(&self, i: usize, seeds: &[String], launcher: &[&str]) -> KaiProcess {
-        let (n, r, w) = self.quorum;
-        let settings = [
-            ("seeds", seeds.join(",")),
-            ("n", n.to_string()),
-            ("r", r.to_string()),
-            ("w", w.to_string()),
-            ("request_timeout", "500ms".to_owned()),
+        let listen = format!("127.0.0.1:{}", reserve_port());
+        let peer = format!("127.0.0.1:{}", self.peer_ports[i]);
+        let extra: Vec<(&str, String)> = [
             ("gossip_interval", format!("{}ms", GOSSIP_INTERVAL.as_millis())),
             ("down_after", format!("{}ms", DOWN_AFTER.as_millis())),
-        ];
-        let mut args = vec![
-            "--listen".to_owned(),
-            format!("127.0.0.1:{}", reserve_port()),
-            "--peer-listen".to_owned(),
-            format!("127.0.0.1:{}", self.peer_ports[i]),
-        ];
-        let extra = self.extra.iter().map(|(k, v)| (k.as_str(), v.clone()));
-        for (key, value) in settings.into_iter().chain(extra) {
-            args.push("--set".to_owned());
-            args.push(format!("{key}={value}"));
-        }
+        ]
+        .into_iter()
+        .chain(self.extra.iter().map(|(k, v)| (k.as_str(), v.clone())))
+        .collect();
+        let args = node_args(&listen, &peer, seeds, self.quorum, &extra);
         KaiProcess::start_via(launcher, &self.dir.path().join(format!("node{i}")), args)
     }
 

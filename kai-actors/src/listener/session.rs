@@ -48,9 +48,12 @@ pub(crate) async fn serve(stream: TcpStream, ctx: SessionContext) {
                 if let Flow::Close = execute(&ctx, parsed, &mut output).await {
                     break;
                 }
-                if output.len() < FLUSH_THRESHOLD {
-                    continue;
+                // A full batch is written, then the next buffered request runs: the socket is
+                // read only when no complete request is left in `input`.
+                if output.len() >= FLUSH_THRESHOLD && !flush(&ctx, &mut wr, &mut output).await {
+                    return;
                 }
+                continue;
             }
             Ok(None) => {}
             Err(fatal) => {
