@@ -22,7 +22,7 @@ use kai_proto::cluster::RingId;
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
 use kai_proto::{BucketId, Key, NodeId, Record, Tag};
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// How many replicas a round asks at once.
@@ -223,13 +223,16 @@ impl CoordinatorCore {
                         break Err(Ended::StaleRing(newer));
                     }
                     Some((node, Err(e))) => {
-                        if let Some(spare) = spares.pop_front() {
+                        if let Some(spare) = round.replacement(node, spares.make_contiguous()) {
+                            spares.retain(|n| *n != spare);
                             calls.push(call(spare));
                         }
                         if round.fail(node, e) == Progress::Impossible {
                             break Err(Ended::NoQuorum { timed_out: false });
                         }
                     }
+                    // Every call answered and no quorum yet: ask whoever is left.
+                    None if !spares.is_empty() => calls.extend(spares.drain(..).map(call)),
                     None => break Err(Ended::NoQuorum { timed_out: false }),
                 },
                 () = &mut hedge, if !spares.is_empty() => calls.extend(spares.drain(..).map(call)),
@@ -330,22 +333,33 @@ impl CoordinatorCore {
 
     /// Stores a value; returns its version.
     pub async fn set(&self, key: Key, flags: u32, expires_at: u64, data: Bytes) -> Result<Tag, CoordinatorError> {
+        let minted = OnceLock::new();
         self.with_placement(&key, |place| {
-            let (key, data) = (key.clone(), data.clone());
+            let (key, data, minted) = (key.clone(), data.clone(), &minted);
             async move {
-                let request = self.request(&place, &key, ReplicaOp::ReadVersion);
-                let groups = place.groups(self.r);
-                let versions = self
-                    .round(
-                        Phase::Version,
-                        (groups, &place.preference, Fanout::Quorum),
-                        request,
-                        expect_version,
-                    )
-                    .await?;
-                let tag = self.clock.next_after(versions.iter().map(|(_, tag)| tag));
-                self.write(&place, &key, Record::value(tag, flags, expires_at, data))
-                    .await?;
+                let record = match minted.get() {
+                    // A retry after a stale ring: the first attempt's writes may have landed, so
+                    // the same version is written again, never a newer one.
+                    Some(record) => Record::clone(record),
+                    None => {
+                        let request = self.request(&place, &key, ReplicaOp::ReadVersion);
+                        let groups = place.groups(self.r);
+                        let versions = self
+                            .round(
+                                Phase::Version,
+                                (groups, &place.preference, Fanout::Quorum),
+                                request,
+                                expect_version,
+                            )
+                            .await?;
+                        let tag = self.clock.next_after(versions.iter().map(|(_, tag)| tag));
+                        minted
+                            .get_or_init(|| Record::value(tag, flags, expires_at, data))
+                            .clone()
+                    }
+                };
+                let tag = record.tag;
+                self.write(&place, &key, record).await?;
                 Ok(tag)
             }
         })
@@ -355,18 +369,25 @@ impl CoordinatorCore {
     /// Deletes `key`: if a read quorum finds a live value, writes a newer tombstone. Returns
     /// whether a live value was found.
     pub async fn delete(&self, key: Key) -> Result<bool, CoordinatorError> {
+        let minted = OnceLock::new();
         self.with_placement(&key, |place| {
-            let key = key.clone();
+            let (key, minted) = (key.clone(), &minted);
             async move {
-                let now = unix_now();
-                match self.read_latest(&place, &key).await? {
-                    Some(latest) if latest.is_live(now) => {
-                        let tombstone = Record::tombstone(self.clock.next_after([&Some(latest.tag)]), now);
-                        self.write(&place, &key, tombstone).await?;
-                        Ok(true)
+                let tombstone = match minted.get() {
+                    // A retry after a stale ring rewrites the tombstone the first attempt chose.
+                    Some(tombstone) => Record::clone(tombstone),
+                    None => {
+                        let now = unix_now();
+                        match self.read_latest(&place, &key).await? {
+                            Some(latest) if latest.is_live(now) => minted
+                                .get_or_init(|| Record::tombstone(self.clock.next_after([&Some(latest.tag)]), now))
+                                .clone(),
+                            _ => return Ok(false),
+                        }
                     }
-                    _ => Ok(false),
-                }
+                };
+                self.write(&place, &key, tombstone).await?;
+                Ok(true)
             }
         })
         .await

@@ -151,6 +151,21 @@ impl<T> Round<T> {
         chosen
     }
 
+    /// The spare (from `spares`, in their order) to ask in place of `failed`: the first one in
+    /// an owner set that `failed` belonged to and that has not reached its quorum yet.
+    pub fn replacement(&self, failed: NodeId, spares: &[NodeId]) -> Option<NodeId> {
+        let short: Vec<&Group> = self
+            .tallies
+            .iter()
+            .filter(|t| t.succeeded < t.group.needed && t.group.members.contains(&failed))
+            .map(|t| &t.group)
+            .collect();
+        spares
+            .iter()
+            .copied()
+            .find(|spare| short.iter().any(|g| g.members.contains(spare)))
+    }
+
     /// Records a success from `node`.
     pub fn succeed(&mut self, node: NodeId, value: T) -> Progress {
         for t in self.tallies.iter_mut().filter(|t| t.group.members.contains(&node)) {
@@ -375,6 +390,24 @@ mod tests {
         assert_eq!(round.eager_targets(&[A, C, B, D]), vec![A, C, B]);
         let single: Round<()> = Round::new(Phase::Read, vec![group(&[A, B, C], 2)]);
         assert_eq!(single.eager_targets(&[B, A, C]), vec![B, A]);
+    }
+
+    #[test]
+    fn a_failed_replica_is_replaced_by_a_spare_of_its_own_owner_set() {
+        let (a, b, c, d, e) = (NodeId(1), NodeId(2), NodeId(3), NodeId(4), NodeId(5));
+        // Two owner sets during a transition: {a, b, c} and {a, b, d}; `e` belongs to neither.
+        let round: Round<()> = Round::new(Phase::Write, vec![group(&[a, b, c], 2), group(&[a, b, d], 2)]);
+        assert_eq!(round.replacement(c, &[e, d]), None, "d is not in c's owner set");
+        assert_eq!(round.replacement(b, &[d, c]), Some(d), "b's sets both lack a success");
+        assert_eq!(round.replacement(d, &[c]), None);
+        let mut round: Round<()> = Round::new(Phase::Write, vec![group(&[a, b, c], 2), group(&[a, b, d], 2)]);
+        round.succeed(a, ());
+        round.succeed(c, ());
+        assert_eq!(
+            round.replacement(b, &[c, d]),
+            Some(d),
+            "only the second set is still short"
+        );
     }
 
     #[test]
