@@ -258,6 +258,7 @@ fn stats_groups_answer_like_memcached() {
         "this connection is listed: {conns:?}"
     );
     assert!(conns.values().any(|v| v == "conn_listening"));
+    assert_eq!(c.stats_group("sizes")["sizes_status"], "disabled");
     assert_eq!(c.get("a"), Some(b"12345".to_vec()));
     assert_eq!(c.call("stats reset\r\n"), "RESET\r\n");
     let after = c.stats();

@@ -4,7 +4,8 @@
 //! items in one store without slab classes, so `items` and `slabs` show a single class `1`
 //! holding every item (and only the totals when the node holds none, as memcached does);
 //! `settings` shows the node's configuration under memcached's names; `conns` lists the
-//! listening socket and the open client connections; `reset` zeroes the counters memcached
+//! listening socket and the open client connections; `sizes` says the item size histogram is
+//! disabled (Kai keeps none); `reset` zeroes the counters memcached
 //! resets and answers `RESET`. Kai's own groups are `ring`, `members` and `buckets`. memcached
 //! reads only the first argument as the group; any other group is `ERROR`.
 
@@ -23,6 +24,8 @@ pub(crate) fn respond(shared: &SessionShared, group: Option<&str>) -> Response {
         Some("items") => items(shared),
         Some("slabs") => slabs(shared),
         Some("conns") => conns(shared),
+        // Kai keeps no item size histogram; memcached says the same when it keeps none.
+        Some("sizes") => vec![S::new("sizes_status", "disabled")],
         Some("ring") => ring_report(info),
         Some("members") => members_report(info),
         Some("buckets") => buckets_report(info),

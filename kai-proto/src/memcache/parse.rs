@@ -200,8 +200,8 @@ impl RequestDecoder {
             b"incr" => parse_unsupported(UnsupportedCommand::Incr, args, 2..=3),
             b"decr" => parse_unsupported(UnsupportedCommand::Decr, args, 2..=3),
             b"touch" => parse_unsupported(UnsupportedCommand::Touch, args, 2..=3),
-            b"gat" => parse_unsupported(UnsupportedCommand::Gat, args, 2..=usize::MAX),
-            b"gats" => parse_unsupported(UnsupportedCommand::Gats, args, 2..=usize::MAX),
+            b"gat" => parse_unsupported(UnsupportedCommand::Gat, args, 1..=usize::MAX),
+            b"gats" => parse_unsupported(UnsupportedCommand::Gats, args, 1..=usize::MAX),
             b"flush_all" => parse_unsupported(UnsupportedCommand::FlushAll, args, 0..=2),
             // memcached reads only the first argument as the group and ignores the rest.
             b"stats" => Ok(Request::Stats {

@@ -307,7 +307,7 @@ fn a_token_after_the_length_is_ignored_unless_it_is_noreply() {
 
 #[test]
 fn wrong_token_counts_are_errors_like_memcached() {
-    let input = b"incr\r\nincr a\r\nincr a 1 2 3\r\ntouch a\r\ngat 10\r\nflush_all 0 noreply x\r\n\
+    let input = b"incr\r\nincr a\r\nincr a 1 2 3\r\ntouch a\r\ngat\r\nflush_all 0 noreply x\r\n\
 delete a b c d\r\nverbosity\r\nverbosity 1 2 3\r\nset k 0 0 1 a noreply\r\ncas k 0 0 1\r\n";
     let items = requests(input);
     assert_eq!(items.len(), 11);
