@@ -182,7 +182,15 @@ fn odd_command_lines_are_answered_like_memcached() {
     // Wrong token counts are ERROR; no data block is read, so "x" is a command line too.
     assert_eq!(c.call("set k 0 0 1 a noreply\r\nx\r\n"), "ERROR\r\n");
     assert_eq!(c.line(), "ERROR\r\n");
-    for line in ["set k 0 0", "incr k", "touch k", "delete", "delete a b c d", "verbosity", "flush_all 1 2 3"] {
+    for line in [
+        "set k 0 0",
+        "incr k",
+        "touch k",
+        "delete",
+        "delete a b c d",
+        "verbosity",
+        "flush_all 1 2 3",
+    ] {
         assert_eq!(c.call(&format!("{line}\r\n")), "ERROR\r\n", "{line}");
     }
     assert_eq!(c.call("verbosity foo\r\n"), "CLIENT_ERROR bad command line format\r\n");
@@ -341,7 +349,11 @@ fn stats_counters_move() {
     assert!(after["limit_maxbytes"].parse::<u64>().expect("number") > 0);
     for rusage in ["rusage_user", "rusage_system"] {
         let seconds: f64 = after[rusage].parse().expect("seconds");
-        assert!(seconds >= 0.0 && after[rusage].contains('.'), "{rusage} = {}", after[rusage]);
+        assert!(
+            seconds >= 0.0 && after[rusage].contains('.'),
+            "{rusage} = {}",
+            after[rusage]
+        );
     }
     assert_eq!(delta("cmd_get"), 2);
     assert_eq!(delta("get_hits"), 1);

@@ -259,11 +259,17 @@ pub fn limit_maxbytes(info: &NodeInfo) -> u64 {
     let existing = info
         .data_dir
         .ancestors()
-        .map(|p| if p.as_os_str().is_empty() { std::path::Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
         .find(|p| p.exists())
         .unwrap_or(std::path::Path::new("."));
     match nix::sys::statvfs::statvfs(existing) {
-        Ok(fs) => u64::from(fs.blocks()).saturating_mul(u64::from(fs.fragment_size())),
+        Ok(fs) => fs.blocks().saturating_mul(fs.fragment_size()),
         Err(e) => {
             log::debug!("statvfs of {} failed: {e}", info.data_dir.display());
             0

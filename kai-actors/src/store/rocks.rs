@@ -8,9 +8,7 @@
 //! time to spread newer versions first, so purging one replica's copy cannot let an older version
 //! on another replica reappear.
 
-use super::{
-    item_size, split_stored_key, stored_key, value_size, Applied, CachedRead, Store, StoreError, ValueCounts,
-};
+use super::{item_size, split_stored_key, stored_key, value_size, Applied, CachedRead, Store, StoreError, ValueCounts};
 use crate::sync::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
 use kai_proto::{BucketId, Record, RecordBody, Tag};

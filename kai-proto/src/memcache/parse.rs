@@ -401,7 +401,10 @@ fn ends_with_noreply(args: &[Bytes]) -> bool {
 /// fits in 64 bits, of which only the low 32 bits are kept, as a signed number. So `4294967295`
 /// (what libmemcached sends for -1) is -1, "already expired", like every negative exptime.
 fn parse_exptime(token: &[u8]) -> Option<i32> {
-    let digits = token.strip_prefix(b"-").or_else(|| token.strip_prefix(b"+")).unwrap_or(token);
+    let digits = token
+        .strip_prefix(b"-")
+        .or_else(|| token.strip_prefix(b"+"))
+        .unwrap_or(token);
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }

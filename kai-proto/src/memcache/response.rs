@@ -198,7 +198,10 @@ mod tests {
     #[test]
     fn errors_map_to_the_memcached_lines() {
         assert_eq!(wire(&Response::rejected(&RequestError::UnknownCommand)), "ERROR\r\n");
-        assert_eq!(wire(&Response::rejected(&RequestError::WrongArgumentCount)), "ERROR\r\n");
+        assert_eq!(
+            wire(&Response::rejected(&RequestError::WrongArgumentCount)),
+            "ERROR\r\n"
+        );
         assert_eq!(
             wire(&Response::rejected(&RequestError::BadDataChunk)),
             "CLIENT_ERROR bad data chunk\r\n"

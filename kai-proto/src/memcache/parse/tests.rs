@@ -247,7 +247,11 @@ fn a_refused_set_names_its_key_and_a_malformed_header_comes_first() {
     let (items, fatal) = parse_all(limits, input.as_bytes());
     assert!(fatal.is_none());
     let too_large = |set_key, noreply| Parsed::Rejected {
-        error: RequestError::TooLarge { size: 3, max: 1, set_key },
+        error: RequestError::TooLarge {
+            size: 3,
+            max: 1,
+            set_key,
+        },
         noreply,
     };
     assert_eq!(items[..2], [too_large(Some(key("k")), true), too_large(None, false)]);
@@ -277,11 +281,19 @@ fn exptime_is_read_like_memcached() {
     ];
     for (sent, read) in cases {
         let input = format!("set k 0 {sent} 1\r\nx\r\n");
-        assert_eq!(requests(input.as_bytes()), vec![set("k", 0, *read, b"x", false)], "{sent}");
+        assert_eq!(
+            requests(input.as_bytes()),
+            vec![set("k", 0, *read, b"x", false)],
+            "{sent}"
+        );
     }
     for bad in ["99999999999999999999", "0x10", "1x", "-", "+"] {
         let input = format!("set k 0 {bad} 1\r\nx\r\n");
-        assert_eq!(requests(input.as_bytes()), vec![rejected(RequestError::BadCommandLine)], "{bad}");
+        assert_eq!(
+            requests(input.as_bytes()),
+            vec![rejected(RequestError::BadCommandLine)],
+            "{bad}"
+        );
     }
 }
 
