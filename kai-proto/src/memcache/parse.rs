@@ -6,7 +6,11 @@
 //!   most [`Limits::max_value_size`] bytes. A larger data block is refused and *swallowed* as it
 //!   arrives (never buffered), so the connection stays in sync.
 //! - Every recoverable error is yielded as [`Parsed::Rejected`] with the stream positioned at the
-//!   start of the next request. The only fatal error is a line that exceeds its limit without a
+//!   start of the next line. That is the next request, except after a storage command with a wrong
+//!   number of tokens: like memcached, the parser then does not trust its `<bytes>` and reads
+//!   the data block as a command line.
+//! - Where a client can tell the difference, answers are memcached 1.6's (token counts, `exptime`
+//!   truncation, keys in a multi-get); see the functions' docs. The only fatal error is a line that exceeds its limit without a
 //!   newline: the stream cannot be resynchronised and the connection must be closed.
 //! - Bytes split across reads parse exactly as if they arrived at once.
 

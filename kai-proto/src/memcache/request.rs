@@ -71,7 +71,8 @@ impl UnsupportedCommand {
 pub enum Request {
     /// `get`/`gets` with one or more keys; `with_cas` for `gets`.
     Get {
-        /// Keys in request order.
+        /// Keys in request order; keys Kai cannot store (control characters) are left out, as
+        /// they can only miss.
         keys: Vec<Key>,
         /// Include the cas unique in each `VALUE` line (`gets`).
         with_cas: bool,
