@@ -230,3 +230,44 @@ async fn gossip_forms_a_cluster_of_twelve_from_one_seed() {
     assert_readable(&cluster, 11, 100).await;
     cluster.shutdown().await;
 }
+
+/// Departed nodes are forgotten after this many `down_after` (the Membership actor's rule).
+const FORGET_AFTER_DOWN_AFTERS: u32 = 10;
+
+fn knows(cluster: &Cluster, observer: usize, node: kai_proto::NodeId) -> bool {
+    let status = cluster.nodes[observer].cluster();
+    status.members.iter().any(|m| m.id == node)
+}
+
+#[actix_rt::test]
+async fn a_stopped_departed_node_is_forgotten_and_never_reappears() {
+    let mut cluster = Cluster::start(shape(4)).await;
+    let stopped = cluster.nodes.pop().expect("a fourth node");
+    let gone = stopped.id();
+    stopped.shutdown().await;
+    cluster.wait_settled(&[0, 1, 2], &[0, 1, 2], SETTLE).await;
+    // Every node forgets it after FORGET_AFTER_DOWN_AFTERS × down_after of silence.
+    let deadline = tokio::time::Instant::now() + DOWN_AFTER * FORGET_AFTER_DOWN_AFTERS + SETTLE;
+    while (0..3).any(|i| knows(&cluster, i, gone)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stopped node was never forgotten by every node (or keeps coming back)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A peer that forgot it later must not gossip it back: it stays out of every member list
+    // and every ring for several down_after periods.
+    let watch_until = tokio::time::Instant::now() + DOWN_AFTER * 4;
+    while tokio::time::Instant::now() < watch_until {
+        for i in 0..3 {
+            assert!(!knows(&cluster, i, gone), "node {i} lists the stopped node again");
+            let placement = cluster.nodes[i].ring().load();
+            assert!(
+                placement.rings.iter().all(|(_, r)| !r.nodes().contains(&gone)),
+                "node {i} put the stopped node back in a ring"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.shutdown().await;
+}

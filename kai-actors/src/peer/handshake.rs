@@ -105,6 +105,7 @@ async fn dial_exchange(
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         cluster_name: me.credentials.cluster_name().to_owned(),
+        settings: me.credentials.settings(),
         node: me.id,
         name: me.name.clone(),
         advertise: me.advertise.clone(),
