@@ -239,24 +239,49 @@ fn knows(cluster: &Cluster, observer: usize, node: kai_proto::NodeId) -> bool {
     status.members.iter().any(|m| m.id == node)
 }
 
+/// Milliseconds since `observer` last had news of `node`.
+fn silence(cluster: &Cluster, observer: usize, node: kai_proto::NodeId) -> Option<u64> {
+    let status = cluster.nodes[observer].cluster();
+    status.members.iter().find(|m| m.id == node).map(|m| m.silent_ms)
+}
+
+async fn poll(what: &str, within: Duration, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[actix_rt::test]
 async fn a_stopped_departed_node_is_forgotten_and_never_reappears() {
     let mut cluster = Cluster::start(shape(4)).await;
+    let gone = cluster.id(3);
+    // Node 0 is cut off while node 3 stops, and hears node 3's last heartbeat (relayed) only
+    // once healed, a second after the others: it forgets node 3 that much later than nodes 1
+    // and 2, and in between gossips node 3's last state to them.
+    cluster.isolate(&[0]);
     let stopped = cluster.nodes.pop().expect("a fourth node");
-    let gone = stopped.id();
     stopped.shutdown().await;
+    poll("node 1 notices node 3 is silent", SETTLE, || {
+        silence(&cluster, 1, gone).is_some_and(|s| s >= 1_000)
+    })
+    .await;
+    cluster.filter.heal();
+    poll("node 0 hears node 3's last news well after node 1", SETTLE, || {
+        let (s0, s1) = (silence(&cluster, 0, gone), silence(&cluster, 1, gone));
+        s0.zip(s1).is_some_and(|(s0, s1)| s0 + 700 < s1)
+    })
+    .await;
     cluster.wait_settled(&[0, 1, 2], &[0, 1, 2], SETTLE).await;
     // Every node forgets it after FORGET_AFTER_DOWN_AFTERS × down_after of silence.
-    let deadline = tokio::time::Instant::now() + DOWN_AFTER * FORGET_AFTER_DOWN_AFTERS + SETTLE;
-    while (0..3).any(|i| knows(&cluster, i, gone)) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the stopped node was never forgotten by every node (or keeps coming back)"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // A peer that forgot it later must not gossip it back: it stays out of every member list
-    // and every ring for several down_after periods.
+    poll(
+        "every node forgets the stopped node",
+        DOWN_AFTER * FORGET_AFTER_DOWN_AFTERS + SETTLE,
+        || (0..3).all(|i| !knows(&cluster, i, gone)),
+    )
+    .await;
+    // It stays out of every member list and every ring for several down_after periods.
     let watch_until = tokio::time::Instant::now() + DOWN_AFTER * 4;
     while tokio::time::Instant::now() < watch_until {
         for i in 0..3 {
