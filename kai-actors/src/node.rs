@@ -14,7 +14,7 @@ use crate::fence::Fence;
 use crate::listener::{Listener, SessionShared, StopListening, Worker};
 use crate::membership::persist::{self, Persisted};
 use crate::membership::{ClusterStatus, Leave, Membership, MembershipConfig, MembershipParts, StatusReader, Stop};
-use crate::peer::{LocalIdentity, NetworkFilter, PeerDirectory, PeerListener, PeerService, PeerSettings};
+use crate::peer::{LocalIdentity, LogOnce, NetworkFilter, PeerDirectory, PeerListener, PeerService, PeerSettings};
 use crate::quorum::TagClock;
 use crate::replica::{LocalReplica, Replicas};
 use crate::ring::{RingActor, RingReader};
@@ -196,6 +196,7 @@ impl NodeBuilder {
             request_timeout: config.request_timeout,
             filter,
             stats: Arc::clone(&stats),
+            refusals: LogOnce::default(),
         });
 
         let sync = SyncActor::new(
