@@ -237,7 +237,8 @@ impl View {
                 Some(_) => {}
                 None => {
                     let forgotten = self.forgotten.get(&state.id);
-                    let old = forgotten.is_some_and(|f| (state.incarnation, state.heartbeat) <= (f.incarnation, f.heartbeat));
+                    let old =
+                        forgotten.is_some_and(|f| (state.incarnation, state.heartbeat) <= (f.incarnation, f.heartbeat));
                     if old {
                         continue;
                     }

@@ -173,7 +173,9 @@ async fn accept_exchange(
     me: &LocalIdentity,
 ) -> Result<(TcpStream, RemoteIdentity), Refused> {
     let HandshakeFrame::Hello(hello) = receive(&mut framed).await? else {
-        return Err(refuse(&mut framed, HandshakeError::Unexpected("expected hello")).await.into());
+        return Err(refuse(&mut framed, HandshakeError::Unexpected("expected hello"))
+            .await
+            .into());
     };
     let dialler = hello.name.clone();
     accept_hello(framed, me, hello).await.map_err(|error| Refused {

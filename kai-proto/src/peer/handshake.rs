@@ -217,10 +217,13 @@ mod tests {
         ));
     }
 
+    /// A change to one setting.
+    type Change = fn(&mut ClusterSettings);
+
     #[test]
     fn hello_must_share_every_cluster_setting() {
         let ours = creds("prod", None);
-        let cases: [(&str, fn(&mut ClusterSettings)); 5] = [
+        let cases: [(&str, Change); 5] = [
             ("n", |s| s.n = 5),
             ("r", |s| s.r = 1),
             ("w", |s| s.w = 3),
@@ -241,10 +244,7 @@ mod tests {
 
     #[test]
     fn both_sides_with_the_same_secret_accept_each_other() {
-        let (a, b) = (
-            creds("c", Some("s3cret")),
-            creds("c", Some("s3cret")),
-        );
+        let (a, b) = (creds("c", Some("s3cret")), creds("c", Some("s3cret")));
         let (nd, na) = ([7; 32], [9; 32]);
         assert_eq!(b.verify_acceptor(&nd, &na, &a.acceptor_proof(&nd, &na)), Ok(()));
         assert_eq!(a.verify_dialler(&nd, &na, &b.dialler_proof(&nd, &na)), Ok(()));

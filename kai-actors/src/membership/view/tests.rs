@@ -150,7 +150,9 @@ fn only_the_lowest_live_member_proposes_and_only_with_a_majority() {
     views[1].merge(joiner.gossip(), 1_000);
     let g = views[1].gossip();
     views[0].merge(g, 1_000);
-    let proposal = views[0].plan(1_000).expect("node 1 proposes the join once the joiner's news grows");
+    let proposal = views[0]
+        .plan(1_000)
+        .expect("node 1 proposes the join once the joiner's news grows");
     assert_eq!(proposal.ids(), vec![id(1), id(2), id(3), id(4)]);
     assert_eq!(proposal.id.version, 2);
     // Without hearing from the others, node 1 has no majority and proposes nothing.
@@ -324,7 +326,10 @@ fn a_forgotten_departed_node_is_not_brought_back_by_a_peer_that_still_remembers_
     views.truncate(2);
     run(&mut views, (2..=40).map(|i| i * 1_000));
     for v in &views {
-        assert_eq!(v.rings().iter().map(|r| r.ids()).collect::<Vec<_>>(), vec![vec![id(1), id(2)]]);
+        assert_eq!(
+            v.rings().iter().map(|r| r.ids()).collect::<Vec<_>>(),
+            vec![vec![id(1), id(2)]]
+        );
     }
     // Node 2 forgets node 3 first; node 1, which still remembers it, gossips its last state.
     let t = FORGET_AFTER + 1_500;
@@ -334,7 +339,10 @@ fn a_forgotten_departed_node_is_not_brought_back_by_a_peer_that_still_remembers_
     assert!(views[0].node(id(3)).is_some(), "node 1 still remembers node 3");
     let g = views[0].gossip();
     views[1].merge(g, t);
-    assert!(views[1].node(id(3)).is_none(), "old news of a forgotten node is ignored");
+    assert!(
+        views[1].node(id(3)).is_none(),
+        "old news of a forgotten node is ignored"
+    );
     // For many down_after periods more, node 3 is neither known nor in a ring again.
     for step in 0..300 {
         let t = FORGET_AFTER + 2_000 + step * 1_000;
@@ -380,7 +388,10 @@ fn a_restarted_node_learning_of_a_departed_node_second_hand_does_not_revive_it()
     );
     restarted.merge(peer.gossip(), 101_000);
     assert_eq!(restarted.liveness(id(3), 101_000), Liveness::Alive);
-    assert_eq!(restarted.plan(101_000).map(|r| r.ids()), Some(vec![id(1), id(2), id(3)]));
+    assert_eq!(
+        restarted.plan(101_000).map(|r| r.ids()),
+        Some(vec![id(1), id(2), id(3)])
+    );
 }
 
 #[test]
