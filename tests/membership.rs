@@ -302,3 +302,35 @@ async fn a_stopped_departed_node_is_forgotten_and_never_reappears() {
     }
     cluster.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn the_adopted_ring_is_persisted_for_the_fence_of_the_next_run() {
+    use kai_actors::membership::persist;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = || kai_actors::NodeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        peer_listen: "127.0.0.1:0".parse().expect("addr"),
+        name: Some("solo".to_owned()),
+        store: kai_actors::StoreBackend::Rocksdb,
+        data_dir: dir.path().to_owned(),
+        gossip_interval: common::cluster::GOSSIP_INTERVAL,
+        worker_threads: 1,
+        ..kai_actors::NodeConfig::default()
+    };
+    let state = dir.path().join("cluster.json");
+    let node = kai_actors::start(config()).await.expect("start");
+    assert!(node.wait_ready(SETTLE).await);
+    let ring = node.ring().load().latest_id();
+    assert!(ring.version >= 1);
+    poll("the node adopts its ring and saves it", SETTLE, || {
+        persist::load(&state).is_ok_and(|saved| saved.adopted == ring)
+    })
+    .await;
+    node.shutdown().await;
+    // The next run starts its fence there; it keeps it saved until it adopts a newer ring.
+    let node = kai_actors::start(config()).await.expect("restart");
+    let saved = persist::load(&state).expect("state");
+    assert_eq!(saved.adopted, ring, "a restart does not forget the adopted ring");
+    assert!(node.wait_ready(SETTLE).await);
+    node.shutdown().await;
+}
