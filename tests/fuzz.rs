@@ -9,7 +9,9 @@
 use bytes::{Bytes, BytesMut};
 use kai_proto::cluster::{GossipState, Intent, NodeState, RingId, RingMember, RingState};
 use kai_proto::memcache::{Limits, RequestDecoder};
-use kai_proto::peer::{Frame, FrameCodec, HandshakeCodec, HandshakeFrame, Hello, PeerRequest, PeerResponse};
+use kai_proto::peer::{
+    ClusterSettings, Frame, FrameCodec, HandshakeCodec, HandshakeFrame, Hello, PeerRequest, PeerResponse,
+};
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
 use kai_proto::sync::{SyncRequest, SyncResponse};
 use kai_proto::{BucketId, Key, NodeId, Record, Tag, WriterId};
@@ -167,6 +169,7 @@ fn frames() -> Vec<Frame> {
             op: ReplicaOp::Write(record.clone()),
         }),
         PeerRequest::Gossip(GossipState {
+            from: NodeId(1),
             rings: vec![ring],
             nodes: vec![node],
         }),
@@ -217,6 +220,13 @@ fn the_peer_decoders_survive_mutated_frames() {
     let hello = HandshakeFrame::Hello(Hello {
         protocol_version: 1,
         cluster_name: "kai".into(),
+        settings: ClusterSettings {
+            n: 3,
+            r: 2,
+            w: 2,
+            buckets: 1024,
+            virtual_nodes: 64,
+        },
         node: NodeId(1),
         name: "n1".into(),
         advertise: "127.0.0.1:1".into(),

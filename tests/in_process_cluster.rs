@@ -249,6 +249,14 @@ async fn two_nodes_with_secrets(a: Option<&str>, b: Option<&str>) -> Vec<kai_act
 
 /// Two nodes listing each other as seeds, each with its `(cluster_name, cluster_secret)`.
 async fn two_nodes(a: (&str, Option<&str>), b: (&str, Option<&str>)) -> Vec<kai_actors::NodeHandle> {
+    two_nodes_configured([a, b], |_, _| {}).await
+}
+
+/// Like [`two_nodes`], with `configure(i, config)` changing node `i`'s configuration.
+async fn two_nodes_configured(
+    identities: [(&str, Option<&str>); 2],
+    configure: impl Fn(usize, &mut kai_actors::NodeConfig),
+) -> Vec<kai_actors::NodeHandle> {
     let sockets: Vec<std::net::TcpListener> = (0..2)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
@@ -257,8 +265,8 @@ async fn two_nodes(a: (&str, Option<&str>), b: (&str, Option<&str>)) -> Vec<kai_
         .map(|s| s.local_addr().expect("addr").to_string())
         .collect();
     let mut nodes = Vec::new();
-    for (socket, (cluster, secret)) in sockets.into_iter().zip([a, b]) {
-        let config = kai_actors::NodeConfig {
+    for (i, (socket, (cluster, secret))) in sockets.into_iter().zip(identities).enumerate() {
+        let mut config = kai_actors::NodeConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             peer_listen: socket.local_addr().expect("addr"),
             seeds: seeds.clone(),
@@ -274,6 +282,7 @@ async fn two_nodes(a: (&str, Option<&str>), b: (&str, Option<&str>)) -> Vec<kai_
             worker_threads: 1,
             ..kai_actors::NodeConfig::default()
         };
+        configure(i, &mut config);
         let node = kai_actors::NodeBuilder::new(config)
             .peer_socket(socket)
             .start()
@@ -369,5 +378,44 @@ async fn nodes_of_another_cluster_are_refused() {
     assert_eq!(nodes.iter().map(peer_connections).sum::<u64>(), 0);
     for node in nodes {
         node.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn peers_that_disagree_on_a_cluster_setting_are_refused() {
+    // Several redials (backoff 50 ms doubling) fit in this window.
+    const WATCH: Duration = Duration::from_secs(2);
+    // Each change keeps a valid quorum (base N:R:W = 3:2:2).
+    let changes: [fn(&mut kai_actors::NodeConfig); 5] = [
+        |c| c.n = 2,
+        |c| c.r = 3,
+        |c| c.w = 3,
+        |c| c.buckets = 512,
+        |c| c.virtual_nodes = 32,
+    ];
+    for change in changes {
+        let nodes = two_nodes_configured([("kai", None), ("kai", None)], |i, config| {
+            (config.n, config.r, config.w) = (3, 2, 2);
+            if i == 1 {
+                change(config);
+            }
+        })
+        .await;
+        let deadline = tokio::time::Instant::now() + WATCH;
+        while tokio::time::Instant::now() < deadline {
+            assert_eq!(
+                nodes.iter().map(peer_connections).sum::<u64>(),
+                0,
+                "nodes that disagree on a setting connected"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        nodes[0]
+            .set(key("mismatch"), 0, "no".into())
+            .await
+            .expect_err("a node with other settings is not a peer");
+        for node in nodes {
+            node.shutdown().await;
+        }
     }
 }

@@ -230,3 +230,107 @@ async fn gossip_forms_a_cluster_of_twelve_from_one_seed() {
     assert_readable(&cluster, 11, 100).await;
     cluster.shutdown().await;
 }
+
+/// Departed nodes are forgotten after this many `down_after` (the Membership actor's rule).
+const FORGET_AFTER_DOWN_AFTERS: u32 = 10;
+
+fn knows(cluster: &Cluster, observer: usize, node: kai_proto::NodeId) -> bool {
+    let status = cluster.nodes[observer].cluster();
+    status.members.iter().any(|m| m.id == node)
+}
+
+/// Milliseconds since `observer` last had news of `node`.
+fn silence(cluster: &Cluster, observer: usize, node: kai_proto::NodeId) -> Option<u64> {
+    let status = cluster.nodes[observer].cluster();
+    status.members.iter().find(|m| m.id == node).map(|m| m.silent_ms)
+}
+
+async fn poll(what: &str, within: Duration, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_stopped_departed_node_is_forgotten_and_never_reappears() {
+    let mut cluster = Cluster::start(shape(4)).await;
+    let gone = cluster.id(3);
+    // Node 0 is cut off while node 3 stops, and hears node 3's last heartbeat (relayed) only
+    // once healed, a second after the others: it forgets node 3 that much later than nodes 1
+    // and 2, and in between gossips node 3's last state to them.
+    // (Node 0 is isolated for about a second, less than down_after: it stays a member.)
+    cluster.isolate(&[0]);
+    poll("node 1 has news of node 3 that node 0 misses", SETTLE, || {
+        let (s0, s1) = (silence(&cluster, 0, gone), silence(&cluster, 1, gone));
+        s0.zip(s1).is_some_and(|(s0, s1)| s0 >= 300 && s1 < 200)
+    })
+    .await;
+    let stopped = cluster.nodes.pop().expect("a fourth node");
+    stopped.shutdown().await;
+    poll("node 1 notices node 3 is silent", SETTLE, || {
+        silence(&cluster, 1, gone).is_some_and(|s| s >= 800)
+    })
+    .await;
+    cluster.filter.heal();
+    poll("node 0 hears node 3's last news well after node 1", SETTLE, || {
+        let (s0, s1) = (silence(&cluster, 0, gone), silence(&cluster, 1, gone));
+        s0.zip(s1).is_some_and(|(s0, s1)| s0 + 500 < s1)
+    })
+    .await;
+    cluster.wait_settled(&[0, 1, 2], &[0, 1, 2], SETTLE).await;
+    // Every node forgets it after FORGET_AFTER_DOWN_AFTERS × down_after of silence.
+    poll(
+        "every node forgets the stopped node",
+        DOWN_AFTER * FORGET_AFTER_DOWN_AFTERS + SETTLE,
+        || (0..3).all(|i| !knows(&cluster, i, gone)),
+    )
+    .await;
+    // It stays out of every member list and every ring for several down_after periods.
+    let watch_until = tokio::time::Instant::now() + DOWN_AFTER * 4;
+    while tokio::time::Instant::now() < watch_until {
+        for i in 0..3 {
+            assert!(!knows(&cluster, i, gone), "node {i} lists the stopped node again");
+            let placement = cluster.nodes[i].ring().load();
+            assert!(
+                placement.rings.iter().all(|(_, r)| !r.nodes().contains(&gone)),
+                "node {i} put the stopped node back in a ring"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_adopted_ring_is_persisted_for_the_fence_of_the_next_run() {
+    use kai_actors::membership::persist;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = || kai_actors::NodeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        peer_listen: "127.0.0.1:0".parse().expect("addr"),
+        name: Some("solo".to_owned()),
+        store: kai_actors::StoreBackend::Rocksdb,
+        data_dir: dir.path().to_owned(),
+        gossip_interval: common::cluster::GOSSIP_INTERVAL,
+        worker_threads: 1,
+        ..kai_actors::NodeConfig::default()
+    };
+    let state = dir.path().join("cluster.json");
+    let node = kai_actors::start(config()).await.expect("start");
+    assert!(node.wait_ready(SETTLE).await);
+    let ring = node.ring().load().latest_id();
+    assert!(ring.version >= 1);
+    poll("the node adopts its ring and saves it", SETTLE, || {
+        persist::load(&state).is_ok_and(|saved| saved.adopted == ring)
+    })
+    .await;
+    node.shutdown().await;
+    // The next run starts its fence there; it keeps it saved until it adopts a newer ring.
+    let node = kai_actors::start(config()).await.expect("restart");
+    let saved = persist::load(&state).expect("state");
+    assert_eq!(saved.adopted, ring, "a restart does not forget the adopted ring");
+    assert!(node.wait_ready(SETTLE).await);
+    node.shutdown().await;
+}

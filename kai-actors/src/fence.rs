@@ -8,6 +8,10 @@
 //!   a bucket without missing writes.
 //! - A node that cannot see a majority of the ring refuses all requests: on the minority side of
 //!   a partition it must not acknowledge writes the majority may never see.
+//! - A fence starts closed: it refuses everything as [`Refusal::Minority`] until membership has
+//!   heard from a majority, and refuses rings older than the newest one adopted by any earlier
+//!   run of the node (persisted), so a restarted node never serves an old ring, nor anything while
+//!   it may be cut off.
 
 use kai_proto::cluster::RingId;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,16 +32,16 @@ pub enum Refusal {
     Minority,
 }
 
-impl Default for Fence {
-    fn default() -> Self {
+impl Fence {
+    /// A closed fence: refuses everything until [`Fence::set_majority`] opens it, and rings older
+    /// than `adopted` (the newest ring this node adopted before it restarted) for good.
+    pub fn new(adopted: RingId) -> Self {
         Fence {
-            ring: RwLock::new(RingId::default()),
-            majority: AtomicBool::new(true),
+            ring: RwLock::new(adopted),
+            majority: AtomicBool::new(false),
         }
     }
-}
 
-impl Fence {
     /// Admits a request made with `ring`; the returned guard holds off adoptions until dropped.
     pub async fn admit(&self, ring: RingId) -> Result<RwLockReadGuard<'_, RingId>, Refusal> {
         let adopted = self.ring.read().await;
@@ -80,7 +84,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn older_rings_and_minorities_are_refused() {
-        let fence = Fence::default();
+        let fence = Fence::new(RingId::default());
+        fence.set_majority(true);
         assert!(fence.admit(ring(0)).await.is_ok());
         fence.adopt(ring(2)).await;
         assert_eq!(fence.admit(ring(1)).await.err(), Some(Refusal::StaleRing(ring(2))));
@@ -95,8 +100,18 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_new_fence_refuses_until_a_majority_is_seen_and_never_serves_an_older_ring() {
+        let fence = Fence::new(ring(4));
+        assert_eq!(fence.admit(ring(4)).await.err(), Some(Refusal::Minority));
+        fence.set_majority(true);
+        assert!(fence.admit(ring(4)).await.is_ok());
+        assert_eq!(fence.admit(ring(3)).await.err(), Some(Refusal::StaleRing(ring(4))));
+    }
+
+    #[actix_rt::test]
     async fn adoption_waits_for_admitted_requests() {
-        let fence = Arc::new(Fence::default());
+        let fence = Arc::new(Fence::new(RingId::default()));
+        fence.set_majority(true);
         let guard = fence.admit(ring(1)).await.expect("admitted");
         let adopting = {
             let fence = Arc::clone(&fence);

@@ -12,8 +12,9 @@ use crate::config::{NodeConfig, Seed, StoreBackend};
 use crate::coordinator::{ClusterLink, Coordinator, CoordinatorCore, CoordinatorError, Delete, Get, Set};
 use crate::fence::Fence;
 use crate::listener::{Connections, Listener, SessionShared, StopListening, Worker};
+use crate::membership::persist::{self, Persisted};
 use crate::membership::{ClusterStatus, Leave, Membership, MembershipConfig, MembershipParts, StatusReader, Stop};
-use crate::peer::{LocalIdentity, NetworkFilter, PeerDirectory, PeerListener, PeerService, PeerSettings};
+use crate::peer::{LocalIdentity, LogOnce, NetworkFilter, PeerDirectory, PeerListener, PeerService, PeerSettings};
 use crate::quorum::TagClock;
 use crate::replica::{LocalReplica, Replicas};
 use crate::ring::{RingActor, RingReader};
@@ -25,7 +26,7 @@ use actix::{Actor, Addr, Arbiter, ArbiterHandle, MailboxError};
 use bytes::Bytes;
 use kai_proto::cluster::RingMember;
 use kai_proto::memcache::Limits;
-use kai_proto::peer::Credentials;
+use kai_proto::peer::{ClusterSettings, Credentials};
 use kai_proto::{BucketId, Key, NodeId, Record, Tag, WriterId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -156,7 +157,17 @@ impl NodeBuilder {
             id: NodeId::from_name(&name),
             name: name.clone(),
             advertise: config.advertised_address(peer_addr),
-            credentials: Credentials::new(&config.cluster_name, config.cluster_secret.as_deref()),
+            credentials: Credentials::new(
+                &config.cluster_name,
+                ClusterSettings {
+                    n: config.n as u64,
+                    r: config.r as u64,
+                    w: config.w as u64,
+                    buckets: u64::from(config.buckets),
+                    virtual_nodes: u64::from(config.virtual_nodes),
+                },
+                config.cluster_secret.as_deref(),
+            ),
         });
         let seeds: Vec<Seed> = config
             .seed_list()?
@@ -165,7 +176,12 @@ impl NodeBuilder {
             .collect();
 
         let store = StoreHandle::start(open_store(&config).await?, config.store_threads, !config.fsync);
-        let fence = Arc::new(Fence::default());
+        let state_file = (config.store == StoreBackend::Rocksdb).then(|| config.data_dir.join(CLUSTER_STATE_FILE));
+        let saved = match &state_file {
+            Some(path) => persist::load(path).map_err(|e| StartError::ClusterState(e.to_string()))?,
+            None => Persisted::default(),
+        };
+        let fence = Arc::new(Fence::new(saved.adopted));
         let (ring_actor, ring) = RingActor::new(config.buckets, config.virtual_nodes, config.n);
         let ring_actor = ring_actor.start();
         let stats = Arc::new(NodeStats::default());
@@ -180,6 +196,7 @@ impl NodeBuilder {
             request_timeout: config.request_timeout,
             filter,
             stats: Arc::clone(&stats),
+            refusals: LogOnce::default(),
         });
 
         let sync = SyncActor::new(
@@ -211,8 +228,9 @@ impl NodeBuilder {
                 gossip_interval: config.gossip_interval,
                 down_after: config.down_after,
                 request_timeout: config.request_timeout,
-                state_file: (config.store == StoreBackend::Rocksdb).then(|| config.data_dir.join(CLUSTER_STATE_FILE)),
+                state_file,
             },
+            saved,
             MembershipParts {
                 peers: peers.clone(),
                 peer_settings,
@@ -224,7 +242,6 @@ impl NodeBuilder {
                 left: left_tx,
             },
         )
-        .map_err(|e| StartError::ClusterState(e.to_string()))?
         .start();
         sync.do_send(ReportTo(membership.clone()));
 

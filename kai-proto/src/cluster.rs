@@ -99,6 +99,8 @@ impl NodeState {
 /// One side's view, sent in both directions of a push-pull gossip exchange.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GossipState {
+    /// The sender: its own state in `nodes` is first-hand news, the rest second-hand.
+    pub from: NodeId,
     /// The sender's active rings, oldest (settled) first, newest last.
     pub rings: Vec<RingState>,
     /// Every node the sender knows about.

@@ -164,9 +164,14 @@ impl Cluster {
         })
     }
 
-    /// Waits until a write through every node reaches all replicas.
+    /// Waits until every node sees a majority (a node's replica refuses requests until it has
+    /// had news of a majority) and a write through every node succeeds.
     async fn wait_connected(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        for node in &self.nodes {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(node.wait_ready(left).await, "{} never saw a majority", node.name());
+        }
         for (i, node) in self.nodes.iter().enumerate() {
             loop {
                 let key = key(&format!("probe-{i}"));

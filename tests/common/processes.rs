@@ -122,8 +122,9 @@ impl ProcessCluster {
         i
     }
 
-    /// Waits until node `i` has one settled ring of `members` nodes and is connected to all of
-    /// them (from each of its worker threads).
+    /// Waits until node `i` has one settled ring of `members` nodes, sees a majority of it (its
+    /// replica refuses requests until then) and is connected to all of them (from each of its
+    /// worker threads).
     pub fn wait_settled(&self, i: usize, members: usize) {
         let threads = self.stat(i, "threads");
         wait_until(SETTLE, "a node in a settled cluster of the expected size", || {
@@ -131,6 +132,7 @@ impl ProcessCluster {
             let stat = |name: &str| stats[name].parse::<u64>().expect("numeric stat");
             stat("kai_members") == members as u64
                 && stat("kai_rings_active") == 1
+                && stat("kai_majority") == 1
                 && stat("kai_peer_connections") >= (members as u64 - 1) * threads
         });
     }

@@ -87,6 +87,8 @@ pub type StatusReader = Arc<ArcSwap<ClusterStatus>>;
 /// Runs gossip and membership decisions.
 pub struct Membership {
     view: View,
+    /// Newest ring adopted by an earlier run (persisted until this run adopts a newer one).
+    adopted_before: RingId,
     config: MembershipConfig,
     started: Instant,
     peers: PeerDirectory,
@@ -124,12 +126,8 @@ pub struct MembershipParts {
 }
 
 impl Membership {
-    /// A Membership actor for `config`, resuming from its state file if there is one.
-    pub fn new(config: MembershipConfig, parts: MembershipParts) -> Result<Self, persist::PersistError> {
-        let saved = match &config.state_file {
-            Some(path) => persist::load(path)?,
-            None => Persisted::default(),
-        };
+    /// A Membership actor for `config`, resuming from `saved` (what its state file held).
+    pub fn new(config: MembershipConfig, saved: Persisted, parts: MembershipParts) -> Self {
         let me = NodeState {
             id: config.me.id,
             name: config.me.name.clone(),
@@ -148,6 +146,7 @@ impl Membership {
         let view = View::new(me, saved.rings, timeouts, 0);
         let membership = Membership {
             view,
+            adopted_before: saved.adopted,
             config,
             started: Instant::now(),
             peers: parts.peers,
@@ -164,7 +163,7 @@ impl Membership {
             left: parts.left,
         };
         membership.persist();
-        Ok(membership)
+        membership
     }
 
     fn now(&self) -> u64 {
@@ -178,6 +177,7 @@ impl Membership {
         let state = Persisted {
             incarnation: self.view.my_state().incarnation,
             rings: self.view.rings().to_vec(),
+            adopted: self.adopted_before.max(self.view.my_state().adopted),
         };
         if let Err(e) = persist::save(path, &state) {
             log::error!("cannot save cluster state: {e}");
@@ -484,6 +484,9 @@ impl Handler<Adopted> for Membership {
     fn handle(&mut self, Adopted(ring): Adopted, _ctx: &mut Context<Self>) {
         if ring > self.view.my_state().adopted {
             self.view.set_adopted(ring);
+            if ring > self.adopted_before {
+                self.persist();
+            }
             self.reconcile();
         }
     }

@@ -1,7 +1,7 @@
-//! What a node remembers about its cluster across restarts: its incarnation and its active rings
-//! (`cluster.json` in the data directory, replaced atomically).
+//! What a node remembers about its cluster across restarts: its incarnation, its active rings and
+//! the newest ring it adopted (`cluster.json` in the data directory, replaced atomically).
 
-use kai_proto::cluster::RingState;
+use kai_proto::cluster::{RingId, RingState};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,9 @@ pub struct Persisted {
     pub incarnation: u64,
     /// Active rings, settled first.
     pub rings: Vec<RingState>,
+    /// Newest ring adopted by any run: the replica fence starts there, refusing older rings.
+    #[serde(default)]
+    pub adopted: RingId,
 }
 
 /// Why the state could not be read or written.
@@ -69,7 +72,7 @@ pub fn save(path: &Path, state: &Persisted) -> Result<(), PersistError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kai_proto::cluster::{RingId, RingMember};
+    use kai_proto::cluster::RingMember;
     use kai_proto::NodeId;
 
     #[test]
@@ -90,9 +93,16 @@ mod tests {
                     addr: "127.0.0.1:1".into(),
                 }],
             )],
+            adopted: RingId {
+                version: 2,
+                proposer: NodeId(1),
+            },
         };
         save(&path, &state).expect("save");
         assert_eq!(load(&path).expect("load"), state);
+        std::fs::write(&path, br#"{"incarnation": 4, "rings": []}"#).expect("write");
+        let older = load(&path).expect("a file without the adopted ring loads");
+        assert_eq!((older.incarnation, older.adopted), (4, RingId::default()));
         std::fs::write(&path, b"{not json").expect("write");
         assert!(matches!(load(&path), Err(PersistError::Corrupt { .. })));
     }

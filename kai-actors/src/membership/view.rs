@@ -12,10 +12,22 @@
 //! - Ring changes are proposed by one node — the lowest-id live member of the newest ring — and only
 //!   while it sees a majority of that ring alive ([`View::plan`]); a node that has not heard from
 //!   for `down_after` is removed, and a node that wants in and is alive is added.
+//! - A node counts as heard *now* only on news that is newer than anything known or forgotten about
+//!   it, or that it sent itself. Second-hand news of a node this view knows nothing of proves
+//!   nothing about whether it still runs (a peer may be gossiping the last state of a departed
+//!   node): it is kept, but does not make the node alive. Departed nodes that are forgotten leave
+//!   a tombstone (their last incarnation and heartbeat) for as long again, so their old state
+//!   gossiped back by a peer that has not forgotten them yet is ignored ([`View::merge`]).
+//! - A majority is counted from news only: the grace given to ring members never heard of (a
+//!   restarted node, a new ring) keeps them from being declared down, not from being counted
+//!   ([`View::majority_alive`]).
 
 use kai_proto::cluster::{GossipState, Intent, NodeState, RingId, RingMember, RingState};
 use kai_proto::NodeId;
 use std::collections::{BTreeMap, HashMap};
+
+/// Forgotten nodes remembered at most (the oldest are dropped first).
+pub const MAX_FORGOTTEN: usize = 1024;
 
 /// How fresh a node's heartbeat is, as seen from here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +49,24 @@ pub struct Timeouts {
     pub down_after_ms: u64,
 }
 
+/// When a node was last heard of.
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    /// Local time (ms).
+    at: u64,
+    /// True if news of the node arrived then; false for the grace given to a ring member not
+    /// heard of yet.
+    news: bool,
+}
+
+/// What is remembered of a forgotten node: its last news, and when it was forgotten.
+#[derive(Debug, Clone, Copy)]
+struct Forgotten {
+    incarnation: u64,
+    heartbeat: u64,
+    at: u64,
+}
+
 /// A node's view of the cluster.
 #[derive(Debug, Clone)]
 pub struct View {
@@ -44,8 +74,10 @@ pub struct View {
     timeouts: Timeouts,
     rings: Vec<RingState>,
     nodes: BTreeMap<NodeId, NodeState>,
-    /// Local time (ms) when each node's news last got newer.
-    heard: HashMap<NodeId, u64>,
+    /// When each node's news last got newer (or the grace of a ring member).
+    heard: HashMap<NodeId, Heard>,
+    /// Tombstones of forgotten nodes, at most [`MAX_FORGOTTEN`].
+    forgotten: HashMap<NodeId, Forgotten>,
 }
 
 impl View {
@@ -57,7 +89,8 @@ impl View {
             timeouts,
             rings: Vec::new(),
             nodes: BTreeMap::from([(me, state)]),
-            heard: HashMap::from([(me, now)]),
+            heard: HashMap::from([(me, Heard { at: now, news: true })]),
+            forgotten: HashMap::new(),
         };
         for ring in rings {
             view.add_ring(ring, now);
@@ -101,7 +134,17 @@ impl View {
 
     /// Milliseconds since `node`'s news last got newer.
     pub fn silence(&self, node: NodeId, now: u64) -> Option<u64> {
-        self.heard.get(&node).map(|t| now.saturating_sub(*t))
+        self.heard.get(&node).map(|h| now.saturating_sub(h.at))
+    }
+
+    /// Milliseconds since news of `node` last arrived (`None` if none has).
+    fn news_silence(&self, node: NodeId, now: u64) -> Option<u64> {
+        let heard = self.heard.get(&node).filter(|h| h.news)?;
+        Some(now.saturating_sub(heard.at))
+    }
+
+    fn hear(&mut self, node: NodeId, now: u64) {
+        self.heard.insert(node, Heard { at: now, news: true });
     }
 
     /// How alive `node` looks at `now`.
@@ -119,7 +162,7 @@ impl View {
     /// Advances this node's heartbeat (once per gossip interval).
     pub fn beat(&mut self, now: u64) {
         self.my_state_mut().heartbeat += 1;
-        self.heard.insert(self.me, now);
+        self.hear(self.me, now);
     }
 
     /// Changes this node's own state; the heartbeat doubles as its version, so the change wins
@@ -148,13 +191,15 @@ impl View {
     /// What this node sends in a gossip exchange.
     pub fn gossip(&self) -> GossipState {
         GossipState {
+            from: self.me,
             rings: self.rings.clone(),
             nodes: self.nodes.values().cloned().collect(),
         }
     }
 
     /// Inserts `ring` in order unless it is known or older than the settled ring. Members not
-    /// heard from yet count as heard `now`: news of a ring can arrive before news of its members.
+    /// heard of yet get a grace from `now` before they can be declared down: news of a ring can
+    /// arrive before news of its members.
     fn add_ring(&mut self, ring: RingState, now: u64) -> bool {
         let known = self.rings.iter().any(|r| r.id == ring.id);
         let stale = self.rings.first().is_some_and(|settled| ring.id < settled.id);
@@ -162,7 +207,7 @@ impl View {
             return false;
         }
         for member in &ring.members {
-            self.heard.entry(member.id).or_insert(now);
+            self.heard.entry(member.id).or_insert(Heard { at: now, news: false });
         }
         let at = self.rings.partition_point(|r| r.id < ring.id);
         self.rings.insert(at, ring);
@@ -170,7 +215,11 @@ impl View {
     }
 
     /// Merges what a peer sent; returns true if the active rings changed.
+    ///
+    /// News of a node makes it heard `now` only if it is newer than what this view knows or
+    /// forgot of it, or comes from the node itself; old news of a forgotten node is dropped.
     pub fn merge(&mut self, incoming: GossipState, now: u64) -> bool {
+        let from = incoming.from;
         for state in incoming.nodes {
             if state.id == self.me {
                 // Only this node speaks for itself; if a previous run of it spread a higher
@@ -180,10 +229,25 @@ impl View {
                 }
                 continue;
             }
-            let newer = self.nodes.get(&state.id).is_none_or(|known| state.newer_than(known));
-            if newer {
-                self.heard.insert(state.id, now);
-                self.nodes.insert(state.id, state);
+            match self.nodes.get(&state.id) {
+                Some(known) if state.newer_than(known) => {
+                    self.hear(state.id, now);
+                    self.nodes.insert(state.id, state);
+                }
+                Some(_) => {}
+                None => {
+                    let forgotten = self.forgotten.get(&state.id);
+                    let old =
+                        forgotten.is_some_and(|f| (state.incarnation, state.heartbeat) <= (f.incarnation, f.heartbeat));
+                    if old {
+                        continue;
+                    }
+                    if forgotten.is_some() || state.id == from {
+                        self.hear(state.id, now);
+                    }
+                    self.forgotten.remove(&state.id);
+                    self.nodes.insert(state.id, state);
+                }
             }
         }
         let mut changed = false;
@@ -210,13 +274,21 @@ impl View {
         newer && self.add_ring(ring, now)
     }
 
-    /// Members of every active ring that may still coordinate operations: all but the Down.
+    /// Members of the active rings that may still coordinate operations with an older ring: every
+    /// member of the newest ring, silent or not (a Down node may be merely cut off, not dead), and
+    /// every member of an older one unless the newest ring removed it and it is Down. A removed
+    /// node is no danger: every node waited for refuses its older rings, so it cannot gather a
+    /// quorum with them.
     fn barrier_set(&self, now: u64) -> Vec<NodeId> {
+        let Some(latest) = self.latest() else {
+            return Vec::new();
+        };
+        let removed_and_down = |id: NodeId| !latest.contains(id) && self.liveness(id, now) == Liveness::Down;
         let mut set: Vec<NodeId> = self
             .rings
             .iter()
             .flat_map(|r| r.members.iter().map(|m| m.id))
-            .filter(|id| self.liveness(*id, now) != Liveness::Down)
+            .filter(|id| !removed_and_down(*id))
             .collect();
         set.sort_unstable();
         set.dedup();
@@ -252,8 +324,8 @@ impl View {
         synced
     }
 
-    /// True if this node has heard from a majority of the newest ring's members within half of
-    /// `down_after` (itself included).
+    /// True if this node has had news of a majority of the newest ring's members within half of
+    /// `down_after` (itself included). A restarted node sees no majority until news arrives.
     pub fn majority_alive(&self, now: u64) -> bool {
         let Some(latest) = self.latest() else {
             return false;
@@ -265,7 +337,7 @@ impl View {
         let visible = latest
             .members
             .iter()
-            .filter(|m| m.id == self.me || self.silence(m.id, now).is_some_and(|s| s < horizon))
+            .filter(|m| m.id == self.me || self.news_silence(m.id, now).is_some_and(|s| s < horizon))
             .count();
         visible * 2 > latest.members.len()
     }
@@ -313,7 +385,8 @@ impl View {
         changed.then_some(proposal)
     }
 
-    /// Forgets nodes that are in no active ring and have been silent for `forget_after_ms`.
+    /// Forgets nodes that are in no active ring and have been silent for `forget_after_ms` (or
+    /// were never heard of), keeping a tombstone of each for `forget_after_ms`.
     pub fn forget_departed(&mut self, now: u64, forget_after_ms: u64) {
         let in_ring = |id: NodeId, rings: &[RingState]| rings.iter().any(|r| r.contains(id));
         let departed: Vec<NodeId> = self
@@ -324,8 +397,23 @@ impl View {
             .filter(|id| self.silence(*id, now).is_none_or(|s| s > forget_after_ms))
             .collect();
         for id in departed {
-            self.nodes.remove(&id);
             self.heard.remove(&id);
+            if let Some(state) = self.nodes.remove(&id) {
+                let tombstone = Forgotten {
+                    incarnation: state.incarnation,
+                    heartbeat: state.heartbeat,
+                    at: now,
+                };
+                self.forgotten.insert(id, tombstone);
+            }
+        }
+        self.forgotten
+            .retain(|_, f| now.saturating_sub(f.at) <= forget_after_ms);
+        while self.forgotten.len() > MAX_FORGOTTEN {
+            let Some(oldest) = self.forgotten.iter().min_by_key(|(_, f)| f.at).map(|(id, _)| *id) else {
+                break;
+            };
+            self.forgotten.remove(&oldest);
         }
     }
 }

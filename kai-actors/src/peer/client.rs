@@ -2,7 +2,7 @@
 
 use super::filter::{NetworkFilter, Verdict};
 use super::handshake;
-use super::{write_frames, LocalIdentity, PeerError, RemoteIdentity, WRITE_QUEUE};
+use super::{write_frames, LocalIdentity, LogOnce, PeerError, RemoteIdentity, WRITE_QUEUE};
 use crate::stats::{self, NodeStats};
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, StreamHandler,
@@ -77,6 +77,8 @@ pub struct PeerSettings {
     pub filter: Option<NetworkFilter>,
     /// Counters (`peer_connections`).
     pub stats: Arc<NodeStats>,
+    /// Handshake refusals, logged once per peer address across all lanes.
+    pub refusals: LogOnce,
 }
 
 /// A call waiting for the connection to come up.
@@ -137,12 +139,17 @@ impl PeerActor {
                 for waiting in self.waiting.drain(..) {
                     let _ = waiting.reply.send(Err(e.clone()));
                 }
-                if self.outage_logged {
+                if matches!(e, PeerError::Handshake { .. }) {
+                    // Refused (another cluster, other settings, wrong secret): every lane of
+                    // this node redials, but the refusal is logged once.
+                    let addr = &self.addr;
+                    (self.settings.refusals).failed(addr, &format_args!("peer {addr}: {e}; retrying with backoff"));
+                } else if self.outage_logged {
                     log::debug!("peer {}: {e}", self.addr);
                 } else {
                     log::warn!("peer {}: {e}; retrying with backoff", self.addr);
-                    self.outage_logged = true;
                 }
+                self.outage_logged = true;
                 let delay = self.backoff;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 ctx.run_later(delay, |act, ctx| act.dial(ctx));
@@ -170,6 +177,7 @@ impl PeerActor {
         });
         self.backoff = MIN_BACKOFF;
         self.outage_logged = false;
+        self.settings.refusals.succeeded(&self.addr);
         stats::add(&self.settings.stats.peer_connections, 1);
         for Waiting { request, reply } in std::mem::take(&mut self.waiting) {
             let sent = self.send(request);

@@ -105,6 +105,7 @@ async fn dial_exchange(
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         cluster_name: me.credentials.cluster_name().to_owned(),
+        settings: me.credentials.settings(),
         node: me.id,
         name: me.name.clone(),
         advertise: me.advertise.clone(),
@@ -146,25 +147,48 @@ async fn dial_exchange(
     Ok((into_stream(framed)?, remote))
 }
 
+/// A connection the acceptor refused: why, and the name the dialler gave (if it got that far).
+pub(crate) struct Refused {
+    pub(crate) error: HandshakeError,
+    pub(crate) dialler: Option<String>,
+}
+
+impl From<HandshakeError> for Refused {
+    fn from(error: HandshakeError) -> Self {
+        Refused { error, dialler: None }
+    }
+}
+
 /// Acceptor side.
-pub(crate) async fn accept(
-    stream: TcpStream,
-    me: &LocalIdentity,
-) -> Result<(TcpStream, RemoteIdentity), HandshakeError> {
+pub(crate) async fn accept(stream: TcpStream, me: &LocalIdentity) -> Result<(TcpStream, RemoteIdentity), Refused> {
     let _ = stream.set_nodelay(true);
     let exchange = accept_exchange(Framed::new(stream, HandshakeCodec::handshake()), me);
     tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
         .await
-        .unwrap_or(Err(HandshakeError::Unexpected("timed out")))
+        .unwrap_or(Err(HandshakeError::Unexpected("timed out").into()))
 }
 
 async fn accept_exchange(
     mut framed: HandshakeStream,
     me: &LocalIdentity,
-) -> Result<(TcpStream, RemoteIdentity), HandshakeError> {
+) -> Result<(TcpStream, RemoteIdentity), Refused> {
     let HandshakeFrame::Hello(hello) = receive(&mut framed).await? else {
-        return Err(refuse(&mut framed, HandshakeError::Unexpected("expected hello")).await);
+        return Err(refuse(&mut framed, HandshakeError::Unexpected("expected hello"))
+            .await
+            .into());
     };
+    let dialler = hello.name.clone();
+    accept_hello(framed, me, hello).await.map_err(|error| Refused {
+        error,
+        dialler: Some(dialler),
+    })
+}
+
+async fn accept_hello(
+    mut framed: HandshakeStream,
+    me: &LocalIdentity,
+    hello: Hello,
+) -> Result<(TcpStream, RemoteIdentity), HandshakeError> {
     if let Err(e) = me.credentials.check_hello(&hello) {
         return Err(refuse(&mut framed, e).await);
     }

@@ -14,7 +14,9 @@
 //!
 //! Invariants: every remote call ends — with the response, or an error after at most the request
 //! timeout; a failed or malicious connection (bad handshake, garbage, oversized frames) is closed
-//! and logged once, and never affects other connections.
+//! and logged once, and never affects other connections. A peer refused by the handshake (other
+//! cluster, other settings, wrong secret) is logged once per peer ([`LogOnce`]) however often it
+//! redials, on either side.
 
 mod client;
 mod filter;
@@ -29,8 +31,8 @@ use arc_swap::ArcSwap;
 use futures_util::SinkExt;
 use kai_proto::peer::{Credentials, Frame, FrameCodec, HandshakeError};
 use kai_proto::NodeId;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedWrite;
 
@@ -134,6 +136,30 @@ impl PeerDirectory {
             map
         });
         removed
+    }
+}
+
+/// Distinct peers remembered by a [`LogOnce`]; beyond that, refusals are logged at debug.
+const LOG_ONCE_REMEMBERED: usize = 1024;
+
+/// Logs a failure about a peer once (at warn), then quietly (at debug) until the peer succeeds.
+#[derive(Clone, Default)]
+pub struct LogOnce(Arc<Mutex<HashSet<String>>>);
+
+impl LogOnce {
+    /// Logs `what` about `peer`: at warn the first time since it last succeeded.
+    pub(crate) fn failed(&self, peer: &str, what: &dyn std::fmt::Display) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() < LOG_ONCE_REMEMBERED && seen.insert(peer.to_owned()) {
+            log::warn!("{what}");
+        } else {
+            log::debug!("{what}");
+        }
+    }
+
+    /// `peer` succeeded: its next failure is logged again.
+    pub(crate) fn succeeded(&self, peer: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(peer);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The peer listener: serves requests from other nodes.
 
 use super::handshake;
-use super::{write_frames, LocalIdentity, WRITE_QUEUE};
+use super::{write_frames, LocalIdentity, LogOnce, WRITE_QUEUE};
 use crate::listener::{accept_stream, StopListening};
 use crate::membership::Exchange;
 use crate::replica::LocalReplica;
@@ -10,18 +10,15 @@ use crate::sync::serve::serve_sync;
 use actix::{Actor, ActorContext, ArbiterHandle, AsyncContext, Context, Handler, Recipient, StreamHandler};
 use futures_util::StreamExt;
 use kai_proto::peer::{Frame, FrameCodec, PeerRequest, PeerResponse};
-use std::collections::HashSet;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 /// Requests of one peer connection executing at once; further requests wait to be read.
 const MAX_CONCURRENT_REQUESTS: usize = 1024;
-/// Distinct refused addresses remembered for log-once.
-const REFUSALS_REMEMBERED: usize = 1024;
 
 /// Executes requests received from other nodes.
 #[derive(Clone)]
@@ -56,25 +53,6 @@ impl PeerService {
     }
 }
 
-/// Logs a refused peer address once (at warn), then quietly (at debug).
-#[derive(Clone, Default)]
-struct RefusalLog(Arc<Mutex<HashSet<IpAddr>>>);
-
-impl RefusalLog {
-    fn refused(&self, from: SocketAddr, why: &dyn std::fmt::Display) {
-        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() < REFUSALS_REMEMBERED && seen.insert(from.ip()) {
-            log::warn!("refused peer connection from {from}: {why}");
-        } else {
-            log::debug!("refused peer connection from {from}: {why}");
-        }
-    }
-
-    fn accepted(&self, from: SocketAddr) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&from.ip());
-    }
-}
-
 /// Accepts connections from other nodes and serves them on the worker threads.
 pub struct PeerListener {
     socket: Option<TcpListener>,
@@ -83,7 +61,7 @@ pub struct PeerListener {
     me: Arc<LocalIdentity>,
     service: PeerService,
     max_frame: usize,
-    refusals: RefusalLog,
+    refusals: LogOnce,
 }
 
 impl PeerListener {
@@ -102,7 +80,7 @@ impl PeerListener {
             me,
             service,
             max_frame,
-            refusals: RefusalLog::default(),
+            refusals: LogOnce::default(),
         }
     }
 }
@@ -154,14 +132,23 @@ async fn serve_connection(
     from: SocketAddr,
     me: Arc<LocalIdentity>,
     service: PeerService,
-    refusals: RefusalLog,
+    refusals: LogOnce,
     max_frame: usize,
 ) {
     let (stream, remote) = match handshake::accept(stream, &me).await {
         Ok(done) => done,
-        Err(e) => return refusals.refused(from, &e),
+        Err(refused) => {
+            // One peer per name (several may share an address's host), else per host.
+            let (peer, who) = match &refused.dialler {
+                Some(name) => (format!("{name}@{}", from.ip()), format!("{name} at {from}")),
+                None => (from.ip().to_string(), from.to_string()),
+            };
+            let error = refused.error;
+            return refusals.failed(&peer, &format_args!("refused peer connection from {who}: {error}"));
+        }
     };
-    refusals.accepted(from);
+    refusals.succeeded(&format!("{}@{}", remote.name, from.ip()));
+    refusals.succeeded(&from.ip().to_string());
     log::debug!("peer {} ({}) connected from {from}", remote.name, remote.id);
     let (read, write) = stream.into_split();
     let (replies, outgoing) = mpsc::channel(WRITE_QUEUE);

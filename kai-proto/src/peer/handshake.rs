@@ -1,7 +1,9 @@
 //! Handshake checks and proofs, without I/O.
 //!
 //! Sequence (dialler D, acceptor A):
-//! 1. D → A `Hello { version, cluster, id, name, nonce_d }`; A checks version and cluster.
+//! 1. D → A `Hello { version, cluster, settings, id, name, nonce_d }`; A checks the version, the
+//!    cluster name and that every shared setting (`n`, `r`, `w`, `buckets`, `virtual_nodes`)
+//!    equals its own, and refuses with an error naming the first that differs.
 //! 2. A → D `Welcome { id, name, nonce_a, proof_a = mac("kai-acceptor", nonce_d, nonce_a) }`;
 //!    D checks `proof_a` (and, if it dialled a known node, the id).
 //! 3. D → A `Proof(mac("kai-dialler", nonce_d, nonce_a))`; A checks it and answers `Accepted`.
@@ -11,7 +13,7 @@
 //! other nonces. Without a secret the proof is all zeros: both sides must agree on having no secret.
 //! Proofs are compared in constant time.
 
-use super::message::{Hello, Nonce, Proof, PROTOCOL_VERSION};
+use super::message::{ClusterSettings, Hello, Nonce, Proof, PROTOCOL_VERSION};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -37,6 +39,16 @@ pub enum HandshakeError {
         /// Theirs.
         theirs: String,
     },
+    /// The nodes disagree on a setting every node of a cluster must share.
+    #[error("cluster setting `{setting}` differs: {acceptor} on the accepting node, {dialler} on the dialling node")]
+    Setting {
+        /// The config key.
+        setting: &'static str,
+        /// Its value on the node that accepted the connection.
+        acceptor: u64,
+        /// Its value on the node that dialled.
+        dialler: u64,
+    },
     /// The peer does not know the cluster secret (or we have none and it has one).
     #[error("peer failed to prove the cluster secret")]
     BadProof,
@@ -52,6 +64,7 @@ pub enum HandshakeError {
 #[derive(Clone)]
 pub struct Credentials {
     cluster_name: String,
+    settings: ClusterSettings,
     secret: Option<Vec<u8>>,
 }
 
@@ -59,16 +72,18 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
             .field("cluster_name", &self.cluster_name)
+            .field("settings", &self.settings)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
 
 impl Credentials {
-    /// Credentials of a node of `cluster_name`, with an optional shared secret.
-    pub fn new(cluster_name: impl Into<String>, secret: Option<&str>) -> Self {
+    /// Credentials of a node of `cluster_name` with `settings`, with an optional shared secret.
+    pub fn new(cluster_name: impl Into<String>, settings: ClusterSettings, secret: Option<&str>) -> Self {
         Credentials {
             cluster_name: cluster_name.into(),
+            settings,
             secret: secret.map(|s| s.as_bytes().to_vec()),
         }
     }
@@ -76,6 +91,11 @@ impl Credentials {
     /// The cluster name.
     pub fn cluster_name(&self) -> &str {
         &self.cluster_name
+    }
+
+    /// The settings this node requires its peers to share.
+    pub fn settings(&self) -> ClusterSettings {
+        self.settings
     }
 
     /// Checks a dialler's `Hello` (acceptor side).
@@ -90,6 +110,19 @@ impl Credentials {
             return Err(HandshakeError::Cluster {
                 ours: self.cluster_name.clone(),
                 theirs: hello.cluster_name.clone(),
+            });
+        }
+        let differs = self
+            .settings
+            .named()
+            .into_iter()
+            .zip(hello.settings.named())
+            .find(|((_, ours), (_, theirs))| ours != theirs);
+        if let Some(((setting, acceptor), (_, dialler))) = differs {
+            return Err(HandshakeError::Setting {
+                setting,
+                acceptor,
+                dialler,
             });
         }
         Ok(())
@@ -146,10 +179,23 @@ mod tests {
     use super::*;
     use crate::NodeId;
 
+    const SETTINGS: ClusterSettings = ClusterSettings {
+        n: 3,
+        r: 2,
+        w: 2,
+        buckets: 1024,
+        virtual_nodes: 64,
+    };
+
+    fn creds(cluster: &str, secret: Option<&str>) -> Credentials {
+        Credentials::new(cluster, SETTINGS, secret)
+    }
+
     fn hello(cluster: &str, version: u32) -> Hello {
         Hello {
             protocol_version: version,
             cluster_name: cluster.into(),
+            settings: SETTINGS,
             node: NodeId(1),
             name: "a".into(),
             advertise: "127.0.0.1:1".into(),
@@ -159,7 +205,7 @@ mod tests {
 
     #[test]
     fn hello_must_match_version_and_cluster() {
-        let creds = Credentials::new("prod", None);
+        let creds = creds("prod", None);
         assert_eq!(creds.check_hello(&hello("prod", PROTOCOL_VERSION)), Ok(()));
         assert!(matches!(
             creds.check_hello(&hello("test", PROTOCOL_VERSION)),
@@ -171,12 +217,34 @@ mod tests {
         ));
     }
 
+    /// A change to one setting.
+    type Change = fn(&mut ClusterSettings);
+
+    #[test]
+    fn hello_must_share_every_cluster_setting() {
+        let ours = creds("prod", None);
+        let cases: [(&str, Change); 5] = [
+            ("n", |s| s.n = 5),
+            ("r", |s| s.r = 1),
+            ("w", |s| s.w = 3),
+            ("buckets", |s| s.buckets = 512),
+            ("virtual_nodes", |s| s.virtual_nodes = 128),
+        ];
+        for (name, change) in cases {
+            let mut theirs = hello("prod", PROTOCOL_VERSION);
+            change(&mut theirs.settings);
+            let error = ours.check_hello(&theirs).expect_err("a differing setting is refused");
+            assert!(matches!(error, HandshakeError::Setting { setting, .. } if setting == name));
+            assert!(
+                error.to_string().contains(&format!("`{name}`")),
+                "the error names the setting: {error}"
+            );
+        }
+    }
+
     #[test]
     fn both_sides_with_the_same_secret_accept_each_other() {
-        let (a, b) = (
-            Credentials::new("c", Some("s3cret")),
-            Credentials::new("c", Some("s3cret")),
-        );
+        let (a, b) = (creds("c", Some("s3cret")), creds("c", Some("s3cret")));
         let (nd, na) = ([7; 32], [9; 32]);
         assert_eq!(b.verify_acceptor(&nd, &na, &a.acceptor_proof(&nd, &na)), Ok(()));
         assert_eq!(a.verify_dialler(&nd, &na, &b.dialler_proof(&nd, &na)), Ok(()));
@@ -184,10 +252,10 @@ mod tests {
 
     #[test]
     fn wrong_missing_or_replayed_proofs_are_refused() {
-        let good = Credentials::new("c", Some("s3cret"));
-        let wrong = Credentials::new("c", Some("guess"));
-        let none = Credentials::new("c", None);
-        let other_cluster = Credentials::new("d", Some("s3cret"));
+        let good = creds("c", Some("s3cret"));
+        let wrong = creds("c", Some("guess"));
+        let none = creds("c", None);
+        let other_cluster = creds("d", Some("s3cret"));
         let (nd, na) = ([7; 32], [9; 32]);
         let bad = Err(HandshakeError::BadProof);
         assert_eq!(good.verify_acceptor(&nd, &na, &wrong.acceptor_proof(&nd, &na)), bad);
@@ -204,13 +272,13 @@ mod tests {
 
     #[test]
     fn without_secrets_both_sides_agree() {
-        let none = Credentials::new("c", None);
+        let none = creds("c", None);
         let (nd, na) = ([7; 32], [9; 32]);
         assert_eq!(none.verify_dialler(&nd, &na, &none.dialler_proof(&nd, &na)), Ok(()));
     }
 
     #[test]
     fn debug_output_hides_the_secret() {
-        assert!(!format!("{:?}", Credentials::new("c", Some("s3cret"))).contains("s3cret"));
+        assert!(!format!("{:?}", creds("c", Some("s3cret"))).contains("s3cret"));
     }
 }

@@ -7,12 +7,41 @@ use crate::tag::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// Version of the peer protocol; peers must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// 32 random bytes chosen by one side of a handshake.
 pub type Nonce = [u8; 32];
 /// An HMAC-SHA256 proof of knowing the cluster secret.
 pub type Proof = [u8; 32];
+
+/// Settings every node of a cluster must share: nodes that disagree on them place keys on
+/// different replicas, or count quorums differently, so they must not talk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// Replicas per key.
+    pub n: u64,
+    /// Read quorum.
+    pub r: u64,
+    /// Write quorum.
+    pub w: u64,
+    /// Buckets of the key space.
+    pub buckets: u64,
+    /// Ring positions per node.
+    pub virtual_nodes: u64,
+}
+
+impl ClusterSettings {
+    /// Each setting with its config key, in a fixed order.
+    pub fn named(&self) -> [(&'static str, u64); 5] {
+        [
+            ("n", self.n),
+            ("r", self.r),
+            ("w", self.w),
+            ("buckets", self.buckets),
+            ("virtual_nodes", self.virtual_nodes),
+        ]
+    }
+}
 
 /// The dialling node introduces itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +50,8 @@ pub struct Hello {
     pub protocol_version: u32,
     /// The dialler's cluster.
     pub cluster_name: String,
+    /// The dialler's cluster settings (the acceptor refuses it unless they equal its own).
+    pub settings: ClusterSettings,
     /// The dialler's id.
     pub node: NodeId,
     /// The dialler's name.

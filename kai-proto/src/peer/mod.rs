@@ -2,7 +2,8 @@
 //!
 //! A connection carries length-delimited frames whose payload is a bincode-encoded message
 //! ([`codec`], the one module that knows the encoding). It opens with a [`handshake`] that checks the
-//! protocol version and cluster name and, when a cluster secret is configured, makes both sides
+//! protocol version, the cluster name and the settings nodes must share (`n`, `r`, `w`, `buckets`,
+//! `virtual_nodes`) and, when a cluster secret is configured, makes both sides
 //! prove they know it; after that it carries [`message::Frame`]s: requests tagged with an id and
 //! the responses to them, many in flight at once.
 
@@ -12,4 +13,6 @@ pub mod message;
 
 pub use codec::{CodecError, FrameCodec, HandshakeCodec};
 pub use handshake::{Credentials, HandshakeError};
-pub use message::{Frame, HandshakeFrame, Hello, PeerRequest, PeerResponse, Welcome, PROTOCOL_VERSION};
+pub use message::{
+    ClusterSettings, Frame, HandshakeFrame, Hello, PeerRequest, PeerResponse, Welcome, PROTOCOL_VERSION,
+};

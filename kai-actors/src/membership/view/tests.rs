@@ -88,6 +88,7 @@ fn a_node_never_accepts_news_about_itself_but_outgrows_old_incarnations() {
     old_me.intent = Intent::Leave;
     a.merge(
         GossipState {
+            from: id(2),
             rings: vec![],
             nodes: vec![old_me],
         },
@@ -106,6 +107,7 @@ fn newer_rings_are_added_and_settled_rings_replace_older_ones() {
     assert_eq!(a.rings().len(), 2);
     // An older or equal proposal changes nothing.
     let older_proposal = GossipState {
+        from: id(2),
         rings: vec![ring(1, 1, &[1, 2, 3]), ring(2, 1, &[1])],
         nodes: vec![],
     };
@@ -113,6 +115,7 @@ fn newer_rings_are_added_and_settled_rings_replace_older_ones() {
     // A peer that settled ring 2 ends our transition.
     assert!(a.merge(
         GossipState {
+            from: id(2),
             rings: vec![ring(2, 2, &[1, 2, 3, 4])],
             nodes: vec![]
         },
@@ -139,7 +142,17 @@ fn only_the_lowest_live_member_proposes_and_only_with_a_majority() {
     let g = views[1].gossip();
     views[0].merge(g, 0);
     assert!(views[1].plan(0).is_none(), "node 2 is not the proposer");
-    let proposal = views[0].plan(0).expect("node 1 proposes the join");
+    assert!(
+        views[0].plan(0).is_none(),
+        "second-hand news of an unknown node does not show it alive"
+    );
+    joiner.beat(1_000);
+    views[1].merge(joiner.gossip(), 1_000);
+    let g = views[1].gossip();
+    views[0].merge(g, 1_000);
+    let proposal = views[0]
+        .plan(1_000)
+        .expect("node 1 proposes the join once the joiner's news grows");
     assert_eq!(proposal.ids(), vec![id(1), id(2), id(3), id(4)]);
     assert_eq!(proposal.id.version, 2);
     // Without hearing from the others, node 1 has no majority and proposes nothing.
@@ -267,4 +280,198 @@ fn news_reaches_every_node_in_logarithmic_rounds() {
             assert!(rounds <= bound, "{n} nodes: {rounds} rounds > {bound}");
         }
     }
+}
+
+/// Forgetting period used by the ghost timelines (ten `down_after`, as the actor does).
+const FORGET_AFTER: u64 = 10 * TIMEOUTS.down_after_ms;
+
+/// At each of `times`, every view beats, gossips with every other, makes the proposal it is due
+/// to make, adopts and syncs the newest ring at once, settles and forgets departed nodes.
+fn run(views: &mut [View], times: impl IntoIterator<Item = u64>) {
+    for t in times {
+        for v in views.iter_mut() {
+            v.beat(t);
+        }
+        exchange_all(views, t);
+        for v in views.iter_mut() {
+            if let Some(proposal) = v.plan(t) {
+                v.propose(proposal, t);
+            }
+        }
+        exchange_all(views, t);
+        for v in views.iter_mut() {
+            if let Some(latest) = v.latest().map(|r| r.id) {
+                if v.my_state().synced < latest {
+                    v.set_adopted(latest);
+                    v.set_synced(latest);
+                }
+            }
+        }
+        exchange_all(views, t);
+        for v in views.iter_mut() {
+            v.settle();
+            v.forget_departed(t, FORGET_AFTER);
+        }
+    }
+}
+
+#[test]
+fn a_forgotten_departed_node_is_not_brought_back_by_a_peer_that_still_remembers_it() {
+    let mut views = cluster(&[1, 2, 3], &ring(1, 1, &[1, 2, 3]));
+    // Node 3's last heartbeat reaches node 2 at 1 s, and node 1 (through node 2) at 2 s; then
+    // node 3 stops for good and is removed after down_after.
+    let mut last = views[2].clone();
+    last.beat(1_000);
+    views[1].merge(last.gossip(), 1_000);
+    views.truncate(2);
+    run(&mut views, (2..=40).map(|i| i * 1_000));
+    for v in &views {
+        assert_eq!(
+            v.rings().iter().map(|r| r.ids()).collect::<Vec<_>>(),
+            vec![vec![id(1), id(2)]]
+        );
+    }
+    // Node 2 forgets node 3 first; node 1, which still remembers it, gossips its last state.
+    let t = FORGET_AFTER + 1_500;
+    views[1].beat(t);
+    views[1].forget_departed(t, FORGET_AFTER);
+    assert!(views[1].node(id(3)).is_none(), "node 2 forgot node 3");
+    assert!(views[0].node(id(3)).is_some(), "node 1 still remembers node 3");
+    let g = views[0].gossip();
+    views[1].merge(g, t);
+    assert!(
+        views[1].node(id(3)).is_none(),
+        "old news of a forgotten node is ignored"
+    );
+    // For many down_after periods more, node 3 is neither known nor in a ring again.
+    for step in 0..300 {
+        let t = FORGET_AFTER + 2_000 + step * 1_000;
+        run(&mut views, [t]);
+        for v in &views {
+            assert!(v.rings().iter().all(|r| !r.contains(id(3))), "node 3 re-added at {t}");
+            if t > FORGET_AFTER + 2_500 {
+                assert!(v.node(id(3)).is_none(), "node 3 known again at {t}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_restarted_node_learning_of_a_departed_node_second_hand_does_not_revive_it() {
+    let mut departed = state(3);
+    departed.heartbeat = 9;
+    let mut peer = View::new(state(2), vec![ring(2, 1, &[1, 2])], TIMEOUTS, 0);
+    peer.merge(
+        GossipState {
+            from: id(3),
+            rings: vec![],
+            nodes: vec![departed.clone()],
+        },
+        0,
+    );
+    // Node 1 restarts (empty memory) and hears from node 2, which still remembers node 3.
+    let mut restarted = View::new(state(1), vec![ring(2, 1, &[1, 2])], TIMEOUTS, 100_000);
+    restarted.merge(peer.gossip(), 100_000);
+    assert_eq!(restarted.liveness(id(3), 100_000), Liveness::Down);
+    assert!(restarted.plan(100_000).is_none(), "the departed node is not proposed");
+    restarted.forget_departed(100_000, FORGET_AFTER);
+    assert!(restarted.node(id(3)).is_none());
+    // Real news, newer than what was forgotten, does count, even second-hand.
+    departed.heartbeat += 1;
+    peer.merge(
+        GossipState {
+            from: id(3),
+            rings: vec![],
+            nodes: vec![departed],
+        },
+        101_000,
+    );
+    restarted.merge(peer.gossip(), 101_000);
+    assert_eq!(restarted.liveness(id(3), 101_000), Liveness::Alive);
+    assert_eq!(
+        restarted.plan(101_000).map(|r| r.ids()),
+        Some(vec![id(1), id(2), id(3)])
+    );
+}
+
+#[test]
+fn tombstones_of_forgotten_nodes_expire_and_are_bounded() {
+    let mut view = View::new(state(1), vec![ring(1, 1, &[1])], TIMEOUTS, 0);
+    let many = (MAX_FORGOTTEN + 10) as u64;
+    view.merge(
+        GossipState {
+            from: id(2),
+            rings: vec![],
+            nodes: (2..2 + many).map(state).collect(),
+        },
+        0,
+    );
+    view.forget_departed(FORGET_AFTER + 1, FORGET_AFTER);
+    assert_eq!(view.nodes().count(), 1);
+    assert_eq!(view.forgotten.len(), MAX_FORGOTTEN);
+    view.forget_departed(2 * FORGET_AFTER + 2, FORGET_AFTER);
+    assert!(view.forgotten.is_empty());
+}
+
+#[test]
+fn a_restarted_node_sees_no_majority_until_it_has_news_of_one() {
+    let members = [1, 2, 3, 4, 5];
+    let first = ring(1, 1, &members);
+    let mut others = cluster(&members, &first);
+    let mut restarted = View::new(state(1), vec![first], TIMEOUTS, 50_000);
+    assert!(!restarted.majority_alive(50_000), "no news yet: a minority");
+    for v in others.iter_mut() {
+        v.beat(50_000);
+    }
+    exchange_all(&mut others, 50_000);
+    // Node 2 answers: first-hand news of node 2 only (the others' states are second-hand news
+    // of nodes this fresh view knows nothing of).
+    restarted.merge(others[1].gossip(), 50_000);
+    assert!(!restarted.majority_alive(50_000), "itself and node 2 are 2 of 5");
+    for v in others.iter_mut() {
+        v.beat(51_000);
+    }
+    exchange_all(&mut others, 51_000);
+    restarted.merge(others[1].gossip(), 51_000);
+    assert!(restarted.majority_alive(51_000), "newer news of every node");
+}
+
+#[test]
+fn the_barrier_waits_for_a_silent_member_until_a_newer_ring_removes_it() {
+    let mut views = cluster(&[1, 2, 3], &ring(1, 1, &[1, 2, 3]));
+    let next = ring(2, 1, &[1, 2, 3, 4]);
+    for v in views.iter_mut() {
+        v.propose(next.clone(), 0);
+    }
+    let mut joiner = View::new(state(4), vec![], TIMEOUTS, 0);
+    joiner.merge(views[0].gossip(), 0);
+    // Node 3 falls silent before adopting ring 2; the others adopt it.
+    let mut live = vec![views.remove(0), views.remove(0), joiner];
+    for v in live.iter_mut() {
+        v.set_adopted(next.id);
+    }
+    exchange_all(&mut live, 0);
+    for t in [10_000, 20_000, 31_000] {
+        for v in live.iter_mut() {
+            v.beat(t);
+        }
+        exchange_all(&mut live, t);
+    }
+    assert_eq!(live[0].liveness(id(3), 31_000), Liveness::Down);
+    assert!(
+        !live[0].barrier_reached(31_000),
+        "node 3 is silent, not known dead: it may still coordinate with ring 1"
+    );
+    // The proposer removes it; once the others adopt ring 3, node 3 is no longer waited for,
+    // although rings 1 and 2, which still list it, stay active until ring 3 settles.
+    let third = live[0].plan(31_000).expect("remove the silent node");
+    assert_eq!(third.ids(), vec![id(1), id(2), id(4)]);
+    live[0].propose(third.clone(), 31_000);
+    exchange_all(&mut live, 31_000);
+    for v in live.iter_mut() {
+        v.set_adopted(third.id);
+    }
+    exchange_all(&mut live, 31_000);
+    assert_eq!(live[0].rings().len(), 3);
+    assert!(live.iter().all(|v| v.barrier_reached(31_000)));
 }
