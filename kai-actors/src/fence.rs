@@ -8,6 +8,9 @@
 //!   a bucket without missing writes.
 //! - A node that cannot see a majority of the ring refuses all requests: on the minority side of
 //!   a partition it must not acknowledge writes the majority may never see.
+//! - A node whose store cannot be trusted (new, or being refilled after it came back with an
+//!   empty or replaced data dir) refuses all requests until it has pulled its buckets: answering
+//!   from an empty store would break the intersection of read and write quorums.
 
 use kai_proto::cluster::RingId;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +20,7 @@ use tokio::sync::{RwLock, RwLockReadGuard};
 pub struct Fence {
     ring: RwLock<RingId>,
     majority: AtomicBool,
+    refilling: AtomicBool,
 }
 
 /// Why the fence refused a request.
@@ -26,6 +30,8 @@ pub enum Refusal {
     StaleRing(RingId),
     /// This node cannot see a majority of the cluster.
     Minority,
+    /// This node's store is new or being refilled: it holds none of what it owes.
+    Refilling,
 }
 
 impl Default for Fence {
@@ -33,6 +39,7 @@ impl Default for Fence {
         Fence {
             ring: RwLock::new(RingId::default()),
             majority: AtomicBool::new(true),
+            refilling: AtomicBool::new(false),
         }
     }
 }
@@ -46,6 +53,9 @@ impl Fence {
         }
         if !self.majority.load(Ordering::Relaxed) {
             return Err(Refusal::Minority);
+        }
+        if self.refilling.load(Ordering::Relaxed) {
+            return Err(Refusal::Refilling);
         }
         Ok(adopted)
     }
@@ -61,6 +71,11 @@ impl Fence {
     /// Whether this node sees a majority of the ring.
     pub fn set_majority(&self, visible: bool) {
         self.majority.store(visible, Ordering::Relaxed);
+    }
+
+    /// Whether this node's store is new or being refilled (it refuses everything meanwhile).
+    pub fn set_refilling(&self, refilling: bool) {
+        self.refilling.store(refilling, Ordering::Relaxed);
     }
 }
 
@@ -92,6 +107,11 @@ mod tests {
         assert!(fence.admit(ring(2)).await.is_ok(), "adoption never goes backwards");
         fence.set_majority(false);
         assert_eq!(fence.admit(ring(2)).await.err(), Some(Refusal::Minority));
+        fence.set_majority(true);
+        fence.set_refilling(true);
+        assert_eq!(fence.admit(ring(2)).await.err(), Some(Refusal::Refilling));
+        fence.set_refilling(false);
+        assert!(fence.admit(ring(2)).await.is_ok());
     }
 
     #[actix_rt::test]
