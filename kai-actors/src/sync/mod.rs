@@ -6,6 +6,7 @@
 mod actor;
 pub mod gate;
 pub mod merkle;
+mod mover;
 pub mod plan;
 pub mod progress;
 pub mod rate;
