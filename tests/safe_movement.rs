@@ -5,15 +5,39 @@
 mod common;
 
 use common::processes::{ProcessCluster, SETTLE};
-use common::wait_until;
+use std::time::{Duration, Instant};
 
 fn keys(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("key-{i}")).collect()
 }
 
+/// Polls `condition` until it holds; on timeout, fails with the nodes' logs.
+fn wait_until(cluster: &ProcessCluster, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + SETTLE;
+    while !condition() {
+        if Instant::now() >= deadline {
+            for (i, node) in cluster.nodes.iter().enumerate() {
+                let log = node.log_text();
+                let tail: Vec<&str> = log
+                    .lines()
+                    .filter(|l| !l.contains("sources answered") && !l.contains("peer::client"))
+                    .rev()
+                    .take(40)
+                    .collect();
+                eprintln!("--- node {i} ---");
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits until every node of `observers` has one settled ring of `members` members.
 fn wait_ring(cluster: &ProcessCluster, observers: &[usize], members: u64) {
-    wait_until(SETTLE, &format!("a settled ring of {members} members"), || {
+    wait_until(cluster, &format!("a settled ring of {members} members"), || {
         observers.iter().all(|&i| {
             let stats = cluster.client(i).stats();
             stats["kai_members"] == members.to_string() && stats["kai_rings_active"] == "1"
@@ -31,9 +55,11 @@ fn a_removed_node_returning_with_its_old_data_brings_no_deleted_key_back() {
         &[("tombstone_grace", "1s"), ("anti_entropy_interval", "10ms")],
     );
     let keys = keys(400);
+    let mut clients: Vec<_> = (0..5).map(|i| cluster.client(i)).collect();
     for (i, k) in keys.iter().enumerate() {
-        assert_eq!(cluster.client(i % 5).set(k, b"old"), "STORED");
+        assert_eq!(clients[i % 5].set(k, b"old"), "STORED\r\n");
     }
+    drop(clients);
     let survivors = [0, 1, 2];
     // Node 3 dies and is removed; then node 4, so the survivors hold a ring without both.
     cluster.nodes[3].kill9();
@@ -42,11 +68,11 @@ fn a_removed_node_returning_with_its_old_data_brings_no_deleted_key_back() {
     wait_ring(&cluster, &survivors, 3);
     let mut client = cluster.client(0);
     for k in &keys {
-        let answer = client.call(&format!("delete {k}"));
-        assert!(answer == "DELETED" || answer == "NOT_FOUND", "delete {k}: {answer}");
+        let answer = client.call(&format!("delete {k}\r\n"));
+        assert!(answer == "DELETED\r\n", "delete {k}: {answer}");
     }
     // The fault takes effect: every tombstone is garbage-collected on the survivors.
-    wait_until(SETTLE, "every tombstone purged", || {
+    wait_until(&cluster, "every tombstone purged", || {
         survivors
             .iter()
             .map(|&i| cluster.stat(i, "kai_tombstones_purged"))
@@ -56,7 +82,7 @@ fn a_removed_node_returning_with_its_old_data_brings_no_deleted_key_back() {
     // Node 3 comes back with its old data dir and its old ring on disk.
     cluster.nodes[3].restart();
     wait_ring(&cluster, &[0, 1, 2, 3], 4);
-    wait_until(SETTLE, "replicas converged", || {
+    wait_until(&cluster, "replicas converged", || {
         cluster.replicas_converged(&[0, 1, 2, 3], 3)
     });
     let mut back = Vec::new();
@@ -86,13 +112,15 @@ fn an_empty_data_dir_under_an_old_name_refills_before_it_serves() {
         &[("down_after", "60s"), ("anti_entropy_interval", "1h")],
     );
     let keys = keys(300);
+    let mut client = cluster.client(0);
     for k in &keys {
-        assert_eq!(cluster.client(0).set(k, b"old"), "STORED");
+        assert_eq!(client.set(k, b"old"), "STORED\r\n");
     }
     // Writes acknowledged by nodes 1 and 2 only.
     cluster.nodes[0].kill9();
+    let mut client = cluster.client(1);
     for k in &keys {
-        assert_eq!(cluster.client(1).set(k, b"new"), "STORED");
+        assert_eq!(client.set(k, b"new"), "STORED\r\n");
     }
     cluster.restart(0);
     // Node 2 loses its data dir and comes back empty under its old name.
@@ -108,7 +136,7 @@ fn an_empty_data_dir_under_an_old_name_refills_before_it_serves() {
     }
     cluster.nodes[2].restart();
     wait_ring(&cluster, &[0, 1, 2], 3);
-    wait_until(SETTLE, "node 2 refilled (or never refilling)", || {
+    wait_until(&cluster, "node 2 refilled (or never refilling)", || {
         cluster
             .client(2)
             .stats()

@@ -408,8 +408,8 @@ impl Membership {
         let mine = self.view.my_state();
         if !self.conflict_sent && theirs.nodes.iter().any(|n| foreign_claim(mine, n)) {
             log::warn!(
-                "the cluster remembers another data dir (or a later run) under this node's name: \
-                 this node holds none of it and will pull what it owns before serving"
+                "the cluster remembers another data dir under this node's name: this node holds \
+                 none of it and will pull what it owns before serving"
             );
             self.conflict_sent = true;
             self.sync.do_send(DataConflict);

@@ -8,8 +8,8 @@
 //!   settled rings are known to all their members, so such a node knows the settled ring: rings
 //!   loaded from disk, or kept through a long partition, are not trusted before that.
 //! - The cluster remembers another data dir under this node's name if gossip carries this node's
-//!   state with another data-dir identity, or from a run this node does not remember (a higher
-//!   incarnation, or the same one with a heartbeat it never reached).
+//!   state with another data-dir identity. (Incarnations cannot tell a rolled-back data dir:
+//!   a node raises its incarnation whenever gossip echoes its own state, without persisting it.)
 
 use kai_proto::cluster::{NodeState, RingState};
 use kai_proto::NodeId;
@@ -46,13 +46,10 @@ impl CatchUp {
     }
 }
 
-/// True if `theirs`, gossip about this node, comes from another data dir or a forgotten run of
-/// it than `mine`, this node's own state.
+/// True if `theirs`, gossip about this node, comes from another data dir than `mine`, this
+/// node's own state.
 pub fn foreign_claim(mine: &NodeState, theirs: &NodeState) -> bool {
-    theirs.id == mine.id
-        && (theirs.data_id != mine.data_id
-            || theirs.incarnation > mine.incarnation
-            || (theirs.incarnation == mine.incarnation && theirs.heartbeat > mine.heartbeat))
+    theirs.id == mine.id && theirs.data_id != mine.data_id
 }
 
 #[cfg(test)]
@@ -101,7 +98,7 @@ mod tests {
     }
 
     #[test]
-    fn gossip_from_another_data_dir_or_a_forgotten_run_is_foreign() {
+    fn gossip_from_another_data_dir_is_foreign() {
         let mine = NodeState {
             id: NodeId(4),
             name: "n4".into(),
@@ -126,16 +123,12 @@ mod tests {
             ..mine.clone()
         };
         assert!(foreign_claim(&mine, &other_dir), "another data dir under this name");
-        let forgotten = NodeState {
+        let echoed = NodeState {
             incarnation: 5,
-            ..mine.clone()
-        };
-        assert!(foreign_claim(&mine, &forgotten), "a run the state file does not remember");
-        let same_run_further = NodeState {
             heartbeat: 11,
             ..mine.clone()
         };
-        assert!(foreign_claim(&mine, &same_run_further));
+        assert!(!foreign_claim(&mine, &echoed), "incarnations race ahead of the state file");
         let other_node = NodeState {
             id: NodeId(5),
             data_id: 1,

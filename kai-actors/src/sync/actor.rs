@@ -521,7 +521,7 @@ impl Handler<CaughtUp> for SyncActor {
     }
 }
 
-/// Gossip shows the cluster remembers another data dir (or a later run) under this node's name.
+/// Gossip shows the cluster remembers another data dir under this node's name.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct DataConflict;

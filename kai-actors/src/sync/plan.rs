@@ -111,8 +111,7 @@ pub fn synced(rings: &Rings, me: NodeId, progress: &Progress, barrier: bool) -> 
 }
 
 /// Whether the store can be trusted, judged once this node has heard the cluster's view:
-/// `conflict` says gossip showed another data-dir identity (or a later run) for this node's
-/// name. A store the cluster expects data from — this node owns buckets in the settled ring —
+/// `conflict` says gossip showed another data-dir identity for this node's name. A store the cluster expects data from — this node owns buckets in the settled ring —
 /// that is new (past the bootstrap ring, which starts empty everywhere) or in conflict must
 /// refill; otherwise it is ready (a node outside the settled ring gets its buckets by pulls).
 pub fn judge_data(state: DataState, conflict: bool, rings: &Rings, me: NodeId) -> DataState {
