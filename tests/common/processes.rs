@@ -122,8 +122,8 @@ impl ProcessCluster {
         i
     }
 
-    /// Waits until node `i` has one settled ring of `members` nodes and is connected to all of
-    /// them (from each of its worker threads).
+    /// Waits until node `i` has one settled ring of `members` nodes, is connected to all of
+    /// them (from each of its worker threads), and its store serves (not new or refilling).
     pub fn wait_settled(&self, i: usize, members: usize) {
         let threads = self.stat(i, "threads");
         wait_until(SETTLE, "a node in a settled cluster of the expected size", || {
@@ -132,6 +132,7 @@ impl ProcessCluster {
             stat("kai_members") == members as u64
                 && stat("kai_rings_active") == 1
                 && stat("kai_peer_connections") >= (members as u64 - 1) * threads
+                && stats.get("kai_sync_refilling").is_none_or(|v| v == "0")
         });
     }
 
