@@ -106,11 +106,8 @@ fn a_removed_node_returning_with_its_old_data_brings_no_deleted_key_back() {
 fn an_empty_data_dir_under_an_old_name_refills_before_it_serves() {
     // No removal and no anti-entropy: the wiped node stays an owner, and only its refill can
     // give it what it acknowledged.
-    let mut cluster = ProcessCluster::start_with(
-        3,
-        (3, 2, 2),
-        &[("down_after", "60s"), ("anti_entropy_interval", "1h")],
-    );
+    let mut cluster =
+        ProcessCluster::start_with(3, (3, 2, 2), &[("down_after", "60s"), ("anti_entropy_interval", "1h")]);
     let keys = keys(300);
     let mut client = cluster.client(0);
     for k in &keys {

@@ -79,13 +79,19 @@ mod tests {
         let five = ring(&[1, 2, 3, 4, 5]);
         let mut catch_up = CatchUp::default();
         assert!(!catch_up.is_current(None, NodeId(4)), "no ring: nothing known");
-        assert!(!catch_up.is_current(Some(&five), NodeId(4)), "a ring from disk is not enough");
+        assert!(
+            !catch_up.is_current(Some(&five), NodeId(4)),
+            "a ring from disk is not enough"
+        );
         catch_up.exchanged(NodeId(5));
         assert!(!catch_up.is_current(Some(&five), NodeId(4)), "two of five");
         catch_up.exchanged(NodeId(1));
         assert!(catch_up.is_current(Some(&five), NodeId(4)));
         catch_up.lost_majority();
-        assert!(!catch_up.is_current(Some(&five), NodeId(4)), "a partition makes it stale again");
+        assert!(
+            !catch_up.is_current(Some(&five), NodeId(4)),
+            "a partition makes it stale again"
+        );
         let without_me = ring(&[1, 2, 3]);
         catch_up.exchanged(NodeId(1));
         assert!(
@@ -128,7 +134,10 @@ mod tests {
             heartbeat: 11,
             ..mine.clone()
         };
-        assert!(!foreign_claim(&mine, &echoed), "incarnations race ahead of the state file");
+        assert!(
+            !foreign_claim(&mine, &echoed),
+            "incarnations race ahead of the state file"
+        );
         let other_node = NodeState {
             id: NodeId(5),
             data_id: 1,

@@ -320,7 +320,11 @@ impl SyncActor {
             .collect();
         let total = jobs.len();
         let ring = self.latest_id().unwrap_or_default();
-        self.mover.stats.sync.buckets_pending.store(total as u64, Ordering::Relaxed);
+        self.mover
+            .stats
+            .sync
+            .buckets_pending
+            .store(total as u64, Ordering::Relaxed);
         log::info!("pulling {total} bucket(s) for ring version {}", ring.version);
         let mover = self.mover();
         let generation = mover.generation.get();

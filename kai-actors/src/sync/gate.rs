@@ -93,7 +93,11 @@ impl GateView {
         if ring > *latest {
             return Err(SyncRefusal::UnknownRing(ring));
         }
-        if !self.rings.iter().any(|(_, r)| r.preference_list(bucket).contains(&from)) {
+        if !self
+            .rings
+            .iter()
+            .any(|(_, r)| r.preference_list(bucket).contains(&from))
+        {
             return Err(SyncRefusal::NotOwner { from, bucket });
         }
         Ok(())

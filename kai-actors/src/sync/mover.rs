@@ -268,7 +268,12 @@ impl Mover {
 
     /// Purges, on every owner at once, the tombstones of `bucket` older than `grace`; only
     /// called while every owner holds the same records.
-    pub(super) async fn purge_tombstones(&self, bucket: BucketId, others: &[NodeId], grace: Duration) -> Result<(), MoveError> {
+    pub(super) async fn purge_tombstones(
+        &self,
+        bucket: BucketId,
+        others: &[NodeId],
+        grace: Duration,
+    ) -> Result<(), MoveError> {
         let horizon = unix_now().saturating_sub(grace.as_secs());
         let (records, _) = self
             .store

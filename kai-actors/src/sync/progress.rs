@@ -186,7 +186,10 @@ mod tests {
         let recreated = ProgressStore::open(Some(path.clone()), true).expect("new store");
         assert_eq!(recreated.get().data, DataState::Fresh, "a new store is fresh");
         assert_ne!(recreated.get().data_id, id, "and has another identity");
-        assert_eq!(ProgressStore::open(Some(path), false).expect("again").get(), recreated.get());
+        assert_eq!(
+            ProgressStore::open(Some(path), false).expect("again").get(),
+            recreated.get()
+        );
     }
 
     #[test]

@@ -24,11 +24,7 @@ pub async fn serve_sync(
 ) -> SyncResponse {
     let SyncCall { ring, request } = call;
     let admitted = match gate.fence.admit(ring).await {
-        Ok(guard) => gate
-            .view
-            .load()
-            .check(from, ring, request.bucket())
-            .map(|()| guard),
+        Ok(guard) => gate.view.load().check(from, ring, request.bucket()).map(|()| guard),
         Err(refusal) => Err(SyncRefusal::from_fence(refusal, ring)),
     };
     let _admitted = match admitted {

@@ -49,7 +49,10 @@ fn a_restart_during_a_ring_change_neither_wipes_again_nor_forgets_what_to_pull()
     progress.adopted = id(2);
     let wiped = adopt(&rings, &mut progress);
     assert!(!wiped.is_empty(), "the joining node owns buckets");
-    assert!(pull_plan(&rings, ME, &progress, false).is_empty(), "nothing before the barrier");
+    assert!(
+        pull_plan(&rings, ME, &progress, false).is_empty(),
+        "nothing before the barrier"
+    );
     let plan = pull_plan(&rings, ME, &progress, true);
     assert_eq!(plan, wiped);
     let (done, left) = plan.split_at(plan.len() / 2);
@@ -58,7 +61,10 @@ fn a_restart_during_a_ring_change_neither_wipes_again_nor_forgets_what_to_pull()
 
     // Restart: the persisted progress comes back, the adoption runs again.
     let mut restarted = progress.clone();
-    assert!(adopt(&rings, &mut restarted).is_empty(), "what was pulled is not wiped again");
+    assert!(
+        adopt(&rings, &mut restarted).is_empty(),
+        "what was pulled is not wiped again"
+    );
     assert_eq!(pull_plan(&rings, ME, &restarted, true), left, "only the rest is pulled");
     pulled(&mut restarted, left);
     assert_eq!(synced(&rings, ME, &restarted, true), Some(id(3)));
@@ -104,7 +110,11 @@ fn a_removed_node_that_rejoins_wipes_everything_it_owns() {
         progress.unpulled.len(),
         "buckets it no longer owns are not pulled"
     );
-    assert_eq!(synced(&removed, ME, &ready(), false), None, "not a member: never synced");
+    assert_eq!(
+        synced(&removed, ME, &ready(), false),
+        None,
+        "not a member: never synced"
+    );
 }
 
 #[test]
@@ -146,7 +156,11 @@ fn an_empty_store_under_a_known_name_refills_before_serving() {
         assert_eq!((sources.len(), needed), (2, 2), "bucket {b}");
     }
     pulled(&mut progress, &plan);
-    assert_eq!(synced(&with_me, ME, &progress, false), None, "not trusted until marked ready");
+    assert_eq!(
+        synced(&with_me, ME, &progress, false),
+        None,
+        "not trusted until marked ready"
+    );
     progress.data = DataState::Ready;
     assert_eq!(synced(&with_me, ME, &progress, false), Some(id(3)));
 }
