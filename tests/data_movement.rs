@@ -171,7 +171,7 @@ fn deleted_keys_stay_deleted_when_a_removed_node_returns_after_gc() {
     let settings = |_| -> Settings {
         vec![
             ("gossip_interval", "1s".to_owned()),
-            ("down_after", "4s".to_owned()),
+            ("down_after", "6s".to_owned()),
             ("tombstone_grace", "1s".to_owned()),
         ]
     };
