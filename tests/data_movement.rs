@@ -217,9 +217,11 @@ fn deleted_keys_stay_deleted_when_a_removed_node_returns_after_gc() {
     let compared = cluster.stat(p, "kai_sync_buckets_compared");
     let owned = cluster.stat(p, "kai_buckets_owned");
     assert!(owned > 0, "P rejoined as an owner");
-    wait_until(SETTLE, "anti-entropy to compare all of P's buckets and converge", || {
-        cluster.stat(p, "kai_sync_buckets_compared") >= compared + 2 * owned && cluster.converged(&back)
-    });
+    wait_until(
+        SETTLE,
+        "anti-entropy to compare all of P's buckets and converge",
+        || cluster.stat(p, "kai_sync_buckets_compared") >= compared + 2 * owned && cluster.converged(&back),
+    );
 
     let deadline = Instant::now() + SETTLE;
     let mut returned = BTreeMap::new();
@@ -276,7 +278,9 @@ fn acknowledged_writes_survive_a_restart_during_a_ring_change() {
     let version = cluster.stat(a, "kai_ring_version") + 1;
     assert_eq!(cluster.nodes[l].client().call("kai_leave\r\n"), "OK\r\n");
     let synced = format!("synced ring version {version}");
-    wait_until(SETTLE, "A to sync the ring without L", || logged(&cluster.nodes[a], &synced));
+    wait_until(SETTLE, "A to sync the ring without L", || {
+        logged(&cluster.nodes[a], &synced)
+    });
     let (rings, pending) = (
         cluster.stat(b, "kai_rings_active"),
         cluster.stat(b, "kai_sync_buckets_pending"),
@@ -334,7 +338,10 @@ fn acknowledged_writes_survive_a_restart_during_a_ring_change() {
          through C: {old} read \"old\", {lost} of them acknowledged as \"new\"; {missing} missing",
         acknowledged.len()
     );
-    assert!(acknowledged.len() > KEYS / 2, "too few writes acknowledged to prove anything");
+    assert!(
+        acknowledged.len() > KEYS / 2,
+        "too few writes acknowledged to prove anything"
+    );
     assert_eq!((lost, missing), (0, 0), "acknowledged writes lost, keys missing");
 }
 
@@ -345,20 +352,28 @@ type Written = BTreeMap<String, Vec<(u64, bool)>>;
 /// Keys each writer cycles through.
 const WRITER_KEYS: u64 = 50;
 
+/// What the writers of a test share.
+#[derive(Default)]
+struct Load {
+    running: AtomicBool,
+    acknowledged: AtomicU64,
+    failures: AtomicU64,
+}
+
 /// Sets its own keys, in turn, through `addrs` (moving to the next address when a node fails)
-/// until `running` turns false.
-fn writer(id: usize, addrs: Vec<SocketAddr>, running: Arc<AtomicBool>, failures: Arc<AtomicU64>) -> Written {
+/// until `load.running` turns false.
+fn writer(id: usize, addrs: Vec<SocketAddr>, load: Arc<Load>) -> Written {
     let mut written = Written::new();
     let mut node = id;
     let mut client: Option<Client> = None;
     let mut seq = 0u64;
-    while running.load(Ordering::Relaxed) {
+    while load.running.load(Ordering::Relaxed) {
         let Some(c) = client.as_mut() else {
             let addr = addrs[node % addrs.len()];
             match TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT) {
                 Ok(s) if s.set_read_timeout(Some(CLIENT_TIMEOUT)).is_ok() => client = Some(Client::from_stream(s)),
                 _ => {
-                    failures.fetch_add(1, Ordering::Relaxed);
+                    load.failures.fetch_add(1, Ordering::Relaxed);
                     node += 1;
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -370,8 +385,10 @@ fn writer(id: usize, addrs: Vec<SocketAddr>, running: Arc<AtomicBool>, failures:
         let reply = c.try_set(&key, format!("{seq}").as_bytes());
         let acked = reply.as_deref() == Some("STORED\r\n");
         written.entry(key).or_default().push((seq, acked));
-        if !acked {
-            failures.fetch_add(1, Ordering::Relaxed);
+        if acked {
+            load.acknowledged.fetch_add(1, Ordering::Relaxed);
+        } else {
+            load.failures.fetch_add(1, Ordering::Relaxed);
             client = None;
             node += 1;
         }
@@ -400,13 +417,16 @@ fn check_read(key: &str, writes: &[(u64, bool)], read: Option<&[u8]>) -> Result<
     }
 }
 
-/// Issue 9, "Also": every node of a 5-node cluster is restarted in turn (SIGTERM, start, wait
-/// until it is back) while a sixth node joins and clients write; every acknowledged write must
-/// read back.
+/// Issue 9, "Also": a sixth node joins a 5-node cluster, pulling slowly; while it does and
+/// clients write, every node is restarted in turn (SIGTERM, start, wait until the others hear
+/// from it and writes flow again), the joiner twice (mid-pull, and as soon as it reports the join
+/// synced); every acknowledged write must read back.
 #[test]
 fn rolling_restart_during_a_join_under_load_loses_no_acknowledged_write() {
     const PRELOAD: usize = 3000;
     const WRITERS: usize = 4;
+    /// Writes acknowledged after each restart before the next one.
+    const WRITES_BETWEEN: u64 = 100;
     let settings = |rate: &str| -> Settings {
         vec![
             ("gossip_interval", "200ms".to_owned()),
@@ -422,39 +442,55 @@ fn rolling_restart_during_a_join_under_load_loses_no_acknowledged_write() {
     // The joiner pulls slowly, so the join lasts through the restarts.
     let joiner = cluster.join(&settings("150"));
     let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.addr).collect();
-    let running = Arc::new(AtomicBool::new(true));
-    let failures = Arc::new(AtomicU64::new(0));
+    let load = Arc::new(Load::default());
+    load.running.store(true, Ordering::Relaxed);
     let writers: Vec<_> = (0..WRITERS)
         .map(|id| {
-            let (addrs, running, failures) = (addrs.clone(), Arc::clone(&running), Arc::clone(&failures));
-            std::thread::spawn(move || writer(id, addrs, running, failures))
+            let (addrs, load) = (addrs.clone(), Arc::clone(&load));
+            std::thread::spawn(move || writer(id, addrs, load))
         })
         .collect();
     wait_until(SETTLE, "the joiner to start pulling", || {
         cluster.stat(joiner, "kai_sync_buckets_pending") > 0 && cluster.stat(0, "kai_rings_active") == 2
     });
 
+    let version = cluster.stat(0, "kai_ring_version");
+    let synced = format!("synced ring version {version}");
+
     let started = Instant::now();
     let mut during_join = Vec::new();
-    for i in 0..5 {
+    // The joiner twice: mid-pull, and again as soon as it reports the join synced (before the
+    // others settle, if it is quick enough).
+    for (step, i) in [0, joiner, 1, 2, 3, 4, joiner].into_iter().enumerate() {
+        if step == 6 {
+            wait_until(SETTLE, "the joiner to sync the join", || {
+                logged(&cluster.nodes[joiner], &synced)
+            });
+        }
         let witness = if i == 0 { 1 } else { 0 };
-        during_join.push(cluster.stat(witness, "kai_rings_active") == 2);
-        let failed_before = failures.load(Ordering::Relaxed);
+        let pending = cluster.stat(joiner, "kai_sync_buckets_pending");
+        during_join.push((i, cluster.stat(witness, "kai_rings_active") == 2, pending));
+        let failed_before = load.failures.load(Ordering::Relaxed);
         cluster.nodes[i].terminate();
         cluster.nodes[i].restart();
-        wait_until(SETTLE, &format!("node {i} back in the cluster"), || {
+        let acked = load.acknowledged.load(Ordering::Relaxed);
+        wait_until(SETTLE, &format!("node {i} back in the cluster under load"), || {
             let stats = cluster.stats(i);
             let stat = |name: &str| stats[name].parse::<u64>().expect("numeric stat");
-            stat("kai_members") == 6 && stat("kai_majority") == 1 && stat("kai_peer_connections") >= 5 * stat("threads")
+            stat("kai_members") == 6
+                && stat("kai_majority") == 1
+                && stat("kai_peer_connections") >= 5 * stat("threads")
+                && cluster.member_line(witness, i).is_some_and(|l| l.starts_with("up "))
+                && load.acknowledged.load(Ordering::Relaxed) >= acked + WRITES_BETWEEN
         });
         eprintln!(
-            "node {i} restarted (join in progress: {}), {} write failure(s) meanwhile",
-            during_join[i],
-            failures.load(Ordering::Relaxed) - failed_before
+            "node {i} restarted (join in progress, joiner's buckets to pull: {:?}), {} write failure(s) meanwhile",
+            during_join.last(),
+            load.failures.load(Ordering::Relaxed) - failed_before
         );
     }
     let restarts_took = started.elapsed();
-    running.store(false, Ordering::Relaxed);
+    load.running.store(false, Ordering::Relaxed);
     let written: Vec<Written> = writers.into_iter().map(|w| w.join().expect("writer")).collect();
     for i in 0..6 {
         cluster.wait_member_of(i, 6);
@@ -484,7 +520,10 @@ fn rolling_restart_during_a_join_under_load_loses_no_acknowledged_write() {
         violations.len(),
         violations.iter().take(20).collect::<Vec<_>>()
     );
-    assert!(during_join[0], "the first restart happened during the join");
+    assert!(
+        during_join[0].1 && during_join[1].1 && during_join[1].2 > 0,
+        "the first restart and the joiner's first restart happened during the join, mid-pull: {during_join:?}"
+    );
     assert!(unknown > 0, "the restarts interrupted writes");
     assert!(acked > 300, "too few writes acknowledged to prove anything: {acked}");
     assert!(violations.is_empty(), "{} acknowledged write(s) lost", violations.len());
