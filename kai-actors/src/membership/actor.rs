@@ -107,7 +107,7 @@ pub struct Membership {
     status: StatusReader,
     left: watch::Sender<bool>,
     catch_up: CatchUp,
-    current_sent: Option<bool>,
+    current_sent: Option<CaughtUp>,
     conflict_sent: bool,
 }
 
@@ -286,13 +286,16 @@ impl Membership {
         if !majority {
             self.catch_up.lost_majority();
         }
-        let current = self.is_current();
-        if self.current_sent != Some(current) {
-            self.current_sent = Some(current);
-            if current {
+        let caught_up = CaughtUp {
+            current: self.is_current(),
+            heard: self.catch_up.heard_any() || self.is_current(),
+        };
+        if self.current_sent != Some(caught_up) {
+            if caught_up.current && self.current_sent.is_none_or(|c| !c.current) {
                 log::info!("caught up with the cluster's view");
             }
-            self.sync.do_send(CaughtUp(current));
+            self.current_sent = Some(caught_up);
+            self.sync.do_send(caught_up);
         }
         if let Some(latest) = self.view.latest().map(|r| r.id) {
             if self.barrier_sent != Some(latest) && self.view.barrier_reached(now) {
@@ -495,6 +498,7 @@ impl Handler<Exchange> for Membership {
     type Result = actix::MessageResult<Exchange>;
 
     fn handle(&mut self, Exchange(theirs): Exchange, _ctx: &mut Context<Self>) -> Self::Result {
+        self.catch_up.heard_from_someone();
         self.absorb(theirs);
         actix::MessageResult(self.view.gossip())
     }

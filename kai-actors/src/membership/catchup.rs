@@ -19,12 +19,26 @@ use std::collections::BTreeSet;
 #[derive(Clone, Debug, Default)]
 pub struct CatchUp {
     exchanged: BTreeSet<NodeId>,
+    heard_any: bool,
 }
 
 impl CatchUp {
     /// A gossip exchange with `node` completed (its view was merged).
     pub fn exchanged(&mut self, node: NodeId) {
         self.exchanged.insert(node);
+        self.heard_any = true;
+    }
+
+    /// A peer's view arrived in an exchange it started (the sender is not known here, so it
+    /// does not count towards the majority, but its view of this node was seen).
+    pub fn heard_from_someone(&mut self) {
+        self.heard_any = true;
+    }
+
+    /// True once any exchange completed since the node started: any gossip about this node's
+    /// name the peer had has been seen.
+    pub fn heard_any(&self) -> bool {
+        self.heard_any
     }
 
     /// This node lost sight of a majority: what it heard before no longer counts.
@@ -92,6 +106,7 @@ mod tests {
             !catch_up.is_current(Some(&five), NodeId(4)),
             "a partition makes it stale again"
         );
+        assert!(catch_up.heard_any(), "but what was heard about this node stays heard");
         let without_me = ring(&[1, 2, 3]);
         catch_up.exchanged(NodeId(1));
         assert!(

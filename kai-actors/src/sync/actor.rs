@@ -86,6 +86,8 @@ pub struct SyncActor {
     barrier: Option<RingId>,
     /// This node has heard the cluster's current view.
     current: bool,
+    /// This node has completed a gossip exchange (its identity could be judged).
+    heard: bool,
     /// Gossip showed the cluster remembers other data under this node's name.
     conflict: bool,
     /// A pull is running (for the rings of this generation).
@@ -130,6 +132,7 @@ impl SyncActor {
             adopted: RingId::default(),
             barrier: None,
             current: false,
+            heard: false,
             conflict: false,
             pulling: false,
             reported: RingId::default(),
@@ -195,10 +198,15 @@ impl SyncActor {
         if self.rings.is_empty() {
             return;
         }
-        if self.adopt(ctx) || !self.current {
+        if self.adopt(ctx) {
             return;
         }
-        if self.judge_data(ctx) {
+        // The store is judged as soon as one exchange showed what the cluster knows of this
+        // node (a refill can only be more cautious); everything else waits for the current view.
+        if self.heard && self.judge_data(ctx) {
+            return;
+        }
+        if !self.current {
             return;
         }
         let me = self.me();
@@ -506,17 +514,22 @@ impl Handler<RingsChanged> for SyncActor {
     }
 }
 
-/// Whether this node has heard the cluster's current view (since it started, or since it last
-/// lost sight of a majority).
-#[derive(Message)]
+/// How much of the cluster's view this node has heard.
+#[derive(Message, Clone, Copy, Debug, PartialEq, Eq)]
 #[rtype(result = "()")]
-pub struct CaughtUp(pub bool);
+pub struct CaughtUp {
+    /// Heard the current view (since it started, or since it last lost sight of a majority).
+    pub current: bool,
+    /// Completed at least one gossip exchange since it started (or needs none: alone).
+    pub heard: bool,
+}
 
 impl Handler<CaughtUp> for SyncActor {
     type Result = ();
 
-    fn handle(&mut self, CaughtUp(current): CaughtUp, ctx: &mut Context<Self>) {
+    fn handle(&mut self, CaughtUp { current, heard }: CaughtUp, ctx: &mut Context<Self>) {
         self.current = current;
+        self.heard = heard;
         if !current {
             self.garbage_checked = None;
         }

@@ -110,7 +110,8 @@ pub fn synced(rings: &Rings, me: NodeId, progress: &Progress, barrier: bool) -> 
     (trusted && member && complete && (rings.len() == 1 || barrier)).then_some(*latest)
 }
 
-/// Whether the store can be trusted, judged once this node has heard the cluster's view:
+/// Whether the store can be trusted, judged once this node has completed a gossip exchange
+/// (which shows any identity the cluster remembers for its name):
 /// `conflict` says gossip showed another data-dir identity for this node's name. A store the cluster expects data from — this node owns buckets in the settled ring —
 /// that is new (past the bootstrap ring, which starts empty everywhere) or in conflict must
 /// refill; otherwise it is ready (a node outside the settled ring gets its buckets by pulls).

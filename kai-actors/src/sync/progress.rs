@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DataState {
     /// The store was just created: whether the cluster expects data from this node is not known
-    /// until the node has heard the cluster's view. Serves nothing meanwhile.
+    /// until the node has completed a gossip exchange. Serves nothing meanwhile.
     Fresh,
     /// The cluster expects data this store does not have (an empty, replaced or rolled-back
     /// data dir under a name the cluster knows): pull every owned bucket before serving.
