@@ -48,13 +48,19 @@ fn wait_ring(cluster: &ProcessCluster, observers: &[usize], members: u64) {
 #[test]
 fn a_removed_node_returning_with_its_old_data_brings_no_deleted_key_back() {
     // Short grace, fast anti-entropy: tombstones are purged soon after the deletes, and the
-    // returning node would push its old copies at once if nothing stopped it.
+    // returning node would push its old copies at once, long before gossip (every second)
+    // tells it the ring moved on, if nothing stopped it.
     let mut cluster = ProcessCluster::start_with(
         5,
         (3, 2, 2),
-        &[("tombstone_grace", "1s"), ("anti_entropy_interval", "10ms")],
+        &[
+            ("gossip_interval", "1s"),
+            ("down_after", "6s"),
+            ("tombstone_grace", "1s"),
+            ("anti_entropy_interval", "5ms"),
+        ],
     );
-    let keys = keys(400);
+    let keys = keys(1000);
     let mut clients: Vec<_> = (0..5).map(|i| cluster.client(i)).collect();
     for (i, k) in keys.iter().enumerate() {
         assert_eq!(clients[i % 5].set(k, b"old"), "STORED\r\n");
@@ -71,14 +77,23 @@ fn a_removed_node_returning_with_its_old_data_brings_no_deleted_key_back() {
         let answer = client.call(&format!("delete {k}\r\n"));
         assert!(answer == "DELETED\r\n", "delete {k}: {answer}");
     }
-    // The fault takes effect: every tombstone is garbage-collected on the survivors.
+    // The fault takes effect: every tombstone is garbage-collected on the survivors, so every
+    // bucket is empty and reports the same digest root (`kai_tombstones_purged` can undercount:
+    // a tombstone removed at another owner's request is counted by neither).
     wait_until(&cluster, "every tombstone purged", || {
+        let roots: Vec<String> = survivors
+            .iter()
+            .flat_map(|&i| cluster.client(i).stats_group("buckets").into_values())
+            .collect();
+        !roots.is_empty() && roots.windows(2).all(|w| w[0] == w[1])
+    });
+    assert!(
         survivors
             .iter()
             .map(|&i| cluster.stat(i, "kai_tombstones_purged"))
             .sum::<u64>()
-            >= keys.len() as u64
-    });
+            > 0
+    );
     // Node 3 comes back with its old data dir and its old ring on disk.
     cluster.nodes[3].restart();
     wait_ring(&cluster, &[0, 1, 2, 3], 4);
