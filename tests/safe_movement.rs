@@ -35,6 +35,19 @@ fn wait_until(cluster: &ProcessCluster, what: &str, mut condition: impl FnMut() 
     }
 }
 
+/// Sets `k` to `value`, retrying refusals (not acknowledged, so not a write) until a deadline.
+fn set_retrying(client: &mut common::Client, k: &str, value: &[u8]) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let answer = client.set(k, value);
+        if answer == "STORED\r\n" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "set {k}: {answer}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits until every node of `observers` has one settled ring of `members` members.
 fn wait_ring(cluster: &ProcessCluster, observers: &[usize], members: u64) {
     wait_until(cluster, &format!("a settled ring of {members} members"), || {
@@ -63,7 +76,7 @@ fn a_removed_node_returning_with_its_old_data_brings_no_deleted_key_back() {
     let keys = keys(1000);
     let mut clients: Vec<_> = (0..5).map(|i| cluster.client(i)).collect();
     for (i, k) in keys.iter().enumerate() {
-        assert_eq!(clients[i % 5].set(k, b"old"), "STORED\r\n");
+        set_retrying(&mut clients[i % 5], k, b"old");
     }
     drop(clients);
     let survivors = [0, 1, 2];
@@ -80,13 +93,7 @@ fn a_removed_node_returning_with_its_old_data_brings_no_deleted_key_back() {
     // The fault takes effect: every tombstone is garbage-collected on the survivors, so every
     // bucket is empty and reports the same digest root (`kai_tombstones_purged` can undercount:
     // a tombstone removed at another owner's request is counted by neither).
-    wait_until(&cluster, "every tombstone purged", || {
-        let roots: Vec<String> = survivors
-            .iter()
-            .flat_map(|&i| cluster.client(i).stats_group("buckets").into_values())
-            .collect();
-        !roots.is_empty() && roots.windows(2).all(|w| w[0] == w[1])
-    });
+    wait_all_purged(&cluster, &survivors);
     assert!(
         survivors
             .iter()
@@ -100,20 +107,88 @@ fn a_removed_node_returning_with_its_old_data_brings_no_deleted_key_back() {
     wait_until(&cluster, "replicas converged", || {
         cluster.replicas_converged(&[0, 1, 2, 3], 3)
     });
-    let mut back = Vec::new();
-    for through in [0, 3] {
-        let mut client = cluster.client(through);
-        for k in &keys {
-            if client.get(k).is_some() {
-                back.push((through, k.clone()));
-            }
-        }
-    }
+    let back = read_back(&cluster, &[0, 3], &keys);
     assert!(
         back.is_empty(),
         "{} deleted key(s) came back, e.g. {:?}",
         back.len(),
         &back[..back.len().min(5)]
+    );
+}
+
+/// Waits until every bucket of every node of `nodes` reports the same digest root: with every
+/// key deleted, until every tombstone is purged.
+fn wait_all_purged(cluster: &ProcessCluster, nodes: &[usize]) {
+    wait_until(cluster, "every tombstone purged", || {
+        let roots: Vec<String> = nodes
+            .iter()
+            .flat_map(|&i| cluster.client(i).stats_group("buckets").into_values())
+            .collect();
+        !roots.is_empty() && roots.windows(2).all(|w| w[0] == w[1])
+    });
+}
+
+/// Keys of `keys` that read back through any of `nodes`.
+fn read_back(cluster: &ProcessCluster, nodes: &[usize], keys: &[String]) -> Vec<(usize, String)> {
+    let mut back = Vec::new();
+    for &through in nodes {
+        let mut client = cluster.client(through);
+        for k in keys {
+            if client.get(k).is_some() {
+                back.push((through, k.clone()));
+            }
+        }
+    }
+    back
+}
+
+#[test]
+fn a_paused_node_resuming_after_its_removal_cannot_push_deleted_keys_back() {
+    // The paused node keeps its old ring in memory; when it resumes, its overdue anti-entropy
+    // timers fire at once, before gossip tells it that it was removed: only the other
+    // replicas' refusal of its stale-ring requests keeps the deleted keys deleted.
+    let cluster = ProcessCluster::start_with(
+        5,
+        (3, 2, 2),
+        &[
+            ("gossip_interval", "1s"),
+            ("down_after", "6s"),
+            ("tombstone_grace", "1s"),
+            ("anti_entropy_interval", "5ms"),
+        ],
+    );
+    let keys = keys(1000);
+    let mut clients: Vec<_> = (0..5).map(|i| cluster.client(i)).collect();
+    for (i, k) in keys.iter().enumerate() {
+        set_retrying(&mut clients[i % 5], k, b"old");
+    }
+    drop(clients);
+    let p = 3;
+    let survivors = [0, 1, 2, 4];
+    cluster.nodes[p].signal("STOP");
+    wait_ring(&cluster, &survivors, 4);
+    let mut client = cluster.client(0);
+    for k in &keys {
+        assert_eq!(client.call(&format!("delete {k}\r\n")), "DELETED\r\n", "delete {k}");
+    }
+    wait_all_purged(&cluster, &survivors);
+    let refused_before: u64 = survivors.iter().map(|&i| cluster.stat(i, "kai_sync_refused")).sum();
+    cluster.nodes[p].signal("CONT");
+    wait_ring(&cluster, &[0, 1, 2, 3, 4], 5);
+    wait_until(&cluster, "replicas converged", || {
+        cluster.replicas_converged(&[0, 1, 2, 3, 4], 3)
+    });
+    let back = read_back(&cluster, &[0, p], &keys);
+    assert!(
+        back.is_empty(),
+        "{} deleted key(s) came back, e.g. {:?}",
+        back.len(),
+        &back[..back.len().min(5)]
+    );
+    let refused: u64 = survivors.iter().map(|&i| cluster.stat(i, "kai_sync_refused")).sum();
+    eprintln!(
+        "sync requests refused after the paused node resumed: {}",
+        refused - refused_before
     );
 }
 
