@@ -13,7 +13,7 @@ use kai_proto::peer::{
     ClusterSettings, Frame, FrameCodec, HandshakeCodec, HandshakeFrame, Hello, PeerRequest, PeerResponse,
 };
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
-use kai_proto::sync::{SyncRequest, SyncResponse};
+use kai_proto::sync::{SyncCall, SyncRequest, SyncResponse};
 use kai_proto::{BucketId, Key, NodeId, Record, Tag, WriterId};
 use rand::{Rng, SeedableRng};
 use tokio_util::codec::{Decoder, Encoder};
@@ -149,6 +149,7 @@ fn frames() -> Vec<Frame> {
         intent: Intent::Member,
         adopted: RingId::default(),
         synced: RingId::default(),
+        data_id: 5,
     };
     let ring = RingState::new(
         RingId {
@@ -161,6 +162,7 @@ fn frames() -> Vec<Frame> {
             addr: "127.0.0.1:1".into(),
         }],
     );
+    let ring_id = ring.id;
     let requests = vec![
         PeerRequest::Replica(ReplicaRequest {
             ring: ring.id,
@@ -173,15 +175,21 @@ fn frames() -> Vec<Frame> {
             rings: vec![ring],
             nodes: vec![node],
         }),
-        PeerRequest::Sync(SyncRequest::Keys {
-            bucket: BucketId(1),
-            segments: u64::MAX,
-            after: Some(Bytes::from_static(b"k")),
-            limit: 10,
+        PeerRequest::Sync(SyncCall {
+            ring: ring_id,
+            request: SyncRequest::Keys {
+                bucket: BucketId(1),
+                segments: u64::MAX,
+                after: Some(Bytes::from_static(b"k")),
+                limit: 10,
+            },
         }),
-        PeerRequest::Sync(SyncRequest::Apply {
-            bucket: BucketId(1),
-            records: vec![(Bytes::from_static(b"k"), record.clone())],
+        PeerRequest::Sync(SyncCall {
+            ring: ring_id,
+            request: SyncRequest::Apply {
+                bucket: BucketId(1),
+                records: vec![(Bytes::from_static(b"k"), record.clone())],
+            },
         }),
         PeerRequest::Ping,
     ];

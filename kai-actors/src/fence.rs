@@ -12,6 +12,9 @@
 //!   heard from a majority, and refuses rings older than the newest one adopted by any earlier
 //!   run of the node (persisted), so a restarted node never serves an old ring, nor anything while
 //!   it may be cut off.
+//! - A node whose store cannot be trusted (new, or being refilled after it came back with an
+//!   empty or replaced data dir) refuses all requests until it has pulled its buckets: answering
+//!   from an empty store would break the intersection of read and write quorums.
 
 use kai_proto::cluster::RingId;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +24,7 @@ use tokio::sync::{RwLock, RwLockReadGuard};
 pub struct Fence {
     ring: RwLock<RingId>,
     majority: AtomicBool,
+    refilling: AtomicBool,
 }
 
 /// Why the fence refused a request.
@@ -30,6 +34,8 @@ pub enum Refusal {
     StaleRing(RingId),
     /// This node cannot see a majority of the cluster.
     Minority,
+    /// This node's store is new or being refilled: it holds none of what it owes.
+    Refilling,
 }
 
 impl Fence {
@@ -39,6 +45,7 @@ impl Fence {
         Fence {
             ring: RwLock::new(adopted),
             majority: AtomicBool::new(false),
+            refilling: AtomicBool::new(false),
         }
     }
 
@@ -50,6 +57,9 @@ impl Fence {
         }
         if !self.majority.load(Ordering::Relaxed) {
             return Err(Refusal::Minority);
+        }
+        if self.refilling.load(Ordering::Relaxed) {
+            return Err(Refusal::Refilling);
         }
         Ok(adopted)
     }
@@ -65,6 +75,11 @@ impl Fence {
     /// Whether this node sees a majority of the ring.
     pub fn set_majority(&self, visible: bool) {
         self.majority.store(visible, Ordering::Relaxed);
+    }
+
+    /// Whether this node's store is new or being refilled (it refuses everything meanwhile).
+    pub fn set_refilling(&self, refilling: bool) {
+        self.refilling.store(refilling, Ordering::Relaxed);
     }
 }
 
@@ -97,6 +112,11 @@ mod tests {
         assert!(fence.admit(ring(2)).await.is_ok(), "adoption never goes backwards");
         fence.set_majority(false);
         assert_eq!(fence.admit(ring(2)).await.err(), Some(Refusal::Minority));
+        fence.set_majority(true);
+        fence.set_refilling(true);
+        assert_eq!(fence.admit(ring(2)).await.err(), Some(Refusal::Refilling));
+        fence.set_refilling(false);
+        assert!(fence.admit(ring(2)).await.is_ok());
     }
 
     #[actix_rt::test]

@@ -22,6 +22,7 @@
 pub mod clock;
 pub mod config;
 pub mod coordinator;
+pub mod durable;
 pub mod fence;
 pub mod listener;
 pub mod membership;

@@ -20,6 +20,8 @@ use crate::replica::{LocalReplica, Replicas};
 use crate::ring::{RingActor, RingReader};
 use crate::stats::{NodeInfo, NodeStats};
 use crate::store::{MemStore, RocksStore, Store, StoreError, StoreHandle};
+use crate::sync::gate::{GateReader, SyncGate};
+use crate::sync::progress::{ProgressError, ProgressStore};
 use crate::sync::{ReportTo, Shutdown, SyncActor, SyncConfig};
 use crate::ConfigError;
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, MailboxError};
@@ -39,6 +41,12 @@ const FRAME_OVERHEAD: usize = 64 * 1024;
 const READY_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 /// File in `data_dir` where the node remembers its cluster.
 const CLUSTER_STATE_FILE: &str = "cluster.json";
+/// This node's transition progress and data-dir identity, in the data directory.
+const PROGRESS_FILE: &str = "progress.json";
+/// The RocksDB store, in the data directory.
+const STORE_DIR: &str = "store";
+/// A file RocksDB keeps in every store it created: its absence means the store is new.
+const ROCKSDB_MARKER: &str = "CURRENT";
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +73,9 @@ pub enum StartError {
     /// The saved cluster state could not be read.
     #[error("cannot read the saved cluster state: {0}")]
     ClusterState(String),
+    /// The saved transition progress could not be read or written.
+    #[error(transparent)]
+    Progress(#[from] ProgressError),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr} (config key `{key}`)")]
     Bind {
@@ -175,13 +186,18 @@ impl NodeBuilder {
             .filter(|s| NodeId::from_name(&s.name) != me.id && s.addr != me.advertise)
             .collect();
 
+        let durable = config.store == StoreBackend::Rocksdb;
+        let store_is_new = !durable || !config.data_dir.join(STORE_DIR).join(ROCKSDB_MARKER).exists();
         let store = StoreHandle::start(open_store(&config).await?, config.store_threads, !config.fsync);
-        let state_file = (config.store == StoreBackend::Rocksdb).then(|| config.data_dir.join(CLUSTER_STATE_FILE));
+        let state_file = durable.then(|| config.data_dir.join(CLUSTER_STATE_FILE));
         let saved = match &state_file {
             Some(path) => persist::load(path).map_err(|e| StartError::ClusterState(e.to_string()))?,
             None => Persisted::default(),
         };
         let fence = Arc::new(Fence::new(saved.adopted));
+        let progress = ProgressStore::open(durable.then(|| config.data_dir.join(PROGRESS_FILE)), store_is_new)?;
+        let data_id = progress.get().data_id;
+        let gate = GateReader::default();
         let (ring_actor, ring) = RingActor::new(config.buckets, config.virtual_nodes, config.n);
         let ring_actor = ring_actor.start();
         let stats = Arc::new(NodeStats::default());
@@ -210,8 +226,8 @@ impl NodeBuilder {
                 anti_entropy_pause: config.anti_entropy_interval,
                 tombstone_grace: (!config.tombstone_grace.is_zero()).then_some(config.tombstone_grace),
             },
-            (store.clone(), Arc::clone(&fence)),
-            peers.clone(),
+            (store.clone(), Arc::clone(&fence), Arc::clone(&gate)),
+            (peers.clone(), progress),
             Arc::clone(&stats),
         )
         .start();
@@ -229,6 +245,7 @@ impl NodeBuilder {
                 down_after: config.down_after,
                 request_timeout: config.request_timeout,
                 state_file,
+                data_id,
             },
             saved,
             MembershipParts {
@@ -254,7 +271,18 @@ impl NodeBuilder {
             })?,
             lanes.clone(),
             Arc::clone(&me),
-            PeerService::new(replica.clone(), store.clone(), membership.clone().recipient()),
+            PeerService::new(
+                replica.clone(),
+                (
+                    store.clone(),
+                    SyncGate {
+                        fence: Arc::clone(&fence),
+                        view: gate,
+                    },
+                ),
+                Arc::clone(&stats),
+                membership.clone().recipient(),
+            ),
             max_frame,
         )
         .start();
@@ -371,7 +399,7 @@ async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, StartError> {
     if config.store == StoreBackend::Memory {
         return Ok(Arc::new(MemStore::new(config.buckets)));
     }
-    let dir = config.data_dir.join("store");
+    let dir = config.data_dir.join(STORE_DIR);
     std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
         path: dir.clone(),
         source,

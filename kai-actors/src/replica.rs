@@ -35,6 +35,7 @@ impl LocalReplica {
             Err(Refusal::Minority) => {
                 return ReplicaReply::Failed("replica cannot see a majority of the cluster".to_owned())
             }
+            Err(Refusal::Refilling) => return ReplicaReply::Failed("replica is refilling its store".to_owned()),
         };
         let store = &self.store;
         let key = key.to_bytes();

@@ -214,6 +214,8 @@ pub fn report(info: &NodeInfo, stats: &NodeStats) -> Vec<kai_proto::memcache::St
         S::new("kai_sync_keys_repaired", get(&sync.keys_repaired)),
         S::new("kai_sync_buckets_compared", get(&sync.buckets_compared)),
         S::new("kai_sync_buckets_dropped", get(&sync.buckets_dropped)),
+        S::new("kai_sync_refused", get(&sync.refused)),
+        S::new("kai_sync_refilling", get(&sync.refilling)),
         S::new("kai_tombstones_purged", get(&sync.tombstones_purged)),
     ]
 }
@@ -315,6 +317,11 @@ pub struct SyncStats {
     pub tombstones_purged: AtomicU64,
     /// Buckets dropped because this node no longer owns them.
     pub buckets_dropped: AtomicU64,
+    /// Sync requests refused (stale or unknown ring, sender not an owner, this node not
+    /// current, minority, refilling).
+    pub refused: AtomicU64,
+    /// 1 while this node's store is new or being refilled (it refuses replica requests).
+    pub refilling: AtomicU64,
     /// Records per second of the current (or last) handoff.
     pub keys_per_sec: AtomicU64,
     /// Estimated seconds until the current handoff completes.

@@ -87,6 +87,10 @@ pub struct NodeState {
     pub adopted: RingId,
     /// Newest ring for which this node has pulled every bucket it newly owns.
     pub synced: RingId,
+    /// Identity of the node's data directory, random, created with its store: a node that
+    /// comes back under the same name with another one (an empty or replaced data dir) holds
+    /// none of what the old one acknowledged.
+    pub data_id: u64,
 }
 
 impl NodeState {

@@ -1,9 +1,12 @@
 //! Messages that move data between replicas: bucket handoff and anti-entropy.
 //!
 //! All of them are safe to repeat or reorder: records are applied with "higher tag wins", and a
-//! tombstone purge names the exact tag it removes.
+//! tombstone purge names the exact tag it removes. Every request travels in a [`SyncCall`] with
+//! the ring its sender decided it on, so that a replica can refuse data movement planned on a
+//! ring it has moved past (e.g. by a node that was removed while away).
 
 use crate::bucket::BucketId;
+use crate::cluster::RingId;
 use crate::record::Record;
 use crate::tag::Tag;
 use bytes::Bytes;
@@ -58,6 +61,29 @@ pub enum SyncRequest {
         /// Keys and the tags of the tombstones to remove.
         entries: Vec<(Bytes, Tag)>,
     },
+}
+
+impl SyncRequest {
+    /// The bucket the request is about.
+    pub fn bucket(&self) -> BucketId {
+        match self {
+            SyncRequest::Digest { bucket }
+            | SyncRequest::Keys { bucket, .. }
+            | SyncRequest::Fetch { bucket, .. }
+            | SyncRequest::Scan { bucket, .. }
+            | SyncRequest::Apply { bucket, .. }
+            | SyncRequest::PurgeTombstones { bucket, .. } => *bucket,
+        }
+    }
+}
+
+/// A [`SyncRequest`] and the newest ring its sender knew when it decided to make it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncCall {
+    /// The sender's newest ring.
+    pub ring: RingId,
+    /// The request.
+    pub request: SyncRequest,
 }
 
 /// The answer to a [`SyncRequest`].

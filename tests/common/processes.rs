@@ -123,8 +123,8 @@ impl ProcessCluster {
     }
 
     /// Waits until node `i` has one settled ring of `members` nodes, sees a majority of it (its
-    /// replica refuses requests until then) and is connected to all of them (from each of its
-    /// worker threads).
+    /// replica refuses requests until then), is connected to all of them (from each of its worker
+    /// threads), and its store serves (not new or refilling).
     pub fn wait_settled(&self, i: usize, members: usize) {
         let threads = self.stat(i, "threads");
         wait_until(SETTLE, "a node in a settled cluster of the expected size", || {
@@ -134,6 +134,7 @@ impl ProcessCluster {
                 && stat("kai_rings_active") == 1
                 && stat("kai_majority") == 1
                 && stat("kai_peer_connections") >= (members as u64 - 1) * threads
+                && stats.get("kai_sync_refilling").is_none_or(|v| v == "0")
         });
     }
 

@@ -4,8 +4,11 @@
 //! random live node — sometimes with a silent one, so a recovered node is noticed. After every
 //! change it reconciles: publishes new rings (to the Ring and Sync actors, and to disk), makes
 //! the proposals the view asks for, settles finished transitions, keeps a Peer per known node,
-//! updates the replica fence's majority flag, and tells Sync when the pull barrier is reached.
+//! updates the replica fence's majority flag, and tells Sync when the pull barrier is reached,
+//! when this node has caught up with the cluster's view ([`CatchUp`]), and when gossip shows the
+//! cluster remembers other data under this node's name.
 
+use super::catchup::{foreign_claim, CatchUp};
 use super::persist::{self, Persisted};
 use super::view::{Liveness, Timeouts, View};
 use crate::config::Seed;
@@ -13,7 +16,7 @@ use crate::coordinator::LearnRing;
 use crate::fence::Fence;
 use crate::peer::{Call, Disconnect, PeerActor, PeerDirectory, PeerSettings};
 use crate::ring::{RingActor, SetRings};
-use crate::sync::{BarrierReached, RingsChanged, SyncActor};
+use crate::sync::{BarrierReached, CaughtUp, DataConflict, RingsChanged, SyncActor};
 use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message,
     ResponseActFuture, WrapFuture,
@@ -51,6 +54,8 @@ pub struct MembershipConfig {
     pub request_timeout: Duration,
     /// Where to remember the cluster across restarts (`None`: nothing persists).
     pub state_file: Option<PathBuf>,
+    /// Identity of this node's data dir (gossiped).
+    pub data_id: u64,
 }
 
 /// A member as `kai status` shows it.
@@ -103,6 +108,9 @@ pub struct Membership {
     learners: Vec<(RingId, oneshot::Sender<bool>)>,
     status: StatusReader,
     left: watch::Sender<bool>,
+    catch_up: CatchUp,
+    current_sent: Option<CaughtUp>,
+    conflict_sent: bool,
 }
 
 /// What the Membership actor needs from the rest of the node.
@@ -137,6 +145,7 @@ impl Membership {
             intent: Intent::Member,
             adopted: RingId::default(),
             synced: RingId::default(),
+            data_id: config.data_id,
         };
         let interval_ms = config.gossip_interval.as_millis() as u64;
         let timeouts = Timeouts {
@@ -161,6 +170,9 @@ impl Membership {
             learners: Vec::new(),
             status: parts.status,
             left: parts.left,
+            catch_up: CatchUp::default(),
+            current_sent: None,
+            conflict_sent: false,
         };
         membership.persist();
         membership
@@ -269,7 +281,22 @@ impl Membership {
             self.persist();
         }
         let single = self.view.latest().is_some_and(|r| r.members.len() == 1);
-        self.fence.set_majority(single || self.view.majority_alive(now));
+        let majority = single || self.view.majority_alive(now);
+        self.fence.set_majority(majority);
+        if !majority {
+            self.catch_up.lost_majority();
+        }
+        let caught_up = CaughtUp {
+            current: self.is_current(),
+            heard: self.catch_up.heard_any() || self.is_current(),
+        };
+        if self.current_sent != Some(caught_up) {
+            if caught_up.current && self.current_sent.is_none_or(|c| !c.current) {
+                log::info!("caught up with the cluster's view");
+            }
+            self.current_sent = Some(caught_up);
+            self.sync.do_send(caught_up);
+        }
         if let Some(latest) = self.view.latest().map(|r| r.id) {
             if self.barrier_sent != Some(latest) && self.view.barrier_reached(now) {
                 self.barrier_sent = Some(latest);
@@ -366,14 +393,30 @@ impl Membership {
         let ours = self.view.gossip();
         let exchange = async move { peer.send(Call(PeerRequest::Gossip(ours))).await };
         ctx.spawn(exchange.into_actor(self).map(move |reply, act, _ctx| match reply {
-            Ok(Ok(PeerResponse::Gossip(theirs))) => act.absorb(theirs),
+            Ok(Ok(PeerResponse::Gossip(theirs))) => {
+                act.catch_up.exchanged(target);
+                act.absorb(theirs);
+            }
             Ok(Ok(other)) => log::debug!("unexpected gossip answer from {target}: {other:?}"),
             Ok(Err(e)) => log::debug!("gossip with {target} failed: {e}"),
             Err(_) => {}
         }));
     }
 
+    fn is_current(&self) -> bool {
+        self.catch_up.is_current(self.view.latest(), self.view.me())
+    }
+
     fn absorb(&mut self, theirs: GossipState) {
+        let mine = self.view.my_state();
+        if !self.conflict_sent && theirs.nodes.iter().any(|n| foreign_claim(mine, n)) {
+            log::warn!(
+                "the cluster remembers another data dir under this node's name: this node holds \
+                 none of it and will pull what it owns before serving"
+            );
+            self.conflict_sent = true;
+            self.sync.do_send(DataConflict);
+        }
         let fresh = self.view.rings().is_empty();
         let now = self.now();
         let they_have_no_ring = theirs.rings.is_empty();
@@ -412,7 +455,20 @@ impl Membership {
         } else {
             &alive
         };
-        if let Some(target) = pool.choose(&mut rng).copied() {
+        // Catching up (after a start or a partition): ask every member of the newest ring at once.
+        let catching_up: Vec<NodeId> = match self.view.latest() {
+            Some(latest) if !self.is_current() => latest
+                .ids()
+                .into_iter()
+                .filter(|id| *id != me && self.addresses.contains_key(id))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !catching_up.is_empty() {
+            for target in catching_up {
+                self.gossip_with(target, ctx);
+            }
+        } else if let Some(target) = pool.choose(&mut rng).copied() {
             self.gossip_with(target, ctx);
         }
         self.reconcile();
@@ -442,6 +498,7 @@ impl Handler<Exchange> for Membership {
     type Result = actix::MessageResult<Exchange>;
 
     fn handle(&mut self, Exchange(theirs): Exchange, _ctx: &mut Context<Self>) -> Self::Result {
+        self.catch_up.heard_from_someone();
         self.absorb(theirs);
         actix::MessageResult(self.view.gossip())
     }

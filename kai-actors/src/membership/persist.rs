@@ -1,5 +1,6 @@
 //! What a node remembers about its cluster across restarts: its incarnation, its active rings and
-//! the newest ring it adopted (`cluster.json` in the data directory, replaced atomically).
+//! the newest ring it adopted (`cluster.json` in the data directory, replaced atomically and
+//! fsynced: an incarnation is on disk before the node gossips it).
 
 use kai_proto::cluster::{RingId, RingState};
 use serde::{Deserialize, Serialize};
@@ -53,8 +54,8 @@ pub fn load(path: &Path) -> Result<Persisted, PersistError> {
     }
 }
 
-/// Writes `state` to `path` (via a temporary file and a rename, so a crash leaves the old or the
-/// new state, never half of one).
+/// Writes `state` to `path` durably (see [`crate::durable::write_atomic`]): a crash leaves the
+/// old or the new state, never half of one.
 pub fn save(path: &Path, state: &Persisted) -> Result<(), PersistError> {
     let io = |source| PersistError::Io {
         path: path.to_owned(),
@@ -64,9 +65,7 @@ pub fn save(path: &Path, state: &Persisted) -> Result<(), PersistError> {
         path: path.to_owned(),
         source,
     })?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::durable::write_atomic(path, &bytes).map_err(io)
 }
 
 #[cfg(test)]

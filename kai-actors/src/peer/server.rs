@@ -5,11 +5,14 @@ use super::{write_frames, LocalIdentity, LogOnce, WRITE_QUEUE};
 use crate::listener::{accept_stream, StopListening};
 use crate::membership::Exchange;
 use crate::replica::LocalReplica;
+use crate::stats::NodeStats;
 use crate::store::StoreHandle;
+use crate::sync::gate::SyncGate;
 use crate::sync::serve::serve_sync;
 use actix::{Actor, ActorContext, ArbiterHandle, AsyncContext, Context, Handler, Recipient, StreamHandler};
 use futures_util::StreamExt;
 use kai_proto::peer::{Frame, FrameCodec, PeerRequest, PeerResponse};
+use kai_proto::NodeId;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,29 +28,40 @@ const MAX_CONCURRENT_REQUESTS: usize = 1024;
 pub struct PeerService {
     replica: LocalReplica,
     store: StoreHandle,
+    gate: SyncGate,
+    stats: Arc<NodeStats>,
     membership: Recipient<Exchange>,
 }
 
 impl PeerService {
-    /// A service answering replica requests from `replica`, sync requests from `store`, and
-    /// gossip through `membership`.
-    pub fn new(replica: LocalReplica, store: StoreHandle, membership: Recipient<Exchange>) -> Self {
+    /// A service answering replica requests from `replica`, sync requests from `store` behind
+    /// `gate`, and gossip through `membership`.
+    pub fn new(
+        replica: LocalReplica,
+        (store, gate): (StoreHandle, SyncGate),
+        stats: Arc<NodeStats>,
+        membership: Recipient<Exchange>,
+    ) -> Self {
         PeerService {
             replica,
             store,
+            gate,
+            stats,
             membership,
         }
     }
 
-    /// The response to `request`.
-    pub async fn handle(&self, request: PeerRequest) -> PeerResponse {
+    /// The response to `request` from node `from` (as authenticated by the handshake).
+    pub async fn handle(&self, from: NodeId, request: PeerRequest) -> PeerResponse {
         match request {
             PeerRequest::Replica(request) => PeerResponse::Replica(self.replica.serve(request).await),
             PeerRequest::Gossip(state) => match self.membership.send(Exchange(state)).await {
                 Ok(ours) => PeerResponse::Gossip(ours),
                 Err(_) => PeerResponse::Error("membership is shutting down".to_owned()),
             },
-            PeerRequest::Sync(request) => PeerResponse::Sync(serve_sync(&self.store, request).await),
+            PeerRequest::Sync(call) => {
+                PeerResponse::Sync(serve_sync(&self.store, &self.gate, &self.stats, from, call).await)
+            }
             PeerRequest::Ping => PeerResponse::Pong,
         }
     }
@@ -164,9 +178,9 @@ async fn serve_connection(
                 let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
                     break;
                 };
-                let (service, replies) = (service.clone(), replies.clone());
+                let (service, replies, from) = (service.clone(), replies.clone(), remote.id);
                 actix_rt::spawn(async move {
-                    let body = service.handle(body).await;
+                    let body = service.handle(from, body).await;
                     let _ = replies.send(Frame::Response { id, body }).await;
                     drop(permit);
                 });

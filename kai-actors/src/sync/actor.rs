@@ -1,101 +1,56 @@
 //! The Sync actor: moves buckets when ownership changes, and repairs replicas in the background.
 //!
-//! - **Adoption** of a newer ring: drop the local copy of every bucket this node newly owns (it
-//!   may be arbitrarily stale, e.g. after being removed and coming back; a fresh pull replaces
-//!   it), then close the replica fence to older rings, then report `Adopted`.
-//! - **Handoff**, once the barrier is reached (every coordinator adopted the ring): for every
-//!   bucket newly owned, pull it page by page from enough of its settled owners to cover every
-//!   acknowledged write (`owners − W + 1`), then report `Synced`. Rate-limited.
+//! Its decisions come from [`plan`](super::plan) over the active rings and this node's persisted
+//! [`Progress`]; the actor performs them.
+//!
+//! - **Adoption** of a newer ring: record (durably) every bucket this node newly owns as
+//!   unpulled, drop its local copy (it may be arbitrarily stale, e.g. after being removed and
+//!   coming back; a fresh pull replaces it) — unless this node already did so for this ring in a
+//!   previous run — then close the replica fence to older rings, then report `Adopted`.
+//! - **Handoff**: unpulled buckets are pulled page by page from enough of their settled owners to
+//!   cover every acknowledged write (`owners − W + 1`): those this node owns in the settled ring
+//!   at once, those new in the newest ring once the barrier is reached (every coordinator
+//!   adopted it). Each pulled bucket is recorded durably. `Synced` is reported, by this run only,
+//!   once nothing owned is left to pull. Rate-limited.
+//! - **Identity**: a store the cluster expects data from but that is new or not the one the
+//!   cluster knows refuses every replica request and refills every bucket it owns first.
 //! - **Garbage**: once settled, buckets this node does not own are dropped.
 //! - **Anti-entropy**, while settled: a few owned buckets at a time, compare digests with each
 //!   other owner; exchange the records of differing segments, newer tag wins, both ways. When
 //!   every owner agrees, tombstones older than `tombstone_grace` are purged on all of them
 //!   together, so their digests stay equal. Rate-limited; pauses between buckets only while
 //!   nothing needs repair, so a node that missed writes catches up at full speed.
+//! - Garbage drops, anti-entropy, GC and pulls wait until this node has heard the cluster's
+//!   current view ([`CaughtUp`]); every request carries the ring it was planned on, and other
+//!   replicas refuse it if that ring is outdated or this node owns no copy of the bucket
+//!   ([`gate`](super::gate)).
 
-use super::merkle::{differing_segments, BucketDigest, SegmentSet};
+use super::gate::{GateReader, GateView};
+use super::merkle::differing_segments;
+use super::mover::{MoveError, Mover, PullProgress};
+use super::plan;
+use super::progress::{DataState, Progress, ProgressStore};
 use super::rate::TokenBucket;
-use super::serve::digest_from_wire;
+use crate::fence::Fence;
 use crate::membership::{Adopted, Membership, Synced};
-use crate::peer::{Call, PeerDirectory};
+use crate::peer::PeerDirectory;
 use crate::ring::Ring;
 use crate::stats::{self, NodeStats};
 use crate::store::StoreHandle;
-use crate::{clock::unix_now, fence::Fence};
 use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
-use bytes::Bytes;
 use futures_util::StreamExt;
 use kai_proto::cluster::{RingId, RingState};
-use kai_proto::peer::{PeerRequest, PeerResponse};
-use kai_proto::sync::{SyncRequest, SyncResponse};
-use kai_proto::{BucketId, NodeId, Record, RecordBody, Tag};
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use kai_proto::{BucketId, NodeId};
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Records per page of a pull or a key listing.
-const PAGE: u32 = 1024;
-/// Records per push or fetch batch of anti-entropy.
-const BATCH: usize = 512;
-/// Pause before retrying a pull that could not reach enough sources.
-const PULL_RETRY: Duration = Duration::from_secs(1);
 /// Buckets pulled at once.
 const PULL_CONCURRENCY: usize = 4;
 /// Buckets compared (and repaired) at once by anti-entropy.
 const ANTI_ENTROPY_LOOPS: usize = 4;
-/// Long transfers log their progress this often.
-const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
-
-/// Progress of one handoff: feeds the `kai_sync_*` stats and the progress log lines.
-struct PullProgress {
-    total: usize,
-    done: usize,
-    moved: u64,
-    started: Instant,
-    logged: Instant,
-}
-
-impl PullProgress {
-    fn new(total: usize, now: Instant) -> Self {
-        PullProgress {
-            total,
-            done: 0,
-            moved: 0,
-            started: now,
-            logged: now,
-        }
-    }
-
-    fn bucket_done(&mut self, moved: u64, stats: &NodeStats) {
-        self.done += 1;
-        self.moved += moved;
-        let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
-        let remaining = self.total - self.done;
-        let eta = elapsed / self.done as f64 * remaining as f64;
-        let sync = &stats.sync;
-        sync.buckets_pending.store(remaining as u64, Ordering::Relaxed);
-        sync.keys_per_sec
-            .store((self.moved as f64 / elapsed) as u64, Ordering::Relaxed);
-        sync.eta_secs.store(eta.ceil() as u64, Ordering::Relaxed);
-        let per_bucket = self.moved as f64 / self.done as f64;
-        sync.keys_remaining
-            .store((per_bucket * remaining as f64) as u64, Ordering::Relaxed);
-        stats::add(&sync.buckets_pulled, 1);
-        if self.logged.elapsed() >= PROGRESS_LOG_EVERY {
-            self.logged = Instant::now();
-            log::info!(
-                "handoff: {}/{} bucket(s), {} record(s), {:.0} records/s, about {eta:.0} s left",
-                self.done,
-                self.total,
-                self.moved,
-                self.moved as f64 / elapsed
-            );
-        }
-    }
-}
 
 /// How the Sync actor is set up.
 #[derive(Clone, Debug)]
@@ -116,238 +71,72 @@ pub struct SyncConfig {
     pub tombstone_grace: Option<Duration>,
 }
 
-/// Everything a background transfer needs, cheap to clone into its future.
-#[derive(Clone)]
-struct Mover {
-    me: NodeId,
-    store: StoreHandle,
-    peers: PeerDirectory,
-    limiter: Rc<RefCell<TokenBucket>>,
-    stats: Arc<NodeStats>,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum MoveError {
-    #[error("no connection to node {0}")]
-    NoPeer(NodeId),
-    #[error("peer call failed: {0}")]
-    Peer(String),
-    #[error("peer answered: {0}")]
-    Remote(String),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
-
-impl Mover {
-    async fn call(&self, node: NodeId, request: SyncRequest) -> Result<SyncResponse, MoveError> {
-        let peer = self.peers.get(node, 0).ok_or(MoveError::NoPeer(node))?;
-        match peer.send(Call(PeerRequest::Sync(request))).await {
-            Ok(Ok(PeerResponse::Sync(SyncResponse::Failed(e)))) => Err(MoveError::Remote(e)),
-            Ok(Ok(PeerResponse::Sync(response))) => Ok(response),
-            Ok(Ok(other)) => Err(MoveError::Remote(format!("unexpected answer {other:?}"))),
-            Ok(Err(e)) => Err(MoveError::Peer(e.to_string())),
-            Err(_) => Err(MoveError::Peer("peer actor stopped".to_owned())),
-        }
-    }
-
-    async fn pace(&self, records: usize) {
-        let wait = self.limiter.borrow_mut().take(records as u64, Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    /// Copies every record of `bucket` from `source` into the local store.
-    async fn pull_bucket(&self, bucket: BucketId, source: NodeId) -> Result<u64, MoveError> {
-        let mut after = None;
-        let mut moved = 0;
-        loop {
-            let request = SyncRequest::Scan {
-                bucket,
-                after,
-                limit: PAGE,
-            };
-            let SyncResponse::Records { records, more } = self.call(source, request).await? else {
-                return Err(MoveError::Remote("scan answered something else".to_owned()));
-            };
-            after = records.last().map(|(k, _)| k.clone());
-            let count = records.len();
-            self.pace(count).await;
-            self.store.apply_many(bucket, records).await?;
-            moved += count as u64;
-            stats::add(&self.stats.sync.keys_pulled, count as u64);
-            if !more || after.is_none() {
-                return Ok(moved);
-            }
-        }
-    }
-
-    /// Pulls `bucket` from enough of its settled `owners` (`owners − W + 1`, other than this
-    /// node) to hold every acknowledged write; retries until it does. Returns records received.
-    async fn pull_from_enough(&self, bucket: BucketId, owners: &[NodeId], w: usize) -> u64 {
-        let sources: Vec<NodeId> = owners.iter().copied().filter(|n| *n != self.me).collect();
-        let needed = (owners.len() - w.min(owners.len()) + 1).min(sources.len());
-        let mut moved = 0;
-        loop {
-            let mut done = 0;
-            for source in &sources {
-                match self.pull_bucket(bucket, *source).await {
-                    Ok(n) => {
-                        moved += n;
-                        done += 1;
-                    }
-                    Err(e) => log::debug!("pulling bucket {bucket} from {source}: {e}"),
-                }
-                if done == needed {
-                    return moved;
-                }
-            }
-            log::warn!("bucket {bucket}: only {done} of {needed} sources answered; retrying");
-            tokio::time::sleep(PULL_RETRY).await;
-        }
-    }
-
-    async fn digest_of(&self, node: NodeId, bucket: BucketId) -> Result<BucketDigest, MoveError> {
-        match self.call(node, SyncRequest::Digest { bucket }).await? {
-            SyncResponse::Digest(values) => {
-                digest_from_wire(&values).ok_or_else(|| MoveError::Remote("malformed digest".to_owned()))
-            }
-            _ => Err(MoveError::Remote("digest answered something else".to_owned())),
-        }
-    }
-
-    /// `(key, tag)` of `node`'s records of `bucket` in `segments`.
-    async fn keys_of(
-        &self,
-        node: NodeId,
-        bucket: BucketId,
-        segments: SegmentSet,
-    ) -> Result<BTreeMap<Bytes, Tag>, MoveError> {
-        let mut out = BTreeMap::new();
-        let mut after = None;
-        loop {
-            let request = SyncRequest::Keys {
-                bucket,
-                segments,
-                after: after.clone(),
-                limit: PAGE,
-            };
-            let SyncResponse::Keys { entries, more } = self.call(node, request).await? else {
-                return Err(MoveError::Remote("key listing answered something else".to_owned()));
-            };
-            after = entries.last().map(|(k, _)| k.clone());
-            out.extend(entries);
-            if !more || after.is_none() {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// Makes `bucket`'s `segments` equal on this node and `peer`: newer tags win, both ways.
-    async fn repair(&self, bucket: BucketId, peer: NodeId, segments: SegmentSet) -> Result<u64, MoveError> {
-        let theirs = self.keys_of(peer, bucket, segments).await?;
-        let (mine, _) = self.store.scan_segments(bucket, segments, None, usize::MAX).await?;
-        let mine: BTreeMap<Bytes, Record> = mine.into_iter().collect();
-        let wanted: Vec<Bytes> = theirs
-            .iter()
-            .filter(|(k, tag)| mine.get(*k).is_none_or(|r| r.tag < **tag))
-            .map(|(k, _)| k.clone())
-            .collect();
-        let offered: Vec<(Bytes, Record)> = mine
-            .iter()
-            .filter(|(k, r)| theirs.get(*k).is_none_or(|tag| *tag < r.tag))
-            .map(|(k, r)| (k.clone(), r.clone()))
-            .collect();
-        let mut moved = 0;
-        for keys in wanted.chunks(BATCH) {
-            self.pace(keys.len()).await;
-            let request = SyncRequest::Fetch {
-                bucket,
-                keys: keys.to_vec(),
-            };
-            if let SyncResponse::Records { records, .. } = self.call(peer, request).await? {
-                moved += records.len() as u64;
-                self.store.apply_many(bucket, records).await?;
-            }
-        }
-        for records in offered.chunks(BATCH) {
-            self.pace(records.len()).await;
-            let request = SyncRequest::Apply {
-                bucket,
-                records: records.to_vec(),
-            };
-            self.call(peer, request).await?;
-            moved += records.len() as u64;
-        }
-        stats::add(&self.stats.sync.keys_repaired, moved);
-        Ok(moved)
-    }
-
-    /// Purges, on every owner at once, the tombstones of `bucket` older than `grace`; only
-    /// called while every owner holds the same records.
-    async fn purge_tombstones(&self, bucket: BucketId, others: &[NodeId], grace: Duration) -> Result<(), MoveError> {
-        let horizon = unix_now().saturating_sub(grace.as_secs());
-        let (records, _) = self
-            .store
-            .scan_segments(bucket, SegmentSet::MAX, None, usize::MAX)
-            .await?;
-        let old: Vec<(Bytes, Tag)> = records
-            .into_iter()
-            .filter(|(_, r)| matches!(r.body, RecordBody::Tombstone { deleted_at } if deleted_at < horizon))
-            .map(|(k, r)| (k, r.tag))
-            .collect();
-        if old.is_empty() {
-            return Ok(());
-        }
-        for node in others {
-            let request = SyncRequest::PurgeTombstones {
-                bucket,
-                entries: old.clone(),
-            };
-            self.call(*node, request).await?;
-        }
-        let purged = self.store.purge_tombstones(bucket, old).await?;
-        stats::add(&self.stats.sync.tombstones_purged, purged);
-        Ok(())
-    }
-}
-
 /// Moves and repairs data.
 pub struct SyncActor {
     mover: Mover,
     config: SyncConfig,
     fence: Arc<Fence>,
+    gate: GateReader,
     membership: Option<Addr<Membership>>,
-    rings: Vec<(RingState, Ring)>,
+    /// Active rings, settled first.
+    rings: Vec<(RingId, Ring)>,
+    /// Newest ring adopted by this run (fence closed to older ones, reported).
     adopted: RingId,
-    pulling: Option<RingId>,
+    /// Newest ring whose pull barrier was reached.
+    barrier: Option<RingId>,
+    /// This node has heard the cluster's current view.
+    current: bool,
+    /// This node has completed a gossip exchange (its identity could be judged).
+    heard: bool,
+    /// Gossip showed the cluster remembers other data under this node's name.
+    conflict: bool,
+    /// A pull is running (for the rings of this generation).
+    pulling: bool,
+    /// Newest ring reported synced by this run.
+    reported: RingId,
+    /// Settled ring whose garbage was last dropped.
+    garbage_checked: Option<RingId>,
     cursor: u32,
 }
 
 impl SyncActor {
-    /// A Sync actor for node `me` over `store`.
+    /// A Sync actor for node `me` over `store`, resuming `progress`. A store that cannot be
+    /// trusted yet closes the replica `fence` at once.
     pub fn new(
         me: NodeId,
         config: SyncConfig,
-        (store, fence): (StoreHandle, Arc<Fence>),
-        peers: PeerDirectory,
+        (store, fence, gate): (StoreHandle, Arc<Fence>, GateReader),
+        (peers, progress): (PeerDirectory, ProgressStore),
         stats: Arc<NodeStats>,
     ) -> Self {
         let limiter = Rc::new(RefCell::new(TokenBucket::new(config.rate, Instant::now())));
+        let untrusted = progress.get().data != DataState::Ready;
+        fence.set_refilling(untrusted);
+        stats.sync.refilling.store(u64::from(untrusted), Ordering::Relaxed);
         SyncActor {
             mover: Mover {
                 me,
+                ring: RingId::default(),
                 store,
                 peers,
                 limiter,
                 stats,
+                progress: Rc::new(RefCell::new(progress)),
+                generation: Rc::new(Cell::new(0)),
             },
             config,
             fence,
+            gate,
             membership: None,
             rings: Vec::new(),
             adopted: RingId::default(),
-            pulling: None,
+            barrier: None,
+            current: false,
+            heard: false,
+            conflict: false,
+            pulling: false,
+            reported: RingId::default(),
+            garbage_checked: None,
             cursor: 0,
         }
     }
@@ -356,32 +145,41 @@ impl SyncActor {
         self.mover.me
     }
 
-    fn latest(&self) -> Option<&(RingState, Ring)> {
-        self.rings.last()
+    fn latest_id(&self) -> Option<RingId> {
+        self.rings.last().map(|(id, _)| *id)
     }
 
-    fn settled(&self) -> Option<&Ring> {
-        self.rings.first().map(|(_, r)| r)
+    fn progress(&self) -> Progress {
+        self.mover.progress.borrow().get().clone()
     }
 
-    /// Buckets this node owns in the newest ring but not in the settled one, with the settled
-    /// owners to pull each from, best sources first.
-    fn new_buckets(&self) -> Vec<(BucketId, Vec<NodeId>)> {
-        let (Some((_, latest)), Some(settled)) = (self.latest(), self.settled()) else {
-            return Vec::new();
-        };
-        let me = self.me();
-        let in_latest = |n: &NodeId| latest.nodes().contains(n);
-        (0..self.config.buckets)
-            .map(BucketId)
-            .filter(|b| latest.preference_list(*b).contains(&me) && !settled.preference_list(*b).contains(&me))
-            .map(|b| {
-                // Settled owners still in the newest ring first: the others are leaving or dead.
-                let mut owners = settled.preference_list(b).to_vec();
-                owners.sort_by_key(|n| !in_latest(n));
-                (b, owners)
-            })
-            .collect()
+    fn update_progress(&self, change: impl FnOnce(&mut Progress)) {
+        self.mover.progress.borrow_mut().update(change);
+    }
+
+    /// A mover whose requests carry the newest ring.
+    fn mover(&self) -> Mover {
+        Mover {
+            ring: self.latest_id().unwrap_or_default(),
+            ..self.mover.clone()
+        }
+    }
+
+    /// Closes (or opens) the replica fence while the store cannot be trusted.
+    fn set_refilling(&self, refilling: bool) {
+        self.fence.set_refilling(refilling);
+        self.mover
+            .stats
+            .sync
+            .refilling
+            .store(u64::from(refilling), Ordering::Relaxed);
+    }
+
+    fn publish_gate(&self) {
+        self.gate.store(Arc::new(GateView {
+            rings: self.rings.clone(),
+            current: self.current,
+        }));
     }
 
     fn report<M>(&self, msg: M)
@@ -395,21 +193,71 @@ impl SyncActor {
         }
     }
 
-    /// Adopts the newest ring: wipe newly owned buckets, close the fence, report.
-    fn adopt(&mut self, ctx: &mut Context<Self>) {
-        let Some((state, _)) = self.latest() else {
-            return;
-        };
-        let ring = state.id;
-        if ring <= self.adopted {
+    /// Does whatever the rings and the progress call for now.
+    fn step(&mut self, ctx: &mut Context<Self>) {
+        if self.rings.is_empty() {
             return;
         }
-        self.adopted = ring;
-        let wipe: Vec<BucketId> = if self.rings.len() > 1 {
-            self.new_buckets().into_iter().map(|(b, _)| b).collect()
-        } else {
-            Vec::new()
+        if self.adopt(ctx) {
+            return;
+        }
+        // The store is judged as soon as one exchange showed what the cluster knows of this
+        // node (a refill can only be more cautious); everything else waits for the current view.
+        if self.heard && self.judge_data(ctx) {
+            return;
+        }
+        if !self.current {
+            return;
+        }
+        let me = self.me();
+        let disowned = plan::disowned(&self.rings, me, &self.progress());
+        if !disowned.is_empty() {
+            self.update_progress(|p| {
+                for bucket in disowned {
+                    p.unpulled.remove(&bucket.0);
+                }
+            });
+        }
+        let barrier = self.barrier.is_some() && self.barrier == self.latest_id();
+        if !self.pulling {
+            let buckets = plan::pull_plan(&self.rings, me, &self.progress(), barrier);
+            if !buckets.is_empty() {
+                self.pull(buckets, ctx);
+                return;
+            }
+        }
+        let progress = self.progress();
+        if progress.data == DataState::Refill && plan::pull_plan(&self.rings, me, &progress, false).is_empty() {
+            log::info!("store refilled: serving again");
+            self.update_progress(|p| p.data = DataState::Ready);
+            self.set_refilling(false);
+        }
+        if let Some(ring) = plan::synced(&self.rings, me, &self.progress(), barrier) {
+            if ring > self.reported {
+                self.reported = ring;
+                self.update_progress(|p| p.synced = p.synced.max(ring));
+                self.report(Synced(ring));
+            }
+        }
+        self.drop_garbage(ctx);
+    }
+
+    /// Adopts the newest ring if this run has not: wipe what it newly owns (unless a previous
+    /// run did), close the fence, report. True while an adoption is under way.
+    fn adopt(&mut self, ctx: &mut Context<Self>) -> bool {
+        let Some(ring) = self.latest_id() else {
+            return false;
         };
+        if ring <= self.adopted {
+            return false;
+        }
+        self.adopted = ring;
+        let wipe = plan::adoption_wipe(&self.rings, self.me(), self.progress().adopted);
+        // Recorded before wiping: a crash in between still pulls them back.
+        self.update_progress(|p| {
+            p.adopted = p.adopted.max(ring);
+            p.unpulled.extend(wipe.iter().map(|b| b.0));
+        });
         let (store, fence) = (self.mover.store.clone(), Arc::clone(&self.fence));
         let work = async move {
             for bucket in wipe {
@@ -419,56 +267,113 @@ impl SyncActor {
             }
             fence.adopt(ring).await;
         };
-        ctx.wait(work.into_actor(self).map(move |(), act, _ctx| {
+        ctx.wait(work.into_actor(self).map(move |(), act, ctx| {
             log::info!("adopted ring version {}", ring.version);
             act.report(Adopted(ring));
-            if act.rings.len() == 1 {
-                act.report(Synced(ring));
-            }
+            act.step(ctx);
         }));
+        true
     }
 
-    /// Pulls every newly owned bucket of the newest ring, then reports `Synced`.
-    fn pull(&mut self, ring: RingId, ctx: &mut Context<Self>) {
-        let plan = self.new_buckets();
-        self.pulling = Some(ring);
-        let total = plan.len();
-        let sync = &self.mover.stats.sync;
-        sync.buckets_pending.store(total as u64, Ordering::Relaxed);
+    /// Decides, once current, whether the store can be trusted; a store that must refill drops
+    /// everything and records every owned bucket unpulled. True while the wipe is under way.
+    fn judge_data(&mut self, ctx: &mut Context<Self>) -> bool {
+        let progress = self.progress();
+        let judged = plan::judge_data(progress.data, self.conflict, &self.rings, self.me());
+        self.conflict = false;
+        if judged == progress.data {
+            return false;
+        }
+        if judged == DataState::Ready {
+            self.update_progress(|p| p.data = DataState::Ready);
+            self.set_refilling(false);
+            return false;
+        }
+        self.set_refilling(true);
+        let owned = plan::owned(&self.rings, self.me());
+        log::warn!(
+            "this store holds none of what the cluster expects from this node: dropping it and refilling {} bucket(s) before serving",
+            owned.len()
+        );
+        self.update_progress(|p| {
+            p.data = DataState::Refill;
+            p.unpulled.extend(owned.iter().map(|b| b.0));
+        });
+        self.reported = RingId::default();
+        let store = self.mover.store.clone();
+        let buckets = self.config.buckets;
+        let work = async move {
+            for bucket in (0..buckets).map(BucketId) {
+                if store.digest(bucket).iter().any(|d| *d != 0) {
+                    if let Err(e) = store.drop_bucket(bucket).await {
+                        log::error!("cannot drop bucket {bucket} before refilling: {e}");
+                    }
+                }
+            }
+        };
+        ctx.wait(work.into_actor(self).map(|(), act, ctx| act.step(ctx)));
+        true
+    }
+
+    /// Pulls `buckets` (each recorded as pulled when done), then steps again.
+    fn pull(&mut self, buckets: Vec<BucketId>, ctx: &mut Context<Self>) {
+        self.pulling = true;
+        let (me, w) = (self.me(), self.config.w);
+        let jobs: Vec<(BucketId, Vec<NodeId>, usize)> = buckets
+            .into_iter()
+            .map(|b| {
+                let (sources, needed) = plan::sources(&self.rings, me, b, w);
+                (b, sources, needed)
+            })
+            .collect();
+        let total = jobs.len();
+        let ring = self.latest_id().unwrap_or_default();
+        self.mover
+            .stats
+            .sync
+            .buckets_pending
+            .store(total as u64, Ordering::Relaxed);
         log::info!("pulling {total} bucket(s) for ring version {}", ring.version);
-        let mover = self.mover.clone();
-        let w = self.config.w;
+        let mover = self.mover();
+        let generation = mover.generation.get();
         let work = async move {
             let started = Instant::now();
             let mut progress = PullProgress::new(total, started);
-            let mut pulls = futures_util::stream::iter(plan)
-                .map(|(bucket, owners)| {
+            let mut pulls = futures_util::stream::iter(jobs)
+                .map(|(bucket, sources, needed)| {
                     let mover = mover.clone();
-                    async move { mover.pull_from_enough(bucket, &owners, w).await }
+                    async move { mover.pull_from_enough(bucket, &sources, needed).await }
                 })
                 .buffer_unordered(PULL_CONCURRENCY);
             while let Some(moved) = pulls.next().await {
-                progress.bucket_done(moved, &mover.stats);
+                if let Some(moved) = moved {
+                    progress.bucket_done(moved, &mover.stats);
+                }
             }
             (progress.moved, started.elapsed())
         };
-        ctx.spawn(work.into_actor(self).map(move |(moved, took), act, _ctx| {
+        ctx.spawn(work.into_actor(self).map(move |(moved, took), act, ctx| {
             let rate = moved as f64 / took.as_secs_f64().max(0.001);
             log::info!(
                 "pulled {moved} record(s) for ring version {} in {took:.1?} ({rate:.0}/s)",
                 ring.version
             );
-            if act.pulling == Some(ring) && act.latest().is_some_and(|(s, _)| s.id == ring) {
-                act.report(Synced(ring));
+            if act.mover.generation.get() == generation {
+                act.pulling = false;
+                act.step(ctx);
             }
         }));
     }
 
-    /// Drops buckets this node does not own in the settled ring.
-    fn drop_garbage(&self, ctx: &mut Context<Self>) {
-        let Some(settled) = self.settled().filter(|_| self.rings.len() == 1) else {
+    /// Drops buckets this node does not own in the settled ring, once per settled ring.
+    fn drop_garbage(&mut self, ctx: &mut Context<Self>) {
+        let [(settled_id, settled)] = self.rings.as_slice() else {
             return;
         };
+        if self.garbage_checked == Some(*settled_id) {
+            return;
+        }
+        self.garbage_checked = Some(*settled_id);
         let me = self.me();
         let store = self.mover.store.clone();
         let garbage: Vec<BucketId> = (0..self.config.buckets)
@@ -493,12 +398,22 @@ impl SyncActor {
         );
     }
 
+    /// True while anti-entropy may run: settled, current, nothing left to pull, store trusted.
+    fn may_compare(&self) -> bool {
+        let progress = self.progress();
+        self.rings.len() == 1
+            && self.current
+            && !self.pulling
+            && progress.data == DataState::Ready
+            && progress.unpulled.is_empty()
+    }
+
     /// Compares the next owned bucket with its other owners and repairs differences; schedules
     /// the next comparison right away if something was repaired.
     fn anti_entropy(&mut self, ctx: &mut Context<Self>) {
         let pause = self.config.anti_entropy_pause;
-        let settled = match self.settled() {
-            Some(ring) if self.rings.len() == 1 && self.pulling.is_none() => ring,
+        let settled = match self.rings.first() {
+            Some((_, ring)) if self.may_compare() => ring,
             _ => {
                 ctx.run_later(pause, |act, ctx| act.anti_entropy(ctx));
                 return;
@@ -520,7 +435,7 @@ impl SyncActor {
             .filter(|n| *n != me)
             .collect();
         self.cursor = (bucket.0 + 1) % buckets;
-        let (mover, grace) = (self.mover.clone(), self.config.tombstone_grace);
+        let (mover, grace) = (self.mover(), self.config.tombstone_grace);
         let work = async move {
             let mut repaired = 0;
             let mut all_equal = true;
@@ -589,22 +504,51 @@ impl Handler<RingsChanged> for SyncActor {
         let (buckets, vnodes, n) = (self.config.buckets, self.config.virtual_nodes, self.config.n);
         self.rings = rings
             .into_iter()
-            .map(|state| {
-                let ring = Ring::build(&state.ids(), buckets, vnodes, n);
-                (state, ring)
-            })
+            .map(|state| (state.id, Ring::build(&state.ids(), buckets, vnodes, n)))
             .collect();
-        if self
-            .pulling
-            .is_some_and(|p| self.latest().is_none_or(|(s, _)| s.id != p))
-        {
-            self.pulling = None;
+        // Pulls planned on the previous rings give up their retries; the next step replans.
+        self.mover.generation.set(self.mover.generation.get() + 1);
+        self.pulling = false;
+        self.publish_gate();
+        self.step(ctx);
+    }
+}
+
+/// How much of the cluster's view this node has heard.
+#[derive(Message, Clone, Copy, Debug, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct CaughtUp {
+    /// Heard the current view (since it started, or since it last lost sight of a majority).
+    pub current: bool,
+    /// Completed at least one gossip exchange since it started (or needs none: alone).
+    pub heard: bool,
+}
+
+impl Handler<CaughtUp> for SyncActor {
+    type Result = ();
+
+    fn handle(&mut self, CaughtUp { current, heard }: CaughtUp, ctx: &mut Context<Self>) {
+        self.current = current;
+        self.heard = heard;
+        if !current {
+            self.garbage_checked = None;
         }
-        self.adopt(ctx);
-        if self.rings.len() == 1 {
-            self.pulling = None;
-            self.drop_garbage(ctx);
-        }
+        self.publish_gate();
+        self.step(ctx);
+    }
+}
+
+/// Gossip shows the cluster remembers another data dir under this node's name.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DataConflict;
+
+impl Handler<DataConflict> for SyncActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: DataConflict, ctx: &mut Context<Self>) {
+        self.conflict = true;
+        self.step(ctx);
     }
 }
 
@@ -617,10 +561,8 @@ impl Handler<BarrierReached> for SyncActor {
     type Result = ();
 
     fn handle(&mut self, BarrierReached(ring): BarrierReached, ctx: &mut Context<Self>) {
-        let is_latest = self.latest().is_some_and(|(s, _)| s.id == ring);
-        if is_latest && self.rings.len() > 1 && self.pulling != Some(ring) {
-            self.pull(ring, ctx);
-        }
+        self.barrier = Some(ring);
+        self.step(ctx);
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::cluster::GossipState;
 use crate::replica::{ReplicaReply, ReplicaRequest};
-use crate::sync::{SyncRequest, SyncResponse};
+use crate::sync::{SyncCall, SyncResponse};
 use crate::tag::NodeId;
 use serde::{Deserialize, Serialize};
 
@@ -97,8 +97,8 @@ pub enum PeerRequest {
     Replica(ReplicaRequest),
     /// A push-pull gossip exchange: the sender's view; the answer is the receiver's.
     Gossip(GossipState),
-    /// Data movement between replicas (handoff, anti-entropy).
-    Sync(SyncRequest),
+    /// Data movement between replicas (handoff, anti-entropy), with the sender's ring.
+    Sync(SyncCall),
     /// Liveness check.
     Ping,
 }

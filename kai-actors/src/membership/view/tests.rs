@@ -19,6 +19,7 @@ fn state(n: u64) -> NodeState {
         intent: Intent::Member,
         adopted: RingId::default(),
         synced: RingId::default(),
+        data_id: n,
     }
 }
 
