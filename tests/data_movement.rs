@@ -23,6 +23,15 @@ const SETTLE: Duration = Duration::from_secs(60);
 /// Reply timeout of the clients that run while nodes fail.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The tests of this file run one at a time: each runs four to six nodes whose timing matters,
+/// and the machines this runs on may have two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes this file's turn (a test that panicked holding it does not stop the others).
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// `--set` pairs of one node.
 type Settings = Vec<(&'static str, String)>;
 
@@ -177,6 +186,7 @@ fn set_all(client: &mut Client, keys: std::ops::Range<usize>, value: impl Fn(usi
 /// the remaining owners purged the tombstones of keys it still holds.
 #[test]
 fn deleted_keys_stay_deleted_when_a_removed_node_returns_after_gc() {
+    let _turn = exclusive();
     const KEYS: usize = 2000;
     let settings = |_| -> Settings {
         vec![
@@ -276,6 +286,7 @@ fn unresponsive(node: &KaiProcess) -> bool {
 /// after they did; every acknowledged write must still read back.
 #[test]
 fn acknowledged_writes_survive_a_restart_during_a_ring_change() {
+    let _turn = exclusive();
     const KEYS: usize = 3000;
     let (a, b, c, l) = (0, 1, 2, 3);
     let settings = |i| -> Settings {
@@ -437,6 +448,7 @@ fn check_read(key: &str, writes: &[(u64, bool)], read: Option<&[u8]>) -> Result<
 /// synced); every acknowledged write must read back.
 #[test]
 fn rolling_restart_during_a_join_under_load_loses_no_acknowledged_write() {
+    let _turn = exclusive();
     const PRELOAD: usize = 3000;
     const WRITERS: usize = 4;
     /// Writes acknowledged after each restart before the next one.

@@ -349,19 +349,35 @@ async fn histories_stay_linearizable_when_a_node_is_cut_off_past_down_after_and_
     // The fault outlasts everything it targets: the cut-off node's minority fence (half of
     // `down_after`), its removal (`down_after`), tombstone GC among the others (grace 1 s), and
     // its return as a rejoining member — all while clients run get/set/delete through every node.
+    // Keys deleted while it is away must stay deleted after it returns with their old values.
     let cluster = Cluster::start(shape(5)).await;
     let (all, rest) = ([0, 1, 2, 3, 4], [0, 1, 2, 3]);
     let purged = || -> u64 {
         let nodes = cluster.nodes.iter();
-        nodes.map(|n| kai_actors::stats::get(&n.stats().sync.tombstones_purged)).sum()
+        nodes
+            .map(|n| kai_actors::stats::get(&n.stats().sync.tombstones_purged))
+            .sum()
     };
+    let gone: Vec<String> = (0..20).map(|i| format!("gone-{i}")).collect();
+    for k in &gone {
+        cluster.nodes[0].set(key(k), 0, "old".into()).await.expect("set");
+    }
     let purged_before = purged();
     let fault = async {
         tokio::time::sleep(DOWN_AFTER / 4).await;
         cluster.isolate(&[4]);
-        wait_for("the cut-off node fences itself", DOWN_AFTER, || !cluster.nodes[4].cluster().majority).await;
+        for k in &gone {
+            assert!(cluster.nodes[0].delete(key(k)).await.expect("delete"), "{k} existed");
+        }
+        wait_for("the cut-off node fences itself", DOWN_AFTER, || {
+            !cluster.nodes[4].cluster().majority
+        })
+        .await;
         cluster.wait_settled(&rest, &rest, SETTLE).await;
-        wait_for("tombstones are purged while it is away", SETTLE, || purged() > purged_before).await;
+        wait_for("tombstones are purged while it is away", SETTLE, || {
+            purged() > purged_before
+        })
+        .await;
         cluster.filter.heal();
         cluster.wait_settled(&all, &all, SETTLE).await;
     };
@@ -374,6 +390,15 @@ async fn histories_stay_linearizable_when_a_node_is_cut_off_past_down_after_and_
     if let Err(violation) = check(&ops) {
         panic!("{violation}");
     }
-    eprintln!("cut off past down_after: {} operations, {failed} failed, 0 violations", ops.len());
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        for k in &gone {
+            let got = node.get(key(k)).await.expect("get");
+            assert!(got.is_none(), "{k} came back through node {i}: {got:?}");
+        }
+    }
+    eprintln!(
+        "cut off past down_after: {} operations, {failed} failed, 0 violations",
+        ops.len()
+    );
     cluster.shutdown().await;
 }
