@@ -104,6 +104,41 @@ async fn a_partitioned_replica_does_not_stop_the_majority() {
 }
 
 #[actix_rt::test]
+async fn a_cut_off_minority_refuses_writes_its_own_owners_could_acknowledge() {
+    // Nodes 0 and 1 are cut off from the other three. Keys that 0 and 1 both own could get a
+    // write quorum (W = 2) on the minority side; the majority removes them after `down_after` and
+    // would never see such writes. The minority fence must refuse them first.
+    let cluster = Cluster::start(shape(5, 3, 2, 2)).await;
+    let shared: Vec<String> = (0..500)
+        .map(|i| format!("m{i}"))
+        .filter(|k| {
+            let owners = cluster.owners(0, k);
+            owners.contains(&0) && owners.contains(&1)
+        })
+        .take(5)
+        .collect();
+    assert!(!shared.is_empty(), "no key owned by both nodes 0 and 1");
+    cluster.isolate(&[0, 1]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while cluster.nodes[0].cluster().majority {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 0 never noticed it lost the majority"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for k in &shared {
+        let err = cluster.nodes[0]
+            .set(key(k), 0, "minority".into())
+            .await
+            .expect_err("a minority must not acknowledge writes");
+        assert!(err.to_string().contains("quorum not reached"), "{err}");
+    }
+    cluster.filter.heal();
+    cluster.shutdown().await;
+}
+
+#[actix_rt::test]
 async fn without_a_quorum_operations_fail_instead_of_answering_stale() {
     let cluster = Cluster::start(shape(3, 3, 2, 2)).await;
     cluster.nodes[0].set(key("q"), 0, "old".into()).await.expect("set");
