@@ -86,13 +86,16 @@ impl Nodes {
         self.stats(i)[name].parse().expect("numeric stat")
     }
 
-    /// True if node `i` has one settled ring of `members` nodes and connections to all of them.
+    /// True if node `i` has one settled ring of `members` nodes, connections to all of them, sees
+    /// a majority (its replica refuses requests until then) and its store serves (not refilling).
     fn settled_with(&self, i: usize, members: usize) -> bool {
         let stats = self.stats(i);
         let stat = |name: &str| stats[name].parse::<u64>().expect("numeric stat");
         stat("kai_members") == members as u64
             && stat("kai_rings_active") == 1
             && stat("kai_peer_connections") >= (members as u64 - 1) * stat("threads")
+            && stat("kai_majority") == 1
+            && stat("kai_sync_refilling") == 0
     }
 
     fn wait_member_of(&self, i: usize, members: usize) {
