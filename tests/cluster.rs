@@ -43,6 +43,23 @@ fn memcache_behaviour_is_the_same_through_every_node() {
 }
 
 #[test]
+fn a_refused_oversized_set_deletes_the_value_on_the_replicas() {
+    let cluster = ProcessCluster::start_with(3, (3, 2, 2), &[("max_value_size", "1000")]);
+    let mut clients: Vec<_> = (0..3).map(|i| cluster.client(i)).collect();
+    assert_eq!(clients[0].set("session", b"old"), "STORED\r\n");
+    assert_eq!(
+        clients[1].set("session", &[b'x'; 5000]),
+        "SERVER_ERROR object too large for cache\r\n"
+    );
+    // The refusal wrote a replicated tombstone through the coordinator: no node reads the old
+    // value, and the key is already deleted wherever it is deleted again.
+    for c in &mut clients {
+        assert_eq!(c.get("session"), None);
+    }
+    assert_eq!(clients[2].call("delete session\r\n"), "NOT_FOUND\r\n");
+}
+
+#[test]
 fn every_key_has_exactly_n_replicas() {
     let cluster = ProcessCluster::start(4, (3, 2, 2));
     let keys = 300u64;

@@ -128,6 +128,157 @@ fn oversized_values_are_refused_and_the_connection_stays_in_sync() {
 }
 
 #[test]
+fn a_refused_oversized_set_deletes_the_old_value_like_memcached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = KaiProcess::start(dir.path(), &[("max_value_size", "1000")]);
+    let mut c = kai.client();
+    let big = vec![b'x'; 5000];
+    assert_eq!(c.set("session", b"old"), "STORED\r\n");
+    assert_eq!(c.set("session", &big), "SERVER_ERROR object too large for cache\r\n");
+    assert_eq!(c.get("session"), None, "a stale value must not outlive a refused set");
+    // With noreply: no reply, and the old value is gone all the same.
+    assert_eq!(c.set("quiet", b"old"), "STORED\r\n");
+    let mut request = b"set quiet 0 0 5000 noreply\r\n".to_vec();
+    request.extend_from_slice(&big);
+    request.extend_from_slice(b"\r\n");
+    c.send(&request);
+    assert_eq!(c.get("quiet"), None);
+    // The delete is a real, replicated delete (a tombstone): the key reads as deleted.
+    assert_eq!(c.call("delete session\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(c.stats()["store_too_large"], "2");
+}
+
+#[test]
+fn exptime_is_read_like_memcached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let mut c = kai.client();
+    // 4294967295 is what libmemcached sends for -1 (Django's timeout=0, "don't cache"):
+    // memcached keeps the low 32 bits, -1, "already expired", and so must Kai.
+    for exptime in [4_294_967_295, 2_147_483_648, -1, -2_147_483_648, 9_999_999_999] {
+        assert_eq!(c.set("k", b"cached"), "STORED\r\n");
+        assert_eq!(c.set_with("k", 0, exptime, b"v"), "STORED\r\n");
+        assert_eq!(c.get("k"), None, "exptime {exptime} must mean already expired");
+    }
+    // -4294967296 keeps 0 (never expires), -2147483649 keeps 2147483647 (2038).
+    for exptime in [-4_294_967_296, -2_147_483_649] {
+        assert_eq!(c.set_with("k", 0, exptime, b"v"), "STORED\r\n");
+        assert_eq!(c.get("k"), Some(b"v".to_vec()), "exptime {exptime}");
+    }
+    assert_eq!(
+        c.call("set k 0 99999999999999999999 1\r\nx\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+}
+
+#[test]
+fn odd_command_lines_are_answered_like_memcached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let mut c = kai.client();
+    // One token after <bytes> that is not "noreply" is ignored: memcached stores.
+    assert_eq!(c.call("set k 0 0 1 garbage\r\nx\r\n"), "STORED\r\n");
+    assert_eq!(c.get("k"), Some(b"x".to_vec()));
+    // Wrong token counts are ERROR; no data block is read, so "x" is a command line too.
+    assert_eq!(c.call("set k 0 0 1 a noreply\r\nx\r\n"), "ERROR\r\n");
+    assert_eq!(c.line(), "ERROR\r\n");
+    for line in [
+        "set k 0 0",
+        "incr k",
+        "touch k",
+        "delete",
+        "delete a b c d",
+        "verbosity",
+        "flush_all 1 2 3",
+    ] {
+        assert_eq!(c.call(&format!("{line}\r\n")), "ERROR\r\n", "{line}");
+    }
+    assert_eq!(c.call("verbosity foo\r\n"), "CLIENT_ERROR bad command line format\r\n");
+    assert_eq!(c.call("verbosity 1 2\r\n"), "OK\r\n");
+    assert_eq!(
+        c.call("delete a b c\r\n"),
+        "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+    );
+    // A key memcached could hold but Kai cannot store is a miss; an over-long key fails the get.
+    c.send(b"get k b\x01c k\r\n");
+    assert_eq!(c.values().len(), 2);
+    let long = "k".repeat(251);
+    assert_eq!(
+        c.call(&format!("get k {long}\r\n")),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(c.get("k"), Some(b"x".to_vec()));
+}
+
+#[test]
+fn unsupported_commands_fail_visibly_even_with_noreply() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let mut c = kai.client();
+    c.send(b"flush_all noreply\r\nadd k 0 0 1 noreply\r\nx\r\nincr k 1 noreply\r\nversion\r\n");
+    assert_eq!(c.line(), "SERVER_ERROR 'flush_all' is not supported by kai\r\n");
+    assert_eq!(c.line(), "SERVER_ERROR 'add' is not supported by kai\r\n");
+    assert_eq!(c.line(), "SERVER_ERROR 'incr' is not supported by kai\r\n");
+    assert!(c.line().starts_with("VERSION "));
+    // pymemcache's default noreply: flush_all seems to succeed, but the next call fails
+    // (the client reconnects), so the client never reads stale data believing it flushed.
+    let script = r#"
+import sys
+from pymemcache.client.base import Client
+from pymemcache.exceptions import MemcacheServerError
+c = Client((sys.argv[1], int(sys.argv[2])), connect_timeout=5, timeout=5, default_noreply=True)
+c.set("k", b"v")
+c.flush_all()
+try:
+    c.get("k")
+    print("flush_all appeared to succeed")
+except MemcacheServerError as e:
+    assert "flush_all" in str(e), e
+    assert c.get("k") == b"v"
+    print("failure visible")
+"#;
+    let out = python(script, &[kai.addr.ip().to_string(), kai.addr.port().to_string()]);
+    assert_eq!(out.trim(), "failure visible");
+}
+
+#[test]
+fn stats_groups_answer_like_memcached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = node(&dir);
+    let stream = std::net::TcpStream::connect(kai.addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let local = stream.local_addr().expect("local address");
+    let mut c = Client::from_stream(stream);
+    assert!(c.stats_group("items").is_empty(), "no items: only END, as memcached");
+    assert_eq!(c.set("a", b"12345"), "STORED\r\n");
+    let settings = c.stats_group("settings");
+    assert_eq!(settings["maxconns"], "1024");
+    assert_eq!(settings["item_size_max"], "1048576");
+    assert_eq!(settings["tcpport"], kai.addr.port().to_string());
+    let items = c.stats_group("items");
+    assert_eq!(items["items:1:number"], "1");
+    let slabs = c.stats_group("slabs");
+    assert_eq!(slabs["active_slabs"], "1");
+    assert_eq!(slabs["1:used_chunks"], "1");
+    let conns = c.stats_group("conns");
+    assert!(
+        conns.values().any(|v| *v == format!("tcp:{local}")),
+        "this connection is listed: {conns:?}"
+    );
+    assert!(conns.values().any(|v| v == "conn_listening"));
+    assert_eq!(c.stats_group("sizes")["sizes_status"], "disabled");
+    assert_eq!(c.get("a"), Some(b"12345".to_vec()));
+    assert_eq!(c.call("stats reset\r\n"), "RESET\r\n");
+    let after = c.stats();
+    for counter in ["cmd_get", "cmd_set", "get_hits", "total_items", "total_connections"] {
+        assert_eq!(after[counter], "0", "{counter} is reset");
+    }
+    assert_eq!(after["curr_items"], "1", "gauges are not reset");
+    assert_eq!(after["curr_connections"], "1");
+    assert_eq!(c.call("stats nonsense\r\n"), "ERROR\r\n");
+}
+
+#[test]
 fn an_endless_line_closes_only_that_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kai = node(&dir);
@@ -179,6 +330,7 @@ fn stats_counters_move() {
     assert_eq!(before["kai_store"], "rocksdb");
     assert_eq!(before["kai_quorum"], "1:1:1");
     assert_eq!(before["curr_items"], "0");
+    assert_eq!(before["bytes"], "0");
     c.set("a", b"1");
     c.set("b", b"2");
     c.get("a");
@@ -189,6 +341,20 @@ fn stats_counters_move() {
     let after = other.stats();
     let delta = |k: &str| after[k].parse::<i64>().expect("number") - before[k].parse::<i64>().expect("number");
     assert_eq!(delta("cmd_set"), 2);
+    assert_eq!(delta("total_items"), 2);
+    assert_eq!(after["evictions"], "0");
+    // One value left, "a" = "1": its key and record (an 18-byte header, 12 bytes of flags
+    // and expiry, the data).
+    assert_eq!(after["bytes"], (1 + 18 + 12 + 1).to_string());
+    assert!(after["limit_maxbytes"].parse::<u64>().expect("number") > 0);
+    for rusage in ["rusage_user", "rusage_system"] {
+        let seconds: f64 = after[rusage].parse().expect("seconds");
+        assert!(
+            seconds >= 0.0 && after[rusage].contains('.'),
+            "{rusage} = {}",
+            after[rusage]
+        );
+    }
     assert_eq!(delta("cmd_get"), 2);
     assert_eq!(delta("get_hits"), 1);
     assert_eq!(delta("get_misses"), 1);
@@ -359,6 +525,25 @@ fn a_bad_config_is_refused_naming_the_key() {
         .output()
         .expect("run kai");
     assert!(String::from_utf8_lossy(&out.stderr).contains("`buckets`"));
+}
+
+#[test]
+fn unrelated_kai_environment_variables_are_ignored_with_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0"].map(String::from);
+    let kai = KaiProcess::start_via(
+        &["env", "KAI_BIN=/usr/local/bin/kai", "KAI_MAX_VALUE_SIZE=1000"],
+        dir.path(),
+        args.to_vec(),
+    );
+    let mut c = kai.client();
+    assert_eq!(
+        c.set("k", &[b'x'; 2000]),
+        "SERVER_ERROR object too large for cache\r\n",
+        "a variable naming a config key is still read"
+    );
+    let log = kai.log_text();
+    assert!(log.contains("ignoring environment variable KAI_BIN"), "{log}");
 }
 
 #[test]

@@ -11,7 +11,7 @@
 use crate::config::{NodeConfig, Seed, StoreBackend};
 use crate::coordinator::{ClusterLink, Coordinator, CoordinatorCore, CoordinatorError, Delete, Get, Set};
 use crate::fence::Fence;
-use crate::listener::{Listener, SessionShared, StopListening, Worker};
+use crate::listener::{Connections, Listener, SessionShared, StopListening, Worker};
 use crate::membership::{ClusterStatus, Leave, Membership, MembershipConfig, MembershipParts, StatusReader, Stop};
 use crate::peer::{LocalIdentity, NetworkFilter, PeerDirectory, PeerListener, PeerService, PeerSettings};
 use crate::quorum::TagClock;
@@ -274,6 +274,9 @@ impl NodeBuilder {
                 quorum: (config.n, config.r, config.w),
                 threads,
                 max_connections: config.max_connections,
+                max_value_size: config.max_value_size,
+                data_dir: config.data_dir.clone(),
+                listen: client_addr,
                 store: store.clone(),
                 ring: ring.clone(),
                 cluster: Arc::clone(&status),
@@ -284,6 +287,7 @@ impl NodeBuilder {
                 ..Limits::default()
             },
             expiry: config.expiry,
+            connections: Connections::default(),
         });
         let client_socket = tokio::net::TcpListener::from_std(client_socket).map_err(|source| StartError::Bind {
             key: "listen",

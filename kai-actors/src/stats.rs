@@ -1,7 +1,9 @@
 //! Node counters for the memcache `stats` command.
 //!
 //! Counters are plain atomics updated on the request path (relaxed ordering: each is exact on
-//! its own; a report is not a consistent cut across them).
+//! its own; a report is not a consistent cut across them). `stats reset` zeroes the counters
+//! memcached resets (those counting events since start, [`NodeStats::reset`]); gauges of the
+//! current state (connections, items, sync progress) are never reset.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -25,6 +27,10 @@ pub struct NodeStats {
     pub cmd_get: AtomicU64,
     /// Storage commands executed.
     pub cmd_set: AtomicU64,
+    /// Items stored since start (successful `set`s).
+    pub total_items: AtomicU64,
+    /// `set`s refused because the value exceeds `max_value_size`.
+    pub store_too_large: AtomicU64,
     /// Keys found by get/gets.
     pub get_hits: AtomicU64,
     /// Keys not found by get/gets.
@@ -58,6 +64,8 @@ impl Default for NodeStats {
             rejected_connections: AtomicU64::new(0),
             cmd_get: AtomicU64::new(0),
             cmd_set: AtomicU64::new(0),
+            total_items: AtomicU64::new(0),
+            store_too_large: AtomicU64::new(0),
             get_hits: AtomicU64::new(0),
             get_misses: AtomicU64::new(0),
             delete_hits: AtomicU64::new(0),
@@ -88,6 +96,31 @@ impl NodeStats {
     pub fn uptime_secs(&self) -> u64 {
         self.started.elapsed().as_secs()
     }
+
+    /// `stats reset`: zeroes the counters of events since start, as memcached does (its
+    /// `total_connections`, `cmd_*`, hits and misses, `bytes_read`/`bytes_written`,
+    /// `total_items`, …) and Kai's request-path counters. Gauges keep their values.
+    pub fn reset(&self) {
+        for counter in [
+            &self.total_connections,
+            &self.rejected_connections,
+            &self.cmd_get,
+            &self.cmd_set,
+            &self.total_items,
+            &self.store_too_large,
+            &self.get_hits,
+            &self.get_misses,
+            &self.delete_hits,
+            &self.delete_misses,
+            &self.bytes_read,
+            &self.bytes_written,
+            &self.unreconciled_reads,
+            &self.read_repairs,
+            &self.quorum_failures,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Static facts about a node and handles to its live state, for reports.
@@ -103,6 +136,12 @@ pub struct NodeInfo {
     pub threads: usize,
     /// Configured connection limit.
     pub max_connections: usize,
+    /// Largest value accepted, in bytes.
+    pub max_value_size: usize,
+    /// The memcache address the node listens on.
+    pub listen: std::net::SocketAddr,
+    /// The directory holding the node's data (its filesystem's size is `limit_maxbytes`).
+    pub data_dir: std::path::PathBuf,
     /// The local store.
     pub store: crate::store::StoreHandle,
     /// The current ring.
@@ -122,25 +161,34 @@ pub fn report(info: &NodeInfo, stats: &NodeStats) -> Vec<kai_proto::memcache::St
     let members = placement.latest().map_or(0, |ring| ring.nodes().len());
     let owned = placement.latest().map_or(0, |ring| ring.buckets_of(info.id).count());
     let sync = &stats.sync;
+    let cpu = cpu_usage();
     vec![
         S::new("pid", std::process::id()),
         S::new("uptime", stats.uptime_secs()),
         S::new("time", crate::clock::unix_now()),
         S::new("version", PROTOCOL_VERSION),
         S::new("pointer_size", usize::BITS),
+        S::new("rusage_user", seconds(cpu.user)),
+        S::new("rusage_system", seconds(cpu.system)),
         S::new("curr_connections", get(&stats.curr_connections)),
         S::new("total_connections", get(&stats.total_connections)),
         S::new("rejected_connections", get(&stats.rejected_connections)),
         S::new("max_connections", info.max_connections),
         S::new("cmd_get", get(&stats.cmd_get)),
         S::new("cmd_set", get(&stats.cmd_set)),
+        S::new("store_too_large", get(&stats.store_too_large)),
         S::new("get_hits", get(&stats.get_hits)),
         S::new("get_misses", get(&stats.get_misses)),
         S::new("delete_hits", get(&stats.delete_hits)),
         S::new("delete_misses", get(&stats.delete_misses)),
         S::new("bytes_read", get(&stats.bytes_read)),
         S::new("bytes_written", get(&stats.bytes_written)),
+        S::new("limit_maxbytes", limit_maxbytes(info)),
+        S::new("bytes", info.store.value_bytes()),
         S::new("curr_items", info.store.value_count()),
+        S::new("total_items", get(&stats.total_items)),
+        // Kai stores on disk and never evicts.
+        S::new("evictions", 0),
         S::new("threads", info.threads),
         S::new("kai_node", &info.name),
         S::new("kai_node_id", info.id),
@@ -168,6 +216,65 @@ pub fn report(info: &NodeInfo, stats: &NodeStats) -> Vec<kai_proto::memcache::St
         S::new("kai_sync_buckets_dropped", get(&sync.buckets_dropped)),
         S::new("kai_tombstones_purged", get(&sync.tombstones_purged)),
     ]
+}
+
+/// CPU time the process has used, in user and system mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuUsage {
+    /// User-mode CPU time.
+    pub user: std::time::Duration,
+    /// Kernel-mode CPU time.
+    pub system: std::time::Duration,
+}
+
+/// This process's CPU usage (`getrusage(RUSAGE_SELF)`); zero if the system cannot tell.
+pub fn cpu_usage() -> CpuUsage {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let as_duration = |t: nix::sys::time::TimeVal| {
+        let micros = t.tv_sec().max(0) as u64 * 1_000_000 + t.tv_usec().max(0) as u64;
+        std::time::Duration::from_micros(micros)
+    };
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(usage) => CpuUsage {
+            user: as_duration(usage.user_time()),
+            system: as_duration(usage.system_time()),
+        },
+        Err(e) => {
+            log::debug!("getrusage failed: {e}");
+            CpuUsage::default()
+        }
+    }
+}
+
+/// Seconds with microseconds, as memcached prints `rusage_user` (`0.019460`).
+fn seconds(d: std::time::Duration) -> String {
+    format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+}
+
+/// memcached's memory limit. Kai keeps its items on disk and never evicts, so its limit is the
+/// size of the filesystem holding the data directory (0 if it cannot be read).
+pub fn limit_maxbytes(info: &NodeInfo) -> u64 {
+    // The directory may not exist yet (the memory store creates none): measure its nearest
+    // existing ancestor.
+    let existing = info
+        .data_dir
+        .ancestors()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
+        .find(|p| p.exists())
+        .unwrap_or(std::path::Path::new("."));
+    match nix::sys::statvfs::statvfs(existing) {
+        Ok(fs) => fs.blocks().saturating_mul(fs.fragment_size()),
+        Err(e) => {
+            log::debug!("statvfs of {} failed: {e}", info.data_dir.display());
+            0
+        }
+    }
 }
 
 /// The `stats members` report: one line per known node,

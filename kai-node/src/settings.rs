@@ -1,9 +1,14 @@
 //! Loading a node's configuration: defaults, then the TOML file, then `KAI_<KEY>` environment
 //! variables, then command-line overrides — each layer overriding the one before.
+//!
+//! Only environment variables that name a config key are read: other `KAI_*` variables (e.g. a
+//! script's `KAI_BIN`) are no configuration, so they are left alone with a warning rather than
+//! failing the start as unknown keys. Unknown keys in the file or on the command line still fail.
 
 use anyhow::{Context, Result};
-use config::{Config, Environment, File, FileFormat};
+use config::{Config, Environment, File, FileFormat, Map};
 use kai_actors::NodeConfig;
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Environment variables `KAI_<KEY>` override config keys.
@@ -18,7 +23,12 @@ pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<NodeC
     if let Some(path) = file {
         builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
     }
+    let (variables, ignored) = config_variables(std::env::vars());
+    for name in ignored {
+        log::warn!("ignoring environment variable {name}: it names no config key");
+    }
     let mut environment = Environment::with_prefix(ENV_PREFIX)
+        .source(Some(variables))
         .try_parsing(true)
         .list_separator(",");
     for key in LIST_KEYS {
@@ -45,6 +55,37 @@ pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<NodeC
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     config.validate()?;
     Ok(config)
+}
+
+/// Splits environment variables into those that set a config key (`KAI_<KEY>`, returned as a
+/// map for the environment source) and the names of other `KAI_*` variables; the rest are not
+/// Kai's and are dropped silently.
+fn config_variables(vars: impl Iterator<Item = (String, String)>) -> (Map<String, String>, Vec<String>) {
+    let keys = config_keys();
+    // The environment source matches its prefix regardless of case, and so does this filter.
+    let prefix = format!("{ENV_PREFIX}_").to_ascii_lowercase();
+    let mut variables = Map::new();
+    let mut ignored = Vec::new();
+    for (name, value) in vars {
+        let lower = name.to_ascii_lowercase();
+        let Some(key) = lower.strip_prefix(&prefix) else {
+            continue;
+        };
+        if keys.contains(key) {
+            variables.insert(name, value);
+        } else {
+            ignored.push(name);
+        }
+    }
+    (variables, ignored)
+}
+
+/// The config keys: the fields of [`NodeConfig`], as serialised.
+fn config_keys() -> BTreeSet<String> {
+    match serde_json::to_value(NodeConfig::default()) {
+        Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+        _ => BTreeSet::new(),
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +120,26 @@ mod tests {
         assert!(format!("{err:#}").contains("max_value_size"), "{err:#}");
         let err = load(None, &[("no_such_key".to_owned(), "1".to_owned())]).expect_err("unknown key");
         assert!(format!("{err:#}").contains("no_such_key"), "{err:#}");
+    }
+
+    #[test]
+    fn only_variables_naming_a_config_key_are_read() {
+        let vars = [
+            ("KAI_BIN", "/usr/local/bin/kai"),
+            ("KAI_LISTEN", "127.0.0.1:1"),
+            ("KAI_PEER_LISTEN", "127.0.0.1:2"),
+            ("KAI_MAX_VALUE_SIZE", "10"),
+            ("KAI_NO_SUCH_KEY", "1"),
+            ("PATH", "/bin"),
+            ("KAIZEN", "1"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let (read, ignored) = config_variables(vars.into_iter());
+        let mut names: Vec<&str> = read.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, vec!["KAI_LISTEN", "KAI_MAX_VALUE_SIZE", "KAI_PEER_LISTEN"]);
+        assert_eq!(ignored, vec!["KAI_BIN".to_owned(), "KAI_NO_SUCH_KEY".to_owned()]);
+        assert!(config_keys().contains("tombstone_grace") && config_keys().contains("name"));
     }
 
     #[test]

@@ -3,9 +3,14 @@
 //! Each accepted connection becomes a lightweight session task (`session.rs`) on the next
 //! worker Arbiter, round-robin, so every core serves clients. At most `max_connections` sessions
 //! run at once; a connection beyond that gets memcached's `ERROR Too many open connections` and
-//! is closed, without affecting the others.
+//! is closed, without affecting the others. Open connections are listed in [`Connections`]
+//! (`stats conns`).
 
+mod connections;
 mod session;
+mod stats_command;
+
+pub use connections::{Connection, Connections};
 
 use crate::config::ExpiryPolicy;
 use crate::coordinator::Coordinator;
@@ -49,6 +54,8 @@ pub struct SessionShared {
     pub limits: Limits,
     /// Expiry policy.
     pub expiry: ExpiryPolicy,
+    /// The open client connections.
+    pub connections: Connections,
 }
 
 /// What a session needs: its thread's coordinator and the shared state.
@@ -56,6 +63,7 @@ pub struct SessionShared {
 pub(crate) struct SessionContext {
     coordinator: Addr<Coordinator>,
     shared: Arc<SessionShared>,
+    connection: Arc<Connection>,
 }
 
 /// One worker thread able to run sessions.
@@ -132,9 +140,14 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
         let ctx = SessionContext {
             coordinator: worker.coordinator.clone(),
             shared: Arc::clone(&self.shared),
+            connection: self.shared.connections.open(peer),
+        };
+        let open = OpenConnection {
+            shared: Arc::clone(&self.shared),
+            id: ctx.connection.id,
         };
         let spawned = worker.arbiter.spawn(async move {
-            let _open = OpenConnection(Arc::clone(&ctx.shared.stats));
+            let _open = open;
             match TcpStream::from_std(std_stream) {
                 Ok(stream) => session::serve(stream, ctx).await,
                 Err(e) => log::warn!("cannot adopt client {peer}: {e}"),
@@ -142,17 +155,21 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
         });
         if !spawned {
             log::warn!("worker thread is gone; dropped client {peer}");
-            stats.curr_connections.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
 
-/// Counts a session as open until dropped.
-struct OpenConnection(Arc<NodeStats>);
+/// Counts and lists a session as open until dropped (with the session task, or with the task's
+/// future if it never ran).
+struct OpenConnection {
+    shared: Arc<SessionShared>,
+    id: u64,
+}
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.curr_connections.fetch_sub(1, Ordering::Relaxed);
+        self.shared.stats.curr_connections.fetch_sub(1, Ordering::Relaxed);
+        self.shared.connections.close(self.id);
     }
 }
 

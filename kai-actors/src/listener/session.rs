@@ -14,10 +14,10 @@ use crate::clock::unix_now;
 use crate::config::ExpiryPolicy;
 use crate::coordinator::{CoordinatorError, Delete, Get, Set};
 use crate::membership::Leave;
-use crate::stats::{self, buckets_report, members_report, report, ring_report};
+use crate::stats;
 use bytes::BytesMut;
 use futures_util::future::join_all;
-use kai_proto::memcache::{Parsed, Request, RequestDecoder, Response, StorageCommand, ValueEntry};
+use kai_proto::memcache::{Parsed, Request, RequestDecoder, RequestError, Response, StorageCommand, ValueEntry};
 use kai_proto::Key;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -93,8 +93,9 @@ async fn flush(ctx: &SessionContext, wr: &mut tokio::net::tcp::OwnedWriteHalf, o
 }
 
 async fn execute(ctx: &SessionContext, parsed: Parsed, output: &mut BytesMut) -> Flow {
+    ctx.connection.touch();
     let (response, noreply) = match parsed {
-        Parsed::Rejected { error, noreply } => (Response::rejected(&error), noreply),
+        Parsed::Rejected { error, noreply } => (refuse(ctx, error).await, noreply),
         Parsed::Request(request) => {
             let noreply = request.noreply();
             match respond(ctx, request).await {
@@ -107,6 +108,21 @@ async fn execute(ctx: &SessionContext, parsed: Parsed, output: &mut BytesMut) ->
         response.encode_into(output);
     }
     Flow::Continue
+}
+
+/// The reply to a refused request. A `set` refused as too large first deletes the key's current
+/// value, as memcached does, through the coordinator's normal delete path (replicated and
+/// ordered like any delete); if that delete fails, its error is the reply.
+async fn refuse(ctx: &SessionContext, error: RequestError) -> Response {
+    if let RequestError::TooLarge { set_key: Some(key), .. } = &error {
+        stats::add(&ctx.shared.stats.store_too_large, 1);
+        match ctx.coordinator.send(Delete { key: key.clone() }).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return server_error(e),
+            Err(_) => return unavailable(),
+        }
+    }
+    Response::rejected(&error)
 }
 
 fn server_error(e: CoordinatorError) -> Response {
@@ -135,11 +151,7 @@ async fn respond(ctx: &SessionContext, request: Request) -> Option<Response> {
             Ok(Err(e)) => server_error(e),
             Err(_) => unavailable(),
         },
-        Request::Stats { group: None } => Response::Stats(report(&shared.info, &shared.stats)),
-        Request::Stats { group: Some(group) } if group == "ring" => Response::Stats(ring_report(&shared.info)),
-        Request::Stats { group: Some(group) } if group == "members" => Response::Stats(members_report(&shared.info)),
-        Request::Stats { group: Some(group) } if group == "buckets" => Response::Stats(buckets_report(&shared.info)),
-        Request::Stats { group: Some(_) } => Response::Error,
+        Request::Stats { group } => super::stats_command::respond(shared, group.as_deref()),
         Request::Leave => {
             shared.info.membership.do_send(Leave);
             Response::Ok
@@ -196,7 +208,10 @@ async fn set(ctx: &SessionContext, cmd: StorageCommand) -> Response {
         data: cmd.data,
     };
     match ctx.coordinator.send(msg).await {
-        Ok(Ok(_)) => Response::Stored,
+        Ok(Ok(_)) => {
+            stats::add(&shared.stats.total_items, 1);
+            Response::Stored
+        }
         Ok(Err(e)) => server_error(e),
         Err(_) => unavailable(),
     }

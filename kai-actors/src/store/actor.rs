@@ -203,6 +203,11 @@ impl StoreHandle {
         self.store.value_count()
     }
 
+    /// See [`Store::value_bytes`] (no I/O).
+    pub fn value_bytes(&self) -> u64 {
+        self.store.value_bytes()
+    }
+
     /// See [`Store::backend`].
     pub fn backend(&self) -> &'static str {
         self.store.backend()

@@ -99,8 +99,10 @@ fn higher_tags_win(store: &dyn Store) {
             previous: Some(tag(2, 1))
         }
     );
+    let size = (b"k".len() + tie_break.encoded_len()) as u64;
     assert_eq!(store.get(b, b"k").expect("get"), Some(tie_break));
     assert_eq!(store.value_count(), 1);
+    assert_eq!(store.value_bytes(), size, "bytes count the one value kept");
 }
 
 /// `get_cached` either gives up (needs I/O) or agrees with `get`.
@@ -115,8 +117,10 @@ fn tombstones_are_records(store: &dyn Store) {
     let b = BucketId(2);
     store.apply(b, b"k", &value(1, b"v")).expect("apply");
     assert_eq!(store.value_count(), 1);
+    assert_eq!(store.value_bytes(), (b"k".len() + value(1, b"v").encoded_len()) as u64);
     store.apply(b, b"k", &Record::tombstone(tag(2, 1), 123)).expect("apply");
     assert_eq!(store.value_count(), 0);
+    assert_eq!(store.value_bytes(), 0, "a tombstone is not a value");
     let got = store.get(b, b"k").expect("get").expect("tombstone present");
     assert_eq!(got.body, RecordBody::Tombstone { deleted_at: 123 });
     assert_eq!(

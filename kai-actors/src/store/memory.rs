@@ -1,18 +1,17 @@
 //! In-memory store: a sorted map behind a lock. For unit tests and embedding; nothing persists.
 
-use super::{stored_key, value_count_delta, Applied, CachedRead, Store, StoreError};
+use super::{stored_key, value_size, Applied, CachedRead, Store, StoreError, ValueCounts};
 use crate::sync::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
 use kai_proto::{BucketId, Record, RecordBody, Tag};
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 
 /// A [`Store`] in memory.
 pub struct MemStore {
     records: RwLock<BTreeMap<Vec<u8>, Record>>,
-    values: AtomicI64,
+    values: ValueCounts,
     digests: Digests,
 }
 
@@ -21,7 +20,7 @@ impl MemStore {
     pub fn new(buckets: u32) -> Self {
         MemStore {
             records: RwLock::default(),
-            values: AtomicI64::new(0),
+            values: ValueCounts::default(),
             digests: Digests::new(buckets),
         }
     }
@@ -35,10 +34,7 @@ impl MemStore {
     }
 
     fn forget(&self, bucket: BucketId, key: &[u8], record: &Record) {
-        self.values.fetch_sub(
-            i64::from(matches!(record.body, RecordBody::Value { .. })),
-            Ordering::Relaxed,
-        );
+        self.values.replaced(value_size(key, record), None);
         self.digests.toggle(bucket, key, record.tag);
     }
 }
@@ -64,9 +60,8 @@ impl Store for MemStore {
         if let Some(current) = current_tag.filter(|c| *c >= record.tag) {
             return Ok(Applied::Kept { current });
         }
-        let was_value = current.is_some_and(|r| matches!(r.body, RecordBody::Value { .. }));
         self.values
-            .fetch_add(value_count_delta(was_value, record), Ordering::Relaxed);
+            .replaced(current.and_then(|r| value_size(key, r)), value_size(key, record));
         self.digests.replace(bucket, key, current_tag, record.tag);
         records.insert(k, record.clone());
         Ok(Applied::Stored { previous: current_tag })
@@ -125,7 +120,11 @@ impl Store for MemStore {
     }
 
     fn value_count(&self) -> u64 {
-        self.values.load(Ordering::Relaxed).max(0) as u64
+        self.values.count()
+    }
+
+    fn value_bytes(&self) -> u64 {
+        self.values.bytes()
     }
 
     fn flush(&self) -> Result<(), StoreError> {

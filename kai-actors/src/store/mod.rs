@@ -23,6 +23,7 @@ pub use rocks::RocksStore;
 use crate::sync::merkle::BucketDigest;
 use bytes::Bytes;
 use kai_proto::{BucketId, Record, RecordDecodeError, Tag};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// A storage failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -103,6 +104,10 @@ pub trait Store: Send + Sync + 'static {
     /// Number of stored values (tombstones excluded; expired values until they are purged).
     fn value_count(&self) -> u64;
 
+    /// Bytes of the values counted by [`Store::value_count`]: each value's key plus its encoded
+    /// record ([`item_size`]).
+    fn value_bytes(&self) -> u64;
+
     /// Makes every applied record durable (flushes memtables).
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -121,8 +126,46 @@ pub(crate) fn split_stored_key(stored: &[u8]) -> Option<(BucketId, &[u8])> {
     Some((BucketId(u32::from_be_bytes(prefix)), &stored[4..]))
 }
 
-/// How the value count changes when `incoming` replaces a record that was (or was not) a value.
-pub(crate) fn value_count_delta(replaced_was_value: bool, incoming: &Record) -> i64 {
-    let incoming_is_value = matches!(incoming.body, kai_proto::RecordBody::Value { .. });
-    i64::from(incoming_is_value) - i64::from(replaced_was_value)
+/// The size a stored value counts for in [`Store::value_bytes`]: its key and encoded record.
+pub(crate) fn item_size(key: &[u8], encoded_len: usize) -> i64 {
+    (key.len() + encoded_len) as i64
+}
+
+/// The [`item_size`] of `record` under `key` if it is a value; `None` for a tombstone.
+pub(crate) fn value_size(key: &[u8], record: &Record) -> Option<i64> {
+    matches!(record.body, kai_proto::RecordBody::Value { .. }).then(|| item_size(key, record.encoded_len()))
+}
+
+/// The count and bytes of the stored values, kept in step with every change of a record.
+#[derive(Debug, Default)]
+pub(crate) struct ValueCounts {
+    count: AtomicI64,
+    bytes: AtomicI64,
+}
+
+impl ValueCounts {
+    /// A record was replaced: `old` and `new` are the value sizes of the records before and
+    /// after (`None` for a tombstone or no record).
+    pub(crate) fn replaced(&self, old: Option<i64>, new: Option<i64>) {
+        let count = i64::from(new.is_some()) - i64::from(old.is_some());
+        self.count.fetch_add(count, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(new.unwrap_or(0) - old.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Sets both totals (after counting the store on open).
+    pub(crate) fn set(&self, count: i64, bytes: i64) {
+        self.count.store(count, Ordering::Relaxed);
+        self.bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Number of values.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Their bytes.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed).max(0) as u64
+    }
 }

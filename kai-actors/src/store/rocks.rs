@@ -8,7 +8,7 @@
 //! time to spread newer versions first, so purging one replica's copy cannot let an older version
 //! on another replica reappear.
 
-use super::{split_stored_key, stored_key, value_count_delta, Applied, CachedRead, Store, StoreError};
+use super::{item_size, split_stored_key, stored_key, value_size, Applied, CachedRead, Store, StoreError, ValueCounts};
 use crate::sync::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
 use kai_proto::{BucketId, Record, RecordBody, Tag};
@@ -17,7 +17,6 @@ use rocksdb::{
     BlockBasedOptions, Cache, Direction, ErrorKind, IteratorMode, Options, ReadOptions, ReadTier, WriteOptions, DB,
 };
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -41,7 +40,7 @@ pub struct RocksStore {
     /// Reads that may only use the memtables and the block cache.
     cached_read: ReadOptions,
     key_locks: Vec<Mutex<()>>,
-    values: Arc<AtomicI64>,
+    values: Arc<ValueCounts>,
     digests: Arc<Digests>,
 }
 
@@ -67,13 +66,19 @@ fn is_value(encoded: &[u8]) -> bool {
     encoded.get(1) == Some(&0)
 }
 
+/// The [`item_size`] of the encoded record under the user key `key` if it is a value.
+fn encoded_value_size(key: &[u8], encoded: &[u8]) -> Option<i64> {
+    is_value(encoded).then(|| item_size(key, encoded.len()))
+}
+
 /// The compaction filter: drops values expired for longer than the grace, keeping the counters
 /// and digests in step.
-fn purge_expired(values: &AtomicI64, digests: &Digests, key: &[u8], value: &[u8]) -> Decision {
+fn purge_expired(values: &ValueCounts, digests: &Digests, key: &[u8], value: &[u8]) -> Decision {
     let now = crate::clock::unix_now();
     match Record::decode_expiry(value) {
         Ok(expires_at) if expires_at != 0 && expires_at + EXPIRED_PURGE_GRACE <= now => {
-            values.fetch_sub(1, Ordering::Relaxed);
+            let user_key = key.get(4..).unwrap_or_default();
+            values.replaced(encoded_value_size(user_key, value), None);
             if let (Some((bucket, user_key)), Ok(tag)) = (split_stored_key(key), Record::decode_tag(value)) {
                 digests.toggle(bucket, user_key, tag);
             }
@@ -87,7 +92,7 @@ impl RocksStore {
     /// Opens (creating if needed) the store in `path` for `buckets` buckets. `fsync` syncs the
     /// WAL on every write. Scans the store once to count values and build the digests.
     pub fn open(path: &Path, fsync: bool, buckets: u32) -> Result<Self, StoreError> {
-        let values = Arc::new(AtomicI64::new(0));
+        let values = Arc::new(ValueCounts::default());
         let digests = Arc::new(Digests::new(buckets));
         let mut options = Options::default();
         options.create_if_missing(true);
@@ -121,15 +126,18 @@ impl RocksStore {
     }
 
     fn load_counts(&self) -> Result<(), StoreError> {
-        let mut count = 0;
+        let (mut count, mut bytes) = (0, 0);
         for item in self.db.iterator(IteratorMode::Start) {
             let (key, value) = item.map_err(engine)?;
-            count += i64::from(is_value(&value));
+            if let Some(size) = encoded_value_size(key.get(4..).unwrap_or_default(), &value) {
+                count += 1;
+                bytes += size;
+            }
             if let Some((bucket, user_key)) = split_stored_key(&key) {
                 self.digests.toggle(bucket, user_key, decode_tag(&key, &value)?);
             }
         }
-        self.values.store(count, Ordering::Relaxed);
+        self.values.set(count, bytes);
         Ok(())
     }
 
@@ -161,10 +169,7 @@ impl RocksStore {
         drop(current);
         self.db.delete_opt(k, &self.write_options).map_err(engine)?;
         self.digests.toggle(bucket, &k[4..], record.tag);
-        self.values.fetch_sub(
-            i64::from(matches!(record.body, RecordBody::Value { .. })),
-            Ordering::Relaxed,
-        );
+        self.values.replaced(value_size(&k[4..], &record), None);
         Ok(true)
     }
 }
@@ -203,13 +208,12 @@ impl Store for RocksStore {
         if let Some(current) = current_tag.filter(|c| *c >= record.tag) {
             return Ok(Applied::Kept { current });
         }
-        let was_value = current.as_deref().is_some_and(is_value);
+        let old_size = current.as_deref().and_then(|v| encoded_value_size(key, v));
         drop(current);
         self.db
             .put_opt(&k, record.encode(), &self.write_options)
             .map_err(engine)?;
-        self.values
-            .fetch_add(value_count_delta(was_value, record), Ordering::Relaxed);
+        self.values.replaced(old_size, value_size(key, record));
         self.digests.replace(bucket, key, current_tag, record.tag);
         Ok(Applied::Stored { previous: current_tag })
     }
@@ -264,7 +268,11 @@ impl Store for RocksStore {
     }
 
     fn value_count(&self) -> u64 {
-        self.values.load(Ordering::Relaxed).max(0) as u64
+        self.values.count()
+    }
+
+    fn value_bytes(&self) -> u64 {
+        self.values.bytes()
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -314,6 +322,7 @@ mod tests {
         put(b"keep-recent", now - 10);
         put(b"keep-forever", 0);
         let digest_without_purged = store.digest(BucketId(1));
+        let bytes_without_purged = store.value_bytes();
         put(b"purge-me", now - EXPIRED_PURGE_GRACE - 10);
         store.flush().expect("flush");
         store.db.compact_range::<&[u8], &[u8]>(None, None);
@@ -321,13 +330,14 @@ mod tests {
         assert!(store.get(BucketId(1), b"keep-recent").expect("get").is_some());
         assert!(store.get(BucketId(1), b"keep-forever").expect("get").is_some());
         assert_eq!(store.value_count(), 2);
+        assert_eq!(store.value_bytes(), bytes_without_purged);
         assert_eq!(store.digest(BucketId(1)), digest_without_purged);
     }
 
     #[test]
     fn records_counts_and_digests_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let digest = {
+        let (digest, bytes) = {
             let store = RocksStore::open(dir.path(), true, 4).expect("open");
             store
                 .apply(
@@ -339,10 +349,12 @@ mod tests {
             store
                 .apply(BucketId(3), b"b", &Record::tombstone(tag(1), 0))
                 .expect("apply");
-            store.digest(BucketId(3))
+            (store.digest(BucketId(3)), store.value_bytes())
         };
         let store = RocksStore::open(dir.path(), false, 4).expect("reopen");
         assert_eq!(store.value_count(), 1);
+        assert!(bytes > 0);
+        assert_eq!(store.value_bytes(), bytes);
         assert_eq!(store.digest(BucketId(3)), digest);
         let b = store.get(BucketId(3), b"b").expect("get").expect("tombstone kept");
         assert!(matches!(b.body, RecordBody::Tombstone { .. }));

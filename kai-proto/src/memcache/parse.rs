@@ -6,7 +6,11 @@
 //!   most [`Limits::max_value_size`] bytes. A larger data block is refused and *swallowed* as it
 //!   arrives (never buffered), so the connection stays in sync.
 //! - Every recoverable error is yielded as [`Parsed::Rejected`] with the stream positioned at the
-//!   start of the next request. The only fatal error is a line that exceeds its limit without a
+//!   start of the next line. That is the next request, except after a storage command with a wrong
+//!   number of tokens: like memcached, the parser then does not trust its `<bytes>` and reads
+//!   the data block as a command line.
+//! - Where a client can tell the difference, answers are memcached 1.6's (token counts, `exptime`
+//!   truncation, keys in a multi-get); see the functions' docs. The only fatal error is a line that exceeds its limit without a
 //!   newline: the stream cannot be resynchronised and the connection must be closed.
 //! - Bytes split across reads parse exactly as if they arrived at once.
 
@@ -53,7 +57,11 @@ pub enum RequestError {
     /// Not a command this protocol knows (`ERROR`).
     #[error("unknown command")]
     UnknownCommand,
-    /// Wrong number of tokens or a non-numeric field.
+    /// A known command with a number of arguments memcached does not accept (`ERROR`, as
+    /// memcached answers; a storage command's data block is then not read).
+    #[error("wrong number of arguments")]
+    WrongArgumentCount,
+    /// A malformed field (not a number, out of range) or an over-long key in a `get`.
     #[error("bad command line format")]
     BadCommandLine,
     /// `delete` with the wrong arguments.
@@ -72,6 +80,9 @@ pub enum RequestError {
         size: u64,
         /// The limit.
         max: usize,
+        /// The key, if the command was a `set`: memcached deletes the key's current value when
+        /// it refuses a `set`, so a stale value cannot outlive a failed overwrite.
+        set_key: Option<Key>,
     },
 }
 
@@ -125,7 +136,7 @@ struct StorageHeader {
     command: Option<UnsupportedCommand>,
     key: Key,
     flags: u32,
-    exptime: i64,
+    exptime: i32,
     noreply: bool,
 }
 
@@ -147,30 +158,27 @@ impl RequestDecoder {
         }
     }
 
-    /// Starts reading a storage command's data block of `len` bytes, or refuses it.
+    /// Starts reading a storage command's data block of `len` bytes, or refuses it (a malformed
+    /// header first, as memcached checks it first) and swallows the block.
     fn begin_data(&mut self, header: Result<StorageHeader, RequestError>, len: u64, noreply: bool) -> Option<Parsed> {
         let block = len + 2;
-        if len > self.limits.max_value_size as u64 {
-            self.state = State::Swallow { remaining: block };
-            let error = RequestError::TooLarge {
+        let error = match header {
+            Err(error) => error,
+            Ok(header) if len > self.limits.max_value_size as u64 => RequestError::TooLarge {
                 size: len,
                 max: self.limits.max_value_size,
-            };
-            return Some(Parsed::Rejected { error, noreply });
-        }
-        match header {
+                set_key: header.command.is_none().then_some(header.key),
+            },
             Ok(header) => {
                 self.state = State::Data {
                     header,
                     len: len as usize,
                 };
-                None
+                return None;
             }
-            Err(error) => {
-                self.state = State::Swallow { remaining: block };
-                Some(Parsed::Rejected { error, noreply })
-            }
-        }
+        };
+        self.state = State::Swallow { remaining: block };
+        Some(Parsed::Rejected { error, noreply })
     }
 
     fn parse_line(&mut self, line: Bytes) -> Option<Parsed> {
@@ -193,21 +201,20 @@ impl RequestDecoder {
             b"prepend" => return self.parse_storage(Some(UnsupportedCommand::Prepend), args),
             b"cas" => return self.parse_storage(Some(UnsupportedCommand::Cas), args),
             b"delete" => parse_delete(args),
-            b"incr" => parse_unsupported(UnsupportedCommand::Incr, args, 2),
-            b"decr" => parse_unsupported(UnsupportedCommand::Decr, args, 2),
-            b"touch" => parse_unsupported(UnsupportedCommand::Touch, args, 2),
-            b"gat" => parse_unsupported(UnsupportedCommand::Gat, args, 2),
-            b"gats" => parse_unsupported(UnsupportedCommand::Gats, args, 2),
-            b"flush_all" => parse_unsupported(UnsupportedCommand::FlushAll, args, 0),
+            b"incr" => parse_unsupported(UnsupportedCommand::Incr, args, 2..=3),
+            b"decr" => parse_unsupported(UnsupportedCommand::Decr, args, 2..=3),
+            b"touch" => parse_unsupported(UnsupportedCommand::Touch, args, 2..=3),
+            b"gat" => parse_unsupported(UnsupportedCommand::Gat, args, 1..=usize::MAX),
+            b"gats" => parse_unsupported(UnsupportedCommand::Gats, args, 1..=usize::MAX),
+            b"flush_all" => parse_unsupported(UnsupportedCommand::FlushAll, args, 0..=2),
+            // memcached reads only the first argument as the group and ignores the rest.
             b"stats" => Ok(Request::Stats {
-                group: (!args.is_empty()).then(|| join_tokens(args)),
+                group: args.first().map(|g| String::from_utf8_lossy(g).into_owned()),
             }),
             b"version" => Ok(Request::Version),
             b"quit" => Ok(Request::Quit),
             b"kai_leave" if args.is_empty() => Ok(Request::Leave),
-            b"verbosity" if !args.is_empty() => Ok(Request::Verbosity {
-                noreply: ends_with_noreply(args),
-            }),
+            b"verbosity" => parse_verbosity(args),
             _ => Err(RequestError::UnknownCommand),
         };
         Some(match request {
@@ -217,19 +224,23 @@ impl RequestDecoder {
     }
 
     /// `<cmd> <key> <flags> <exptime> <bytes> [cas] [noreply]`; `command` is `None` for `set`.
+    ///
+    /// As in memcached, one token may follow the fixed ones: it asks for no reply if it is
+    /// `noreply` and is ignored otherwise. Any other token count is answered `ERROR` and no data
+    /// block is read (memcached then reads the block as a command line, and so does Kai).
     fn parse_storage(&mut self, command: Option<UnsupportedCommand>, args: &[Bytes]) -> Option<Parsed> {
         let fixed = if command == Some(UnsupportedCommand::Cas) { 5 } else { 4 };
-        let noreply = args.len() == fixed + 1 && args[fixed].as_ref() == b"noreply";
-        if args.len() != fixed && !noreply {
-            return Some(reject(RequestError::BadCommandLine, ends_with_noreply(args)));
+        if args.len() != fixed && args.len() != fixed + 1 {
+            return Some(reject(RequestError::WrongArgumentCount, false));
         }
+        let noreply = args.get(fixed).is_some_and(|t| t.as_ref() == b"noreply");
         let Some(len) = parse_number::<u64>(&args[3]).filter(|n| *n <= MAX_DECLARED_LEN) else {
             return Some(reject(RequestError::BadCommandLine, noreply));
         };
         let header = (|| {
             let key = Key::new(args[0].clone()).map_err(RequestError::BadKey)?;
             let flags = parse_number::<u32>(&args[1]).ok_or(RequestError::BadCommandLine)?;
-            let exptime = parse_number::<i64>(&args[2]).ok_or(RequestError::BadCommandLine)?;
+            let exptime = parse_exptime(&args[2]).ok_or(RequestError::BadCommandLine)?;
             if command == Some(UnsupportedCommand::Cas) {
                 parse_number::<u64>(&args[4]).ok_or(RequestError::BadCommandLine)?;
             }
@@ -324,19 +335,30 @@ fn reject(error: RequestError, noreply: bool) -> Parsed {
     Parsed::Rejected { error, noreply }
 }
 
+/// `get`/`gets <key>+`. As in memcached, a key over [`crate::key::MAX_KEY_LEN`] bytes fails the
+/// whole request, while a key with a control character or other whitespace than a space (one
+/// memcached would look up, and Kai can never store) is a miss: it is left out of `keys`.
 fn parse_get(args: &[Bytes], with_cas: bool) -> Result<Request, RequestError> {
     if args.is_empty() {
-        return Err(RequestError::UnknownCommand);
+        return Err(RequestError::WrongArgumentCount);
     }
-    let keys = args
-        .iter()
-        .map(|k| Key::new(k.clone()).map_err(RequestError::BadKey))
-        .collect::<Result<_, _>>()?;
+    let mut keys = Vec::with_capacity(args.len());
+    for arg in args {
+        match Key::new(arg.clone()) {
+            Ok(key) => keys.push(key),
+            Err(KeyError::BadCharacter { .. }) => {}
+            Err(KeyError::TooLong { .. } | KeyError::Empty) => return Err(RequestError::BadCommandLine),
+        }
+    }
     Ok(Request::Get { keys, with_cas })
 }
 
-/// `delete <key> [0] [noreply]` (the `0` is a legacy hold time memcached still accepts).
+/// `delete <key> [0] [noreply]` (the `0` is a legacy hold time memcached still accepts). Like
+/// memcached, 1 to 3 arguments get a usage error when malformed, other counts `ERROR`.
 fn parse_delete(args: &[Bytes]) -> Result<Request, RequestError> {
+    if !(1..=3).contains(&args.len()) {
+        return Err(RequestError::WrongArgumentCount);
+    }
     let noreply = ends_with_noreply(args);
     let rest = &args[..args.len() - usize::from(noreply)];
     match rest {
@@ -348,13 +370,29 @@ fn parse_delete(args: &[Bytes]) -> Result<Request, RequestError> {
     Ok(Request::Delete { key, noreply })
 }
 
-/// A command with at least `min_args` arguments that Kai recognises but does not execute.
-fn parse_unsupported(command: UnsupportedCommand, args: &[Bytes], min_args: usize) -> Result<Request, RequestError> {
-    if args.len() < min_args {
-        return Err(RequestError::BadCommandLine);
+/// A command Kai recognises but does not execute, with as many arguments as memcached accepts.
+fn parse_unsupported(
+    command: UnsupportedCommand,
+    args: &[Bytes],
+    counts: std::ops::RangeInclusive<usize>,
+) -> Result<Request, RequestError> {
+    if !counts.contains(&args.len()) {
+        return Err(RequestError::WrongArgumentCount);
     }
     Ok(Request::Unsupported {
         command,
+        noreply: ends_with_noreply(args),
+    })
+}
+
+/// `verbosity <level> [noreply]`: as in memcached, a second argument is ignored unless it is
+/// `noreply`, and a level that is not a number is a `CLIENT_ERROR`.
+fn parse_verbosity(args: &[Bytes]) -> Result<Request, RequestError> {
+    if !(1..=2).contains(&args.len()) {
+        return Err(RequestError::WrongArgumentCount);
+    }
+    parse_number::<u32>(&args[0]).ok_or(RequestError::BadCommandLine)?;
+    Ok(Request::Verbosity {
         noreply: ends_with_noreply(args),
     })
 }
@@ -363,11 +401,20 @@ fn ends_with_noreply(args: &[Bytes]) -> bool {
     args.last().is_some_and(|t| t.as_ref() == b"noreply")
 }
 
-fn join_tokens(args: &[Bytes]) -> String {
-    args.iter()
-        .map(|t| String::from_utf8_lossy(t))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Reads an `exptime` the way memcached 1.6 does: a decimal number with an optional sign that
+/// fits in 64 bits, of which only the low 32 bits are kept, as a signed number. So `4294967295`
+/// (what libmemcached sends for -1) is -1, "already expired", like every negative exptime.
+fn parse_exptime(token: &[u8]) -> Option<i32> {
+    let digits = token
+        .strip_prefix(b"-")
+        .or_else(|| token.strip_prefix(b"+"))
+        .unwrap_or(token);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let wide: i64 = std::str::from_utf8(token).ok()?.parse().ok()?;
+    // Truncation to the low 32 bits is memcached's behaviour (`int32_t exptime = strtol(...)`).
+    Some(wide as i32)
 }
 
 /// Parses a decimal number made only of ASCII digits (and a leading `-` for signed types).

@@ -10,9 +10,10 @@ pub struct StorageCommand {
     pub key: Key,
     /// Opaque client flags.
     pub flags: u32,
-    /// Expiry as sent: 0 = never, ≤ 30 days = relative seconds, larger = absolute unix time,
-    /// negative = already expired.
-    pub exptime: i64,
+    /// Expiry as memcached reads it (the low 32 bits of the number sent, see
+    /// [`absolute_expiry`]): 0 = never, ≤ 30 days = relative seconds, larger = absolute unix
+    /// time, negative = already expired.
+    pub exptime: i32,
     /// The data block, without its trailing `\r\n`.
     pub data: Bytes,
     /// The client asked for no reply.
@@ -70,7 +71,8 @@ impl UnsupportedCommand {
 pub enum Request {
     /// `get`/`gets` with one or more keys; `with_cas` for `gets`.
     Get {
-        /// Keys in request order.
+        /// Keys in request order; keys Kai cannot store (control characters) are left out, as
+        /// they can only miss.
         keys: Vec<Key>,
         /// Include the cas unique in each `VALUE` line (`gets`).
         with_cas: bool,
@@ -111,20 +113,28 @@ pub enum Request {
 }
 
 impl Request {
-    /// True if the client asked not to get a reply.
+    /// True if the reply is to be left out: the client asked for none.
+    ///
+    /// An [`Request::Unsupported`] command is always answered, `noreply` or not: it fails, and
+    /// a client that sent `noreply` would otherwise take the failure for success (e.g. believe
+    /// a `flush_all` emptied the cache). The client reads the error as the reply to its next
+    /// request and fails that one, visibly (pymemcache then reconnects).
     pub fn noreply(&self) -> bool {
         match self {
             Request::Set(cmd) => cmd.noreply,
-            Request::Delete { noreply, .. } | Request::Verbosity { noreply } | Request::Unsupported { noreply, .. } => {
-                *noreply
-            }
-            Request::Get { .. } | Request::Stats { .. } | Request::Version | Request::Quit | Request::Leave => false,
+            Request::Delete { noreply, .. } | Request::Verbosity { noreply } => *noreply,
+            Request::Get { .. }
+            | Request::Stats { .. }
+            | Request::Version
+            | Request::Quit
+            | Request::Leave
+            | Request::Unsupported { .. } => false,
         }
     }
 }
 
 /// Seconds of relative expiry beyond which memcached reads `exptime` as a unix timestamp.
-pub const MAX_RELATIVE_EXPTIME: i64 = 60 * 60 * 24 * 30;
+pub const MAX_RELATIVE_EXPTIME: i32 = 60 * 60 * 24 * 30;
 
 impl StorageCommand {
     /// The absolute expiry (unix seconds, 0 = never) of this command when received at `now`,
@@ -135,13 +145,14 @@ impl StorageCommand {
     }
 }
 
-/// See [`StorageCommand::expires_at`].
-pub fn absolute_expiry(exptime: i64, now: u64) -> u64 {
+/// See [`StorageCommand::expires_at`]. `exptime` is bounded to memcached's range by its type:
+/// absolute times reach 2038 at most, and an absolute time in the past is already expired.
+pub fn absolute_expiry(exptime: i32, now: u64) -> u64 {
     match exptime {
         0 => 0,
         e if e < 0 => now.max(1),
-        e if e <= MAX_RELATIVE_EXPTIME => now + e as u64,
-        e => e as u64,
+        e if e <= MAX_RELATIVE_EXPTIME => now + u64::from(e.unsigned_abs()),
+        e => u64::from(e.unsigned_abs()),
     }
 }
 

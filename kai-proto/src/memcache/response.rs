@@ -52,6 +52,8 @@ pub enum Response {
     NotFound,
     /// `OK`
     Ok,
+    /// `RESET` (the reply to `stats reset`)
+    Reset,
     /// `VERSION <v>`
     Version(String),
     /// `STAT` lines, then `END`.
@@ -68,7 +70,7 @@ impl Response {
     /// The reply to a request the parser refused.
     pub fn rejected(error: &RequestError) -> Response {
         match error {
-            RequestError::UnknownCommand => Response::Error,
+            RequestError::UnknownCommand | RequestError::WrongArgumentCount => Response::Error,
             RequestError::TooLarge { .. } => Response::ServerError(error.to_string()),
             _ => Response::ClientError(error.to_string()),
         }
@@ -97,6 +99,7 @@ impl Response {
             Response::Deleted => out.put_slice(b"DELETED\r\n"),
             Response::NotFound => out.put_slice(b"NOT_FOUND\r\n"),
             Response::Ok => out.put_slice(b"OK\r\n"),
+            Response::Reset => out.put_slice(b"RESET\r\n"),
             Response::Version(v) => put_line(out, "VERSION ", v),
             Response::Stats(entries) => {
                 for e in entries {
@@ -181,6 +184,7 @@ mod tests {
         assert_eq!(wire(&Response::Deleted), "DELETED\r\n");
         assert_eq!(wire(&Response::NotFound), "NOT_FOUND\r\n");
         assert_eq!(wire(&Response::Ok), "OK\r\n");
+        assert_eq!(wire(&Response::Reset), "RESET\r\n");
         assert_eq!(wire(&Response::Version("0.1.0".into())), "VERSION 0.1.0\r\n");
         assert_eq!(
             wire(&Response::Stats(vec![
@@ -195,11 +199,19 @@ mod tests {
     fn errors_map_to_the_memcached_lines() {
         assert_eq!(wire(&Response::rejected(&RequestError::UnknownCommand)), "ERROR\r\n");
         assert_eq!(
+            wire(&Response::rejected(&RequestError::WrongArgumentCount)),
+            "ERROR\r\n"
+        );
+        assert_eq!(
             wire(&Response::rejected(&RequestError::BadDataChunk)),
             "CLIENT_ERROR bad data chunk\r\n"
         );
         assert_eq!(
-            wire(&Response::rejected(&RequestError::TooLarge { size: 9, max: 1 })),
+            wire(&Response::rejected(&RequestError::TooLarge {
+                size: 9,
+                max: 1,
+                set_key: None
+            })),
             "SERVER_ERROR object too large for cache\r\n"
         );
         assert_eq!(wire(&Response::ServerError("a\r\nb".into())), "SERVER_ERROR a  b\r\n");

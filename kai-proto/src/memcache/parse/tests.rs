@@ -33,7 +33,7 @@ fn requests(input: &[u8]) -> Vec<Parsed> {
     items
 }
 
-fn set(k: &str, flags: u32, exptime: i64, data: &[u8], noreply: bool) -> Parsed {
+fn set(k: &str, flags: u32, exptime: i32, data: &[u8], noreply: bool) -> Parsed {
     Parsed::Request(Request::Set(StorageCommand {
         key: key(k),
         flags,
@@ -133,13 +133,13 @@ fn malformed_lines_are_rejected_and_the_next_request_still_parses() {
         vec![
             rejected(RequestError::UnknownCommand),
             rejected(RequestError::UnknownCommand),
-            rejected(RequestError::UnknownCommand),
+            rejected(RequestError::WrongArgumentCount),
             rejected(RequestError::BadCommandLine),
+            rejected(RequestError::WrongArgumentCount),
             rejected(RequestError::BadCommandLine),
-            rejected(RequestError::BadCommandLine),
+            rejected(RequestError::WrongArgumentCount),
             rejected(RequestError::BadDeleteUsage),
-            rejected(RequestError::BadDeleteUsage),
-            rejected(RequestError::UnknownCommand),
+            rejected(RequestError::WrongArgumentCount),
             Parsed::Request(Request::Get {
                 keys: vec![key("ok")],
                 with_cas: false
@@ -172,13 +172,7 @@ fn bad_keys_are_rejected_and_their_data_swallowed() {
             ..
         }
     ));
-    assert!(matches!(
-        items[1],
-        Parsed::Rejected {
-            error: RequestError::BadKey(_),
-            ..
-        }
-    ));
+    assert_eq!(items[1], rejected(RequestError::BadCommandLine));
     assert_eq!(
         items[2],
         Parsed::Request(Request::Get {
@@ -221,7 +215,11 @@ fn oversized_values_are_refused_and_swallowed_without_buffering() {
     let mut buf = BytesMut::from(&b"set big 0 0 1000\r\n"[..]);
     assert_eq!(
         decoder.decode(&mut buf).expect("not fatal"),
-        Some(rejected(RequestError::TooLarge { size: 1000, max: 10 }))
+        Some(rejected(RequestError::TooLarge {
+            size: 1000,
+            max: 10,
+            set_key: Some(key("big"))
+        }))
     );
     for _ in 0..10 {
         buf.extend_from_slice(&[b'x'; 100]);
@@ -235,6 +233,148 @@ fn oversized_values_are_refused_and_swallowed_without_buffering() {
             keys: vec![key("k")],
             with_cas: false
         }))
+    );
+}
+
+#[test]
+fn a_refused_set_names_its_key_and_a_malformed_header_comes_first() {
+    let limits = Limits {
+        max_value_size: 1,
+        ..Limits::default()
+    };
+    let long = "k".repeat(251);
+    let input = format!("set k 0 0 3 noreply\r\nabc\r\nadd k 0 0 3\r\nabc\r\nset {long} 0 0 3\r\nabc\r\n");
+    let (items, fatal) = parse_all(limits, input.as_bytes());
+    assert!(fatal.is_none());
+    let too_large = |set_key, noreply| Parsed::Rejected {
+        error: RequestError::TooLarge {
+            size: 3,
+            max: 1,
+            set_key,
+        },
+        noreply,
+    };
+    assert_eq!(items[..2], [too_large(Some(key("k")), true), too_large(None, false)]);
+    assert!(matches!(
+        items[2],
+        Parsed::Rejected {
+            error: RequestError::BadKey(KeyError::TooLong { .. }),
+            ..
+        }
+    ));
+    assert_eq!(items.len(), 3);
+}
+
+#[test]
+fn exptime_is_read_like_memcached() {
+    // memcached keeps the low 32 bits of the number as a signed value (checked against
+    // memcached 1.6.18): 4294967295 is -1 ("already expired"), -4294967296 is 0 ("never").
+    let cases: &[(&str, i32)] = &[
+        ("4294967295", -1),
+        ("2147483647", i32::MAX),
+        ("2147483648", i32::MIN),
+        ("-2147483649", i32::MAX),
+        ("-4294967296", 0),
+        ("9999999999", 1_410_065_407),
+        ("+5", 5),
+        ("-0", 0),
+    ];
+    for (sent, read) in cases {
+        let input = format!("set k 0 {sent} 1\r\nx\r\n");
+        assert_eq!(
+            requests(input.as_bytes()),
+            vec![set("k", 0, *read, b"x", false)],
+            "{sent}"
+        );
+    }
+    for bad in ["99999999999999999999", "0x10", "1x", "-", "+"] {
+        let input = format!("set k 0 {bad} 1\r\nx\r\n");
+        assert_eq!(
+            requests(input.as_bytes()),
+            vec![rejected(RequestError::BadCommandLine)],
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_token_after_the_length_is_ignored_unless_it_is_noreply() {
+    assert_eq!(
+        requests(b"set k 0 0 1 garbage\r\nx\r\nset k 0 0 1 noreply garbage\r\nx\r\n"),
+        vec![
+            set("k", 0, 0, b"x", false),
+            rejected(RequestError::WrongArgumentCount),
+            // memcached does not read a data block after a wrong token count: it is a command line.
+            rejected(RequestError::UnknownCommand),
+        ]
+    );
+    assert_eq!(
+        requests(b"cas k 0 0 1 7 garbage\r\nx\r\n"),
+        vec![Parsed::Request(Request::Unsupported {
+            command: UnsupportedCommand::Cas,
+            noreply: false
+        })]
+    );
+}
+
+#[test]
+fn wrong_token_counts_are_errors_like_memcached() {
+    let input = b"incr\r\nincr a\r\nincr a 1 2 3\r\ntouch a\r\ngat\r\nflush_all 0 noreply x\r\n\
+delete a b c d\r\nverbosity\r\nverbosity 1 2 3\r\nset k 0 0 1 a noreply\r\ncas k 0 0 1\r\n";
+    let items = requests(input);
+    assert_eq!(items.len(), 11);
+    for item in items {
+        assert_eq!(item, rejected(RequestError::WrongArgumentCount));
+    }
+    let accepted = requests(b"incr a 1 noreply\r\ngats 10 a b\r\nflush_all 0 noreply\r\nflush_all\r\n");
+    assert_eq!(accepted.len(), 4);
+    assert!(accepted
+        .iter()
+        .all(|p| matches!(p, Parsed::Request(Request::Unsupported { .. }))));
+}
+
+#[test]
+fn verbosity_needs_a_numeric_level() {
+    assert_eq!(
+        requests(b"verbosity foo\r\nverbosity 1 2\r\nverbosity foo noreply\r\nverbosity 0 noreply\r\n"),
+        vec![
+            rejected(RequestError::BadCommandLine),
+            Parsed::Request(Request::Verbosity { noreply: false }),
+            Parsed::Rejected {
+                error: RequestError::BadCommandLine,
+                noreply: true
+            },
+            Parsed::Request(Request::Verbosity { noreply: true }),
+        ]
+    );
+}
+
+#[test]
+fn a_key_kai_cannot_store_is_a_miss_but_an_over_long_key_fails_the_get() {
+    let get = |keys: Vec<Key>| Parsed::Request(Request::Get { keys, with_cas: false });
+    assert_eq!(
+        requests(b"get a b\x01c a\r\nget a\tb\r\n"),
+        vec![get(vec![key("a"), key("a")]), get(vec![])]
+    );
+    let long = "k".repeat(251);
+    assert_eq!(
+        requests(format!("gets a {long} b\r\n").as_bytes()),
+        vec![rejected(RequestError::BadCommandLine)]
+    );
+}
+
+#[test]
+fn stats_takes_its_group_from_the_first_argument() {
+    assert_eq!(
+        requests(b"stats reset now\r\nstats  items\r\n"),
+        vec![
+            Parsed::Request(Request::Stats {
+                group: Some("reset".into())
+            }),
+            Parsed::Request(Request::Stats {
+                group: Some("items".into())
+            }),
+        ]
     );
 }
 
