@@ -53,6 +53,9 @@ pub enum CoordinatorError {
     /// way) or, for a proposal, stores a higher version.
     #[error("replicas promised a newer version ({0:?}); retry")]
     Refused(Tag),
+    /// A proposal was accepted by some replicas but not a quorum (or not all answered in time).
+    #[error("the update reached only some replicas")]
+    PartlyAccepted,
     /// A read-modify-write lost to concurrent ones until its time ran out.
     #[error("too much contention on the key; not applied")]
     Contended,
@@ -80,6 +83,27 @@ pub struct CoordinatorCore {
     w: usize,
     request_timeout: Duration,
     stats: Arc<NodeStats>,
+    updates: Arc<UpdateLocks>,
+}
+
+/// Serialises this node's read-modify-writes of one key (striped by key hash), so the proposals
+/// of one node never duel with each other. Shared by the coordinators of all worker threads.
+pub struct UpdateLocks(Vec<tokio::sync::Mutex<()>>);
+
+/// Stripes of [`UpdateLocks`].
+const UPDATE_LOCK_STRIPES: usize = 1024;
+
+impl Default for UpdateLocks {
+    fn default() -> Self {
+        UpdateLocks((0..UPDATE_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl UpdateLocks {
+    async fn lock(&self, key: &Key) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as usize % self.0.len();
+        self.0[stripe].lock().await
+    }
 }
 
 /// What a coordinator uses of its node's membership.
@@ -129,7 +153,14 @@ impl CoordinatorCore {
             w,
             request_timeout,
             stats,
+            updates: Arc::default(),
         }
+    }
+
+    /// Shares `locks` (one per node) to serialise this node's updates of a key.
+    pub fn with_update_locks(mut self, locks: Arc<UpdateLocks>) -> Self {
+        self.updates = locks;
+        self
     }
 
     /// The key's bucket and owner sets, from the current placement.
@@ -256,6 +287,24 @@ impl CoordinatorCore {
                 () = &mut deadline => break Err(Ended::NoQuorum { timed_out: true }),
             }
         };
+        let mut landed = !round.replies().is_empty();
+        if phase == Phase::Accept && outcome.is_err() && !landed {
+            // Whether a failed proposal landed anywhere decides how it may be retried: hear
+            // every replica (until the deadline).
+            loop {
+                tokio::select! {
+                    next = calls.next() => match next {
+                        Some((_, Ok(_))) => landed = true,
+                        Some(_) => {}
+                        None => break,
+                    },
+                    () = &mut deadline => {
+                        landed = true;
+                        break;
+                    }
+                }
+            }
+        }
         if !calls.is_empty() {
             // Let the stragglers finish: every replica of a write should get it.
             actix_rt::spawn(async move { while calls.next().await.is_some() {} });
@@ -263,6 +312,7 @@ impl CoordinatorCore {
         match outcome {
             Ok(()) => Ok(round.into_replies()),
             Err(Ended::StaleRing(newer)) => Err(CoordinatorError::StaleRing(newer)),
+            Err(Ended::NoQuorum { .. }) if phase == Phase::Accept && landed => Err(CoordinatorError::PartlyAccepted),
             Err(Ended::NoQuorum { timed_out }) => match refused {
                 Some(higher) => Err(CoordinatorError::Refused(higher)),
                 None => {
@@ -351,7 +401,7 @@ impl CoordinatorCore {
                 })
                 .await;
             match attempt {
-                Err(CoordinatorError::Refused(_)) if tokio::time::Instant::now() < deadline => backoff().await,
+                Err(CoordinatorError::Refused(_)) if tokio::time::Instant::now() < deadline => backoff(0).await,
                 other => break other?,
             }
         };
@@ -426,10 +476,11 @@ impl CoordinatorCore {
     /// refused by a higher ballot is retried with a higher one after a short random pause,
     /// until the request timeout.
     pub async fn update(&self, key: Key, change: Change) -> Result<(Answer, Option<Record>), CoordinatorError> {
+        let _serialised = self.updates.lock(&key).await;
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let mut seen: Option<Tag> = None;
         let mut pending: Option<Pending> = None;
-        loop {
+        for attempt in 0u32.. {
             let place = self.placement(&key)?;
             let ballot = self.clock.next_after([&seen]);
             let failure = match self.propose(&place, &key, &change, ballot, &mut pending).await {
@@ -438,6 +489,7 @@ impl CoordinatorCore {
             };
             match failure {
                 CoordinatorError::Refused(higher) => seen = seen.max(Some(higher)),
+                CoordinatorError::PartlyAccepted => {}
                 CoordinatorError::StaleRing(newer) => {
                     let learned = match &self.cluster {
                         Some(cluster) => cluster.learn.send(LearnRing(newer)).await.unwrap_or(false),
@@ -456,8 +508,9 @@ impl CoordinatorCore {
                     CoordinatorError::Contended
                 });
             }
-            backoff().await;
+            backoff(attempt).await;
         }
+        Err(CoordinatorError::Contended)
     }
 
     /// One attempt of [`CoordinatorCore::update`] with `ballot`. An accept that fails after it
@@ -496,7 +549,9 @@ impl CoordinatorCore {
             .await;
         match accepted {
             Ok(_) => Ok((answer, Some(record))),
+            Err(CoordinatorError::Refused(higher)) => Err(CoordinatorError::Refused(higher)),
             Err(e) => {
+                // It may have landed (partly, or before a ring change): the next attempt judges it.
                 *pending = Some(Pending { record, answer });
                 Err(e)
             }
@@ -504,14 +559,16 @@ impl CoordinatorCore {
     }
 }
 
-/// A short random pause before retrying a refused operation, so contenders spread out.
-async fn backoff() {
-    let millis = rand::random_range(1..=RETRY_PAUSE_MAX_MS);
+/// A random pause before retry `attempt` (from 0) of a refused operation, so contenders spread
+/// out: up to 2 ms, doubling per attempt up to [`RETRY_PAUSE_MAX_MS`].
+async fn backoff(attempt: u32) {
+    let cap = (2u64 << attempt.min(8)).min(RETRY_PAUSE_MAX_MS);
+    let millis = rand::random_range(1..=cap);
     tokio::time::sleep(Duration::from_millis(millis)).await;
 }
 
 /// Longest pause between attempts of a refused operation.
-const RETRY_PAUSE_MAX_MS: u64 = 10;
+const RETRY_PAUSE_MAX_MS: u64 = 50;
 
 /// Why a round ended without its quorum.
 enum Ended {
