@@ -231,3 +231,92 @@ fn a_killed_node_is_replaced_after_down_after_and_rejoins_when_restarted() {
     });
     assert_readable(&cluster, 3, keys as usize);
 }
+
+#[test]
+fn sixty_four_clients_incrementing_one_key_through_every_node_lose_no_increment() {
+    const CLIENTS: usize = 64;
+    const EACH: u64 = 20;
+    let cluster = ProcessCluster::start(3, (3, 2, 2));
+    assert_eq!(cluster.client(0).set("counter", b"0"), "STORED\r\n");
+    let replies: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let mut c = cluster.client(i % 3);
+                s.spawn(move || (0..EACH).map(|_| c.call("incr counter 1\r\n")).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    let mut numbers: Vec<u64> = replies.iter().filter_map(|r| r.trim().parse().ok()).collect();
+    let failed: Vec<&String> = replies.iter().filter(|r| r.trim().parse::<u64>().is_err()).collect();
+    // Without a stable proposer per key, proposals from different nodes duel; a rare one ends
+    // with an unknown outcome and says so. Every answered increment must count exactly once.
+    assert!(
+        failed.iter().all(|r| r.starts_with("SERVER_ERROR")),
+        "only server errors: {failed:?}"
+    );
+    let answered = numbers.len();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(
+        numbers.len(),
+        answered,
+        "every answered increment saw a different value"
+    );
+    let counter: u64 = String::from_utf8(cluster.client(0).get("counter").expect("counter"))
+        .expect("ascii")
+        .parse()
+        .expect("number");
+    assert!(
+        (answered as u64..=(answered + failed.len()) as u64).contains(&counter),
+        "counter {counter}: {answered} answered, {} unknown",
+        failed.len()
+    );
+    assert!(
+        failed.len() * 20 < replies.len(),
+        "{} of {} increments failed",
+        failed.len(),
+        replies.len()
+    );
+    for i in 1..3 {
+        assert_eq!(
+            cluster.client(i).get("counter"),
+            Some(counter.to_string().into_bytes()),
+            "through node {i}"
+        );
+    }
+}
+
+#[test]
+fn of_concurrent_adds_of_one_key_exactly_one_wins() {
+    const CLIENTS: usize = 30;
+    let cluster = ProcessCluster::start(3, (3, 2, 2));
+    let replies: Vec<(usize, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let mut c = cluster.client(i % 3);
+                s.spawn(move || (i, c.call(&format!("add lock 0 0 {}\r\n{i}\r\n", i.to_string().len()))))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+    });
+    let winners: Vec<usize> = replies
+        .iter()
+        .filter(|(_, r)| r == "STORED\r\n")
+        .map(|(i, _)| *i)
+        .collect();
+    let losers = replies.iter().filter(|(_, r)| r == "NOT_STORED\r\n").count();
+    assert_eq!(winners.len(), 1, "replies: {replies:?}");
+    assert_eq!(losers, CLIENTS - 1, "replies: {replies:?}");
+    let value = winners[0].to_string().into_bytes();
+    for i in 0..3 {
+        assert_eq!(
+            cluster.client(i).get("lock"),
+            Some(value.clone()),
+            "the winner's value, through node {i}"
+        );
+    }
+}

@@ -11,6 +11,7 @@
 
 use crate::clock::unix_now;
 use crate::membership::StatusReader;
+use crate::paxos::{self, Decision, Pending};
 use crate::quorum::{decide_read, Group, Phase, Progress, QuorumError, Round, TagClock};
 use crate::replica::{ReplicaError, Replicas};
 use crate::ring::RingReader;
@@ -18,6 +19,7 @@ use crate::stats::{self, NodeStats};
 use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use kai_proto::change::{Answer, Change};
 use kai_proto::cluster::RingId;
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
 use kai_proto::{BucketId, Key, NodeId, Record, Tag};
@@ -47,6 +49,19 @@ pub enum CoordinatorError {
     /// This node does not know a cluster yet (still joining).
     #[error("this node has not joined a cluster yet")]
     NoRing,
+    /// A replica refused: it promised a higher ballot (a read-modify-write of the key is under
+    /// way) or, for a proposal, stores a higher version.
+    #[error("replicas promised a newer version ({0:?}); retry")]
+    Refused(Tag),
+    /// A proposal was accepted by some replicas but not a quorum (or not all answered in time).
+    #[error("the update reached only some replicas")]
+    PartlyAccepted,
+    /// A read-modify-write lost to concurrent ones until its time ran out.
+    #[error("too much contention on the key; not applied")]
+    Contended,
+    /// A read-modify-write's proposal may or may not have taken effect.
+    #[error("the outcome of the update is unknown (a concurrent update overtook it)")]
+    OutcomeUnknown,
     /// A replica is on a newer ring and this node could not learn it in time.
     #[error("the cluster moved to ring version {}; this node has not caught up yet", .0.version)]
     StaleRing(RingId),
@@ -68,6 +83,27 @@ pub struct CoordinatorCore {
     w: usize,
     request_timeout: Duration,
     stats: Arc<NodeStats>,
+    updates: Arc<UpdateLocks>,
+}
+
+/// Serialises this node's read-modify-writes of one key (striped by key hash), so the proposals
+/// of one node never duel with each other. Shared by the coordinators of all worker threads.
+pub struct UpdateLocks(Vec<tokio::sync::Mutex<()>>);
+
+/// Stripes of [`UpdateLocks`].
+const UPDATE_LOCK_STRIPES: usize = 1024;
+
+impl Default for UpdateLocks {
+    fn default() -> Self {
+        UpdateLocks((0..UPDATE_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl UpdateLocks {
+    async fn lock(&self, key: &Key) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as usize % self.0.len();
+        self.0[stripe].lock().await
+    }
 }
 
 /// What a coordinator uses of its node's membership.
@@ -117,7 +153,14 @@ impl CoordinatorCore {
             w,
             request_timeout,
             stats,
+            updates: Arc::default(),
         }
+    }
+
+    /// Shares `locks` (one per node) to serialise this node's updates of a key.
+    pub fn with_update_locks(mut self, locks: Arc<UpdateLocks>) -> Self {
+        self.updates = locks;
+        self
     }
 
     /// The key's bucket and owner sets, from the current placement.
@@ -182,6 +225,7 @@ impl CoordinatorCore {
                 return match self.replicas.call(only, request).await.and_then(extract) {
                     Ok(value) => Ok(vec![(only, value)]),
                     Err(ReplicaError::StaleRing(newer)) => Err(CoordinatorError::StaleRing(newer)),
+                    Err(ReplicaError::Refused(higher)) => Err(CoordinatorError::Refused(higher)),
                     Err(e) => {
                         round.fail(only, e);
                         stats::add(&self.stats.quorum_failures, 1);
@@ -211,6 +255,7 @@ impl CoordinatorCore {
         let hedge = tokio::time::sleep(self.request_timeout / HEDGE_FRACTION);
         let deadline = tokio::time::sleep(self.request_timeout);
         tokio::pin!(hedge, deadline);
+        let mut refused: Option<Tag> = None;
         let outcome = loop {
             tokio::select! {
                 next = calls.next() => match next {
@@ -223,6 +268,9 @@ impl CoordinatorCore {
                         break Err(Ended::StaleRing(newer));
                     }
                     Some((node, Err(e))) => {
+                        if let ReplicaError::Refused(higher) = e {
+                            refused = refused.max(Some(higher));
+                        }
                         if let Some(spare) = round.replacement(node, spares.make_contiguous()) {
                             spares.retain(|n| *n != spare);
                             calls.push(call(spare));
@@ -239,6 +287,24 @@ impl CoordinatorCore {
                 () = &mut deadline => break Err(Ended::NoQuorum { timed_out: true }),
             }
         };
+        let mut landed = !round.replies().is_empty();
+        if phase == Phase::Accept && outcome.is_err() && !landed {
+            // Whether a failed proposal landed anywhere decides how it may be retried: hear
+            // every replica (until the deadline).
+            loop {
+                tokio::select! {
+                    next = calls.next() => match next {
+                        Some((_, Ok(_))) => landed = true,
+                        Some(_) => {}
+                        None => break,
+                    },
+                    () = &mut deadline => {
+                        landed = true;
+                        break;
+                    }
+                }
+            }
+        }
         if !calls.is_empty() {
             // Let the stragglers finish: every replica of a write should get it.
             actix_rt::spawn(async move { while calls.next().await.is_some() {} });
@@ -246,10 +312,14 @@ impl CoordinatorCore {
         match outcome {
             Ok(()) => Ok(round.into_replies()),
             Err(Ended::StaleRing(newer)) => Err(CoordinatorError::StaleRing(newer)),
-            Err(Ended::NoQuorum { timed_out }) => {
-                stats::add(&self.stats.quorum_failures, 1);
-                Err(round.into_error(timed_out).into())
-            }
+            Err(Ended::NoQuorum { .. }) if phase == Phase::Accept && landed => Err(CoordinatorError::PartlyAccepted),
+            Err(Ended::NoQuorum { timed_out }) => match refused {
+                Some(higher) => Err(CoordinatorError::Refused(higher)),
+                None => {
+                    stats::add(&self.stats.quorum_failures, 1);
+                    Err(round.into_error(timed_out).into())
+                }
+            },
         }
     }
 
@@ -319,14 +389,22 @@ impl CoordinatorCore {
         }
     }
 
-    /// The latest live record of `key`, or `None`.
+    /// The latest live record of `key`, or `None`. A read whose write-back a promise refused
+    /// (a read-modify-write of the key is under way) is read again after a short pause.
     pub async fn get(&self, key: Key) -> Result<Option<Record>, CoordinatorError> {
-        let latest = self
-            .with_placement(&key, |place| {
-                let key = key.clone();
-                async move { self.read_latest(&place, &key).await }
-            })
-            .await?;
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let latest = loop {
+            let attempt = self
+                .with_placement(&key, |place| {
+                    let key = key.clone();
+                    async move { self.read_latest(&place, &key).await }
+                })
+                .await;
+            match attempt {
+                Err(CoordinatorError::Refused(_)) if tokio::time::Instant::now() < deadline => backoff(0).await,
+                other => break other?,
+            }
+        };
         let now = unix_now();
         Ok(latest.filter(|r| r.is_live(now)))
     }
@@ -392,7 +470,105 @@ impl CoordinatorCore {
         })
         .await
     }
+
+    /// Runs a read-modify-write `change` of `key` as per-key Paxos (see [`crate::paxos`]);
+    /// answers the change's answer and the key's resulting record (for `gat`). A proposal
+    /// refused by a higher ballot is retried with a higher one after a short random pause,
+    /// until the request timeout.
+    pub async fn update(&self, key: Key, change: Change) -> Result<(Answer, Option<Record>), CoordinatorError> {
+        let _serialised = self.updates.lock(&key).await;
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut seen: Option<Tag> = None;
+        let mut pending: Option<Pending> = None;
+        for attempt in 0u32.. {
+            let place = self.placement(&key)?;
+            let ballot = self.clock.next_after([&seen]);
+            let failure = match self.propose(&place, &key, &change, ballot, &mut pending).await {
+                Ok(done) => return Ok(done),
+                Err(failure) => failure,
+            };
+            match failure {
+                CoordinatorError::Refused(higher) => seen = seen.max(Some(higher)),
+                CoordinatorError::PartlyAccepted => {}
+                CoordinatorError::StaleRing(newer) => {
+                    let learned = match &self.cluster {
+                        Some(cluster) => cluster.learn.send(LearnRing(newer)).await.unwrap_or(false),
+                        None => false,
+                    };
+                    if !learned {
+                        return Err(CoordinatorError::StaleRing(newer));
+                    }
+                }
+                other => return Err(other),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(if pending.is_some() {
+                    CoordinatorError::OutcomeUnknown
+                } else {
+                    CoordinatorError::Contended
+                });
+            }
+            backoff(attempt).await;
+        }
+        Err(CoordinatorError::Contended)
+    }
+
+    /// One attempt of [`CoordinatorCore::update`] with `ballot`. An accept that fails after it
+    /// may have landed leaves its proposal in `pending` for the next attempt to judge.
+    async fn propose(
+        &self,
+        place: &Placement,
+        key: &Key,
+        change: &Change,
+        ballot: Tag,
+        pending: &mut Option<Pending>,
+    ) -> Result<(Answer, Option<Record>), CoordinatorError> {
+        let request = self.request(place, key, ReplicaOp::Prepare(ballot));
+        let promised = self
+            .round(
+                Phase::Prepare,
+                (place.groups(self.w), &place.preference, Fanout::Quorum),
+                request,
+                expect_promised,
+            )
+            .await?;
+        let answers = (promised, place.owners.as_slice(), self.w);
+        let (record, answer) = match paxos::decide(change, ballot, answers, pending.as_ref(), unix_now()) {
+            Decision::Won(answer, record) | Decision::Answer(answer, record) => return Ok((answer, record)),
+            Decision::Unknown => return Err(CoordinatorError::OutcomeUnknown),
+            Decision::Accept(record, answer) => (record, answer),
+        };
+        let request = self.request(place, key, ReplicaOp::Accept(record.clone()));
+        let accepted = self
+            .round(
+                Phase::Accept,
+                (place.groups(self.w), &place.preference, Fanout::All),
+                request,
+                expect_written,
+            )
+            .await;
+        match accepted {
+            Ok(_) => Ok((answer, Some(record))),
+            Err(CoordinatorError::Refused(higher)) => Err(CoordinatorError::Refused(higher)),
+            Err(e) => {
+                // It may have landed (partly, or before a ring change): the next attempt judges it.
+                *pending = Some(Pending { record, answer });
+                Err(e)
+            }
+        }
+    }
 }
+
+/// A random pause before retry `attempt` (from 0) of a refused operation, so contenders spread
+/// out: up to 2 ms, doubling per attempt up to [`RETRY_PAUSE_MAX_MS`].
+async fn backoff(attempt: u32) {
+    let cap = (2u64 << attempt.min(8)).min(RETRY_PAUSE_MAX_MS);
+    let millis = rand::random_range(1..=cap);
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+}
+
+/// Longest pause between attempts of a refused operation.
+const RETRY_PAUSE_MAX_MS: u64 = 50;
 
 /// Why a round ended without its quorum.
 enum Ended {
@@ -411,6 +587,13 @@ fn expect_version(reply: ReplicaReply) -> Result<Option<Tag>, ReplicaError> {
     match reply {
         ReplicaReply::Version(v) => Ok(v),
         _ => Err(ReplicaError::UnexpectedReply("read-version")),
+    }
+}
+
+fn expect_promised(reply: ReplicaReply) -> Result<Option<Record>, ReplicaError> {
+    match reply {
+        ReplicaReply::Promised(r) => Ok(r),
+        _ => Err(ReplicaError::UnexpectedReply("prepare")),
     }
 }
 
@@ -472,6 +655,25 @@ pub struct Set {
 pub struct Delete {
     /// The key.
     pub key: Key,
+}
+
+/// Run a read-modify-write command; answers its answer and the key's resulting record.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(Answer, Option<Record>), CoordinatorError>")]
+pub struct Update {
+    /// The key.
+    pub key: Key,
+    /// The command.
+    pub change: Change,
+}
+
+impl Handler<Update> for Coordinator {
+    type Result = ResponseFuture<Result<(Answer, Option<Record>), CoordinatorError>>;
+
+    fn handle(&mut self, msg: Update, _ctx: &mut Context<Self>) -> Self::Result {
+        let core = Arc::clone(&self.core);
+        Box::pin(async move { core.update(msg.key, msg.change).await })
+    }
 }
 
 impl Handler<Get> for Coordinator {

@@ -27,6 +27,7 @@ pub mod fence;
 pub mod listener;
 pub mod membership;
 mod node;
+pub mod paxos;
 pub mod peer;
 pub mod quorum;
 pub mod replica;

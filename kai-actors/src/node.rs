@@ -288,6 +288,7 @@ impl NodeBuilder {
         .start();
 
         let clock = Arc::new(TagClock::new(WriterId::new(me.id, rand::random())));
+        let update_locks = Arc::new(crate::coordinator::UpdateLocks::default());
         let worker_handles: Vec<Worker> = lanes
             .iter()
             .enumerate()
@@ -303,7 +304,8 @@ impl NodeBuilder {
                     (config.r, config.w),
                     config.request_timeout,
                     Arc::clone(&stats),
-                );
+                )
+                .with_update_locks(Arc::clone(&update_locks));
                 Worker {
                     arbiter: arbiter.clone(),
                     coordinator: Coordinator::start_in_arbiter(arbiter, move |_| Coordinator::new(Arc::new(core))),

@@ -44,6 +44,10 @@ pub enum Phase {
     Read,
     /// Writing the latest record back to stale replicas during a read.
     WriteBack,
+    /// Paxos phase 1 of a read-modify-write.
+    Prepare,
+    /// Paxos phase 2 of a read-modify-write.
+    Accept,
 }
 
 impl std::fmt::Display for Phase {
@@ -53,6 +57,8 @@ impl std::fmt::Display for Phase {
             Phase::Write => "write",
             Phase::Read => "read",
             Phase::WriteBack => "write-back",
+            Phase::Prepare => "prepare",
+            Phase::Accept => "accept",
         })
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::fence::{Fence, Refusal};
 use crate::peer::{Call, PeerDirectory, PeerError};
-use crate::store::{Applied, StoreHandle};
+use crate::store::{Applied, Guarded, Prepared, StoreHandle, WriteKind};
 use kai_proto::cluster::RingId;
 use kai_proto::peer::{PeerRequest, PeerResponse};
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
@@ -45,16 +45,30 @@ impl LocalReplica {
                 .await
                 .map(|r| ReplicaReply::Version(r.map(|r| r.tag))),
             ReplicaOp::Read => store.get(bucket, key).await.map(ReplicaReply::Record),
-            ReplicaOp::Write(record) => {
-                let tag = record.tag;
-                store.apply(bucket, key, record).await.map(|applied| match applied {
-                    Applied::Stored { .. } => ReplicaReply::Written(tag),
-                    Applied::Kept { current } => ReplicaReply::Written(current),
-                })
-            }
+            ReplicaOp::Write(record) => guarded(store, bucket, key, record, WriteKind::Plain).await,
+            ReplicaOp::Accept(record) => guarded(store, bucket, key, record, WriteKind::Accept).await,
+            ReplicaOp::Prepare(ballot) => store.prepare(bucket, key, ballot).await.map(|p| match p {
+                Prepared::Promised(record) => ReplicaReply::Promised(record),
+                Prepared::Refused(higher) => ReplicaReply::Refused(higher),
+            }),
         };
         result.unwrap_or_else(|e| ReplicaReply::Failed(e.to_string()))
     }
+}
+
+async fn guarded(
+    store: &StoreHandle,
+    bucket: kai_proto::BucketId,
+    key: bytes::Bytes,
+    record: kai_proto::Record,
+    kind: WriteKind,
+) -> Result<ReplicaReply, crate::store::StoreError> {
+    let tag = record.tag;
+    Ok(match store.apply_guarded(bucket, key, record, kind).await? {
+        Guarded::Applied(Applied::Stored { .. }) => ReplicaReply::Written(tag),
+        Guarded::Applied(Applied::Kept { current }) => ReplicaReply::Written(current),
+        Guarded::Refused(higher) => ReplicaReply::Refused(higher),
+    })
 }
 
 /// Why a replica operation did not produce a reply.
@@ -75,6 +89,9 @@ pub enum ReplicaError {
     /// The remote node could not serve the request.
     #[error("remote error: {0}")]
     Remote(String),
+    /// The replica promised, or stores, a higher tag than the write, prepare or accept carried.
+    #[error("replica refused: it promised or stores {0:?}")]
+    Refused(kai_proto::Tag),
     /// The replica adopted a newer ring than the coordinator used.
     #[error("replica is on a newer ring ({0:?})")]
     StaleRing(RingId),
@@ -118,6 +135,7 @@ impl Replicas {
         match reply {
             ReplicaReply::Failed(reason) => Err(ReplicaError::Failed(reason)),
             ReplicaReply::StaleRing(ring) => Err(ReplicaError::StaleRing(ring)),
+            ReplicaReply::Refused(higher) => Err(ReplicaError::Refused(higher)),
             reply => Ok(reply),
         }
     }

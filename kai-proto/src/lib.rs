@@ -8,6 +8,7 @@
 //! the I/O around it.
 
 pub mod bucket;
+pub mod change;
 pub mod cluster;
 pub mod key;
 pub mod memcache;

@@ -1,7 +1,8 @@
 //! Requests a coordinator sends to the replicas of a key, local or remote.
 //!
-//! These are the only operations the quorum protocol needs from a replica: read a key's version,
-//! read its record, and apply a record (kept only if its tag is higher than the stored one).
+//! These are the only operations the quorum and Paxos protocols need from a replica: read a
+//! key's version, read its record, apply a record (kept only if its tag is higher than the stored
+//! one, refused below the key's promise), promise a ballot, accept a proposal.
 
 use crate::bucket::BucketId;
 use crate::cluster::RingId;
@@ -17,8 +18,14 @@ pub enum ReplicaOp {
     ReadVersion,
     /// Return the stored record (a read).
     Read,
-    /// Store this record unless a higher tag is present (phase 2 of a write, or read repair).
+    /// Store this record unless a higher tag is present (phase 2 of a write, or read repair);
+    /// refused if its tag is below the key's promise.
     Write(Record),
+    /// Paxos phase 1: promise this ballot if it exceeds the key's promise and stored tag.
+    Prepare(Tag),
+    /// Paxos phase 2: store this proposal (tag = ballot) if its ballot is at least the key's
+    /// promise and exceeds the stored tag.
+    Accept(Record),
 }
 
 /// One replica operation on one key.
@@ -42,7 +49,12 @@ pub enum ReplicaReply {
     /// Answer to [`ReplicaOp::Read`].
     Record(Option<Record>),
     /// Answer to [`ReplicaOp::Write`]: the tag now stored (the written one or a higher one).
+    /// Also the answer to an accepted [`ReplicaOp::Accept`].
     Written(Tag),
+    /// Answer to [`ReplicaOp::Prepare`]: the ballot is promised; the stored record.
+    Promised(Option<Record>),
+    /// A write, prepare or accept was refused: the replica promised, or stores, this higher tag.
+    Refused(Tag),
     /// The replica could not do it (store failure, or it cannot see a majority), with the reason.
     Failed(String),
     /// The request was made with a ring older than this one, which the replica has adopted:

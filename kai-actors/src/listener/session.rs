@@ -12,13 +12,17 @@
 use super::SessionContext;
 use crate::clock::unix_now;
 use crate::config::ExpiryPolicy;
-use crate::coordinator::{CoordinatorError, Delete, Get, Set};
+use crate::coordinator::{CoordinatorError, Delete, Get, Set, Update};
 use crate::membership::Leave;
 use crate::stats;
 use bytes::BytesMut;
 use futures_util::future::join_all;
-use kai_proto::memcache::{Parsed, Request, RequestDecoder, RequestError, Response, StorageCommand, ValueEntry};
-use kai_proto::Key;
+use kai_proto::change::{Answer, Change, NewValue};
+use kai_proto::memcache::{
+    absolute_expiry, ConditionalStore, Parsed, Request, RequestDecoder, RequestError, Response, StorageCommand,
+    ValueEntry,
+};
+use kai_proto::{Key, Record};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
@@ -139,6 +143,25 @@ async fn respond(ctx: &SessionContext, request: Request) -> Option<Response> {
     Some(match request {
         Request::Get { keys, with_cas } => get(ctx, keys, with_cas).await,
         Request::Set(cmd) => set(ctx, cmd).await,
+        Request::Conditional(command, cmd) => conditional(ctx, command, cmd).await,
+        Request::Arithmetic { key, incr, delta, .. } => match delta {
+            None => Response::ClientError("invalid numeric delta argument".to_owned()),
+            Some(delta) => {
+                let change = if incr { Change::Incr(delta) } else { Change::Decr(delta) };
+                update(ctx, key, change).await.0
+            }
+        },
+        Request::Touch { key, exptime, .. } => {
+            let change = Change::Touch {
+                expires_at: absolute_expiry(exptime, unix_now()),
+            };
+            update(ctx, key, change).await.0
+        }
+        Request::GetAndTouch {
+            exptime,
+            keys,
+            with_cas,
+        } => get_and_touch(ctx, exptime, keys, with_cas).await,
         Request::Delete { key, .. } => match ctx.coordinator.send(Delete { key }).await {
             Ok(Ok(true)) => {
                 stats::add(&shared.stats.delete_hits, 1);
@@ -215,4 +238,79 @@ async fn set(ctx: &SessionContext, cmd: StorageCommand) -> Response {
         Ok(Err(e)) => server_error(e),
         Err(_) => unavailable(),
     }
+}
+
+async fn conditional(ctx: &SessionContext, command: ConditionalStore, cmd: StorageCommand) -> Response {
+    stats::add(&ctx.shared.stats.cmd_set, 1);
+    if cmd.exptime != 0 && ctx.shared.expiry == ExpiryPolicy::Reject {
+        return Response::ClientError("expiry is not supported by this node (expiry = \"reject\")".to_owned());
+    }
+    let value = NewValue {
+        flags: cmd.flags,
+        expires_at: cmd.expires_at(unix_now()),
+        data: cmd.data,
+    };
+    let change = match command {
+        ConditionalStore::Add => Change::Add(value),
+        ConditionalStore::Replace => Change::Replace(value),
+        ConditionalStore::Append => Change::Append(value.data),
+        ConditionalStore::Prepend => Change::Prepend(value.data),
+        ConditionalStore::Cas(unique) => Change::Cas { value, unique },
+    };
+    let (response, _) = update(ctx, cmd.key, change).await;
+    if response == Response::Stored {
+        stats::add(&ctx.shared.stats.total_items, 1);
+    }
+    response
+}
+
+/// Runs `change` on `key` through the coordinator: the reply, and the key's resulting record.
+async fn update(ctx: &SessionContext, key: Key, change: Change) -> (Response, Option<Record>) {
+    match ctx.coordinator.send(Update { key, change }).await {
+        Ok(Ok((answer, record))) => (answer_response(answer), record),
+        Ok(Err(e)) => (server_error(e), None),
+        Err(_) => (unavailable(), None),
+    }
+}
+
+fn answer_response(answer: Answer) -> Response {
+    match answer {
+        Answer::Stored => Response::Stored,
+        Answer::NotStored => Response::NotStored,
+        Answer::Exists => Response::Exists,
+        Answer::NotFound => Response::NotFound,
+        Answer::Touched => Response::Touched,
+        Answer::Number(n) => Response::Number(n),
+        Answer::NonNumeric => Response::ClientError("cannot increment or decrement non-numeric value".to_owned()),
+    }
+}
+
+/// `gat`/`gats`: a touch of each key (in parallel, like a multi-get), answering the hits.
+async fn get_and_touch(ctx: &SessionContext, exptime: i32, keys: Vec<Key>, with_cas: bool) -> Response {
+    let stats = &ctx.shared.stats;
+    stats::add(&stats.cmd_get, keys.len() as u64);
+    let expires_at = absolute_expiry(exptime, unix_now());
+    let touches = keys.into_iter().map(|key| async {
+        let reply = update(ctx, key.clone(), Change::Touch { expires_at }).await;
+        (key, reply)
+    });
+    let mut values = Vec::new();
+    for (key, (response, record)) in join_all(touches).await {
+        match (response, record) {
+            (Response::Touched, Some(record)) => {
+                stats::add(&stats.get_hits, 1);
+                if let kai_proto::RecordBody::Value { flags, data, .. } = record.body {
+                    values.push(ValueEntry {
+                        key: key.to_bytes(),
+                        flags,
+                        data,
+                        cas: with_cas.then(|| record.tag.cas_unique()),
+                    });
+                }
+            }
+            (Response::NotFound, _) => stats::add(&stats.get_misses, 1),
+            (failure, _) => return failure,
+        }
+    }
+    Response::Values(values)
 }

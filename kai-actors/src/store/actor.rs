@@ -1,7 +1,7 @@
 //! The Store actor: a pool of threads (an Actix `SyncArbiter`) running blocking store calls, so
 //! RocksDB never blocks the async threads that serve connections.
 
-use super::{Applied, CachedRead, Store, StoreError};
+use super::{Applied, CachedRead, Guarded, Prepared, Store, StoreError, WriteKind};
 use crate::sync::merkle::{in_segments, BucketDigest, SegmentSet};
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use bytes::Bytes;
@@ -93,6 +93,28 @@ impl StoreHandle {
             return self.store.apply(bucket, &key, &record);
         }
         self.call(move |s| s.apply(bucket, &key, &record)).await
+    }
+
+    /// See [`Store::apply_guarded`]; inline like [`StoreHandle::apply`] when allowed.
+    pub async fn apply_guarded(
+        &self,
+        bucket: BucketId,
+        key: Bytes,
+        record: Record,
+        kind: WriteKind,
+    ) -> Result<Guarded, StoreError> {
+        if self.inline_applies {
+            return self.store.apply_guarded(bucket, &key, &record, kind);
+        }
+        self.call(move |s| s.apply_guarded(bucket, &key, &record, kind)).await
+    }
+
+    /// See [`Store::prepare`]; inline when applies are (it writes like one).
+    pub async fn prepare(&self, bucket: BucketId, key: Bytes, ballot: Tag) -> Result<Prepared, StoreError> {
+        if self.inline_applies {
+            return self.store.prepare(bucket, &key, ballot);
+        }
+        self.call(move |s| s.prepare(bucket, &key, ballot)).await
     }
 
     /// See [`Store::scan_bucket`].

@@ -1,6 +1,6 @@
 //! The conformance suite every [`Store`] backend must pass.
 
-use super::{Applied, CachedRead, Store};
+use super::{Applied, CachedRead, Guarded, Prepared, Store, WriteKind};
 use bytes::Bytes;
 use kai_proto::{BucketId, Record, RecordBody, Tag, WriterId};
 use std::any::Any;
@@ -44,7 +44,7 @@ fn value(counter: u64, data: &'static [u8]) -> Record {
 /// Runs every check against stores made by `make`.
 pub fn run_all<F: Into<Fixture>>(make: impl Fn() -> F) {
     type Check = (&'static str, fn(&dyn Store));
-    let checks: [Check; 9] = [
+    let checks: [Check; 11] = [
         ("missing keys read as none", missing_keys_read_as_none),
         ("higher tags win", higher_tags_win),
         ("tombstones are records", tombstones_are_records),
@@ -60,6 +60,8 @@ pub fn run_all<F: Into<Fixture>>(make: impl Fn() -> F) {
             "only matching tombstones are purged",
             only_matching_tombstones_are_purged,
         ),
+        ("promises order ballots", promises_order_ballots),
+        ("promises guard writes and accepts", promises_guard_writes_and_accepts),
     ];
     for (name, check) in checks {
         let fixture: Fixture = make().into();
@@ -220,4 +222,90 @@ fn only_matching_tombstones_are_purged(store: &dyn Store) {
     let expected = crate::sync::merkle::Digests::new(BUCKETS);
     expected.toggle(b, b"v", tag(3, 1));
     assert_eq!(store.digest(b), expected.get(b));
+}
+
+fn promises_order_ballots(store: &dyn Store) {
+    let b = BucketId(11);
+    assert_eq!(
+        store.prepare(b, b"k", tag(5, 2)).expect("prepare"),
+        Prepared::Promised(None)
+    );
+    assert_eq!(
+        store.prepare(b, b"k", tag(5, 2)).expect("prepare"),
+        Prepared::Refused(tag(5, 2)),
+        "a ballot is promised once"
+    );
+    assert_eq!(
+        store.prepare(b, b"k", tag(4, 9)).expect("prepare"),
+        Prepared::Refused(tag(5, 2))
+    );
+    store.apply(b, b"k", &value(7, b"seven")).expect("apply");
+    assert_eq!(
+        store.prepare(b, b"k", tag(6, 1)).expect("prepare"),
+        Prepared::Refused(tag(7, 1)),
+        "a ballot must exceed the stored tag too"
+    );
+    assert_eq!(
+        store.prepare(b, b"k", tag(8, 1)).expect("prepare"),
+        Prepared::Promised(Some(value(7, b"seven")))
+    );
+    assert_eq!(
+        store.get(b, b"k").expect("get"),
+        Some(value(7, b"seven")),
+        "a promise is not a record"
+    );
+    assert_eq!(store.value_count(), 1);
+}
+
+fn promises_guard_writes_and_accepts(store: &dyn Store) {
+    let b = BucketId(12);
+    let plain = |r: &Record| store.apply_guarded(b, b"k", r, WriteKind::Plain).expect("write");
+    let accept = |r: &Record| store.apply_guarded(b, b"k", r, WriteKind::Accept).expect("accept");
+    assert_eq!(
+        plain(&value(2, b"two")),
+        Guarded::Applied(Applied::Stored { previous: None })
+    );
+    store.prepare(b, b"k", tag(5, 1)).expect("prepare");
+    assert_eq!(
+        plain(&value(3, b"three")),
+        Guarded::Refused(tag(5, 1)),
+        "below the promise"
+    );
+    assert_eq!(accept(&value(4, b"four")), Guarded::Refused(tag(5, 1)));
+    assert_eq!(
+        accept(&value(5, b"five")),
+        Guarded::Applied(Applied::Stored {
+            previous: Some(tag(2, 1))
+        })
+    );
+    assert_eq!(
+        accept(&value(5, b"again")),
+        Guarded::Refused(tag(5, 1)),
+        "a ballot is accepted once"
+    );
+    // An accept without a prepare on this replica raises the promise to its ballot.
+    assert_eq!(
+        accept(&value(7, b"seven")),
+        Guarded::Applied(Applied::Stored {
+            previous: Some(tag(5, 1))
+        })
+    );
+    assert_eq!(plain(&value(6, b"six")), Guarded::Refused(tag(7, 1)));
+    assert_eq!(
+        plain(&value(7, b"seven")),
+        Guarded::Applied(Applied::Kept { current: tag(7, 1) })
+    );
+    assert_eq!(
+        plain(&value(9, b"nine")),
+        Guarded::Applied(Applied::Stored {
+            previous: Some(tag(7, 1))
+        }),
+        "a plain write above the promise is stored"
+    );
+    assert_eq!(
+        accept(&value(8, b"eight")),
+        Guarded::Refused(tag(9, 1)),
+        "a proposal must exceed the stored tag"
+    );
+    assert_eq!(store.get(b, b"k").expect("get"), Some(value(9, b"nine")));
 }

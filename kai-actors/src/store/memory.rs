@@ -1,16 +1,21 @@
 //! In-memory store: a sorted map behind a lock. For unit tests and embedding; nothing persists.
 
-use super::{stored_key, value_size, Applied, CachedRead, Store, StoreError, ValueCounts};
+use super::{
+    guard, promise_check, stored_key, value_size, Applied, CachedRead, Guarded, Prepared, Store, StoreError,
+    ValueCounts, WriteKind,
+};
 use crate::sync::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
 use kai_proto::{BucketId, Record, RecordBody, Tag};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 /// A [`Store`] in memory.
 pub struct MemStore {
     records: RwLock<BTreeMap<Vec<u8>, Record>>,
+    /// Promises by stored key; locked only while `records` is write-locked.
+    promises: Mutex<HashMap<Vec<u8>, Tag>>,
     values: ValueCounts,
     digests: Digests,
 }
@@ -20,6 +25,7 @@ impl MemStore {
     pub fn new(buckets: u32) -> Self {
         MemStore {
             records: RwLock::default(),
+            promises: Mutex::default(),
             values: ValueCounts::default(),
             digests: Digests::new(buckets),
         }
@@ -33,9 +39,32 @@ impl MemStore {
         self.records.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn promises(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Tag>> {
+        self.promises.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn forget(&self, bucket: BucketId, key: &[u8], record: &Record) {
         self.values.replaced(value_size(key, record), None);
         self.digests.toggle(bucket, key, record.tag);
+    }
+}
+
+type Records<'a> = std::sync::RwLockWriteGuard<'a, BTreeMap<Vec<u8>, Record>>;
+
+impl MemStore {
+    /// [`Store::apply`] under the write lock `records`.
+    fn store_locked(&self, mut records: Records<'_>, bucket: BucketId, key: &[u8], record: &Record) -> Applied {
+        let k = stored_key(bucket, key);
+        let current = records.get(&k);
+        let current_tag = current.map(|r| r.tag);
+        if let Some(current) = current_tag.filter(|c| *c >= record.tag) {
+            return Applied::Kept { current };
+        }
+        self.values
+            .replaced(current.and_then(|r| value_size(key, r)), value_size(key, record));
+        self.digests.replace(bucket, key, current_tag, record.tag);
+        records.insert(k, record.clone());
+        Applied::Stored { previous: current_tag }
     }
 }
 
@@ -52,19 +81,41 @@ impl Store for MemStore {
         self.get(bucket, key).map(CachedRead::Done)
     }
 
-    fn apply(&self, bucket: BucketId, key: &[u8], record: &Record) -> Result<Applied, StoreError> {
-        let mut records = self.write();
+    fn apply_guarded(
+        &self,
+        bucket: BucketId,
+        key: &[u8],
+        record: &Record,
+        kind: WriteKind,
+    ) -> Result<Guarded, StoreError> {
+        let records = self.write();
         let k = stored_key(bucket, key);
-        let current = records.get(&k);
-        let current_tag = current.map(|r| r.tag);
-        if let Some(current) = current_tag.filter(|c| *c >= record.tag) {
-            return Ok(Applied::Kept { current });
+        let mut promises = self.promises();
+        if let Some(decided) = guard(kind, record, promises.get(&k).copied(), records.get(&k).map(|r| r.tag)) {
+            return Ok(decided);
         }
-        self.values
-            .replaced(current.and_then(|r| value_size(key, r)), value_size(key, record));
-        self.digests.replace(bucket, key, current_tag, record.tag);
-        records.insert(k, record.clone());
-        Ok(Applied::Stored { previous: current_tag })
+        if kind == WriteKind::Accept {
+            promises.insert(k, record.tag);
+        }
+        drop(promises);
+        Ok(Guarded::Applied(self.store_locked(records, bucket, key, record)))
+    }
+
+    fn prepare(&self, bucket: BucketId, key: &[u8], ballot: Tag) -> Result<Prepared, StoreError> {
+        let records = self.write();
+        let k = stored_key(bucket, key);
+        let current = records.get(&k).cloned();
+        let mut promises = self.promises();
+        if let Err(higher) = promise_check(ballot, promises.get(&k).copied(), current.as_ref().map(|r| r.tag)) {
+            return Ok(Prepared::Refused(higher));
+        }
+        promises.insert(k, ballot);
+        Ok(Prepared::Promised(current))
+    }
+
+    fn apply(&self, bucket: BucketId, key: &[u8], record: &Record) -> Result<Applied, StoreError> {
+        let records = self.write();
+        Ok(self.store_locked(records, bucket, key, record))
     }
 
     fn scan_bucket(

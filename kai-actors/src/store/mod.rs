@@ -6,6 +6,12 @@
 //! digests of its records current ([`Store::digest`]) for anti-entropy. Keys are stored under their
 //! bucket's big-endian prefix so a bucket is one contiguous, ordered range ([`Store::scan_bucket`]).
 //!
+//! Per key, a store also keeps a Paxos *promise* (a ballot, which is a [`Tag`]): durable like the
+//! records (a crash must not forget it), changed only under the key's lock together with its
+//! record. [`Store::prepare`] raises it; [`Store::apply_guarded`] refuses records below it and,
+//! for an accepted proposal, raises it to the proposal's ballot. Anti-entropy and handoff use
+//! [`Store::apply`], which ignores promises (they copy versions that already exist).
+//!
 //! Two backends implement the trait — [`RocksStore`] (persistent, the default) and
 //! [`MemStore`] (tests and embedding) — and one conformance suite (`conformance.rs`) runs against
 //! both. The [`StoreActor`] runs the blocking calls on a pool of threads.
@@ -59,6 +65,57 @@ pub enum Applied {
     },
 }
 
+/// Outcome of [`Store::prepare`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prepared {
+    /// The ballot is now the key's promise; the stored record.
+    Promised(Option<Record>),
+    /// The key promised, or stores, this tag, which is not below the ballot.
+    Refused(Tag),
+}
+
+/// Outcome of [`Store::apply_guarded`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guarded {
+    /// Not refused: stored or kept as by [`Store::apply`].
+    Applied(Applied),
+    /// Refused: the key promised (or, for a proposal, stores) this higher tag.
+    Refused(Tag),
+}
+
+/// Whether [`Store::apply_guarded`] writes a plain version or accepts a Paxos proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    /// A set, delete or read write-back: refused below the promise, kept below the stored tag.
+    Plain,
+    /// A proposal whose tag is its ballot: refused below the promise or at or below the stored
+    /// tag; once stored, the ballot is also the promise.
+    Accept,
+}
+
+/// The decision of [`Store::apply_guarded`] for `record` given the key's `promise` and `current`
+/// tag; `None` means store it.
+pub(crate) fn guard(kind: WriteKind, record: &Record, promise: Option<Tag>, current: Option<Tag>) -> Option<Guarded> {
+    let tag = record.tag;
+    if let Some(promise) = promise.filter(|p| *p > tag) {
+        return Some(Guarded::Refused(promise));
+    }
+    match (kind, current.filter(|c| *c >= tag)) {
+        (_, None) => None,
+        (WriteKind::Plain, Some(current)) => Some(Guarded::Applied(Applied::Kept { current })),
+        (WriteKind::Accept, Some(current)) => Some(Guarded::Refused(current)),
+    }
+}
+
+/// The decision of [`Store::prepare`] for `ballot` given the key's `promise` and `current` tag:
+/// `Err(higher)` refuses.
+pub(crate) fn promise_check(ballot: Tag, promise: Option<Tag>, current: Option<Tag>) -> Result<(), Tag> {
+    match promise.into_iter().chain(current).filter(|t| *t >= ballot).max() {
+        Some(higher) => Err(higher),
+        None => Ok(()),
+    }
+}
+
 /// Result of [`Store::get_cached`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CachedRead {
@@ -82,6 +139,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores `record` unless a record with an equal or higher tag is present.
     fn apply(&self, bucket: BucketId, key: &[u8], record: &Record) -> Result<Applied, StoreError>;
+
+    /// Like [`Store::apply`], but guarded by the key's promise (see [`WriteKind`]).
+    fn apply_guarded(
+        &self,
+        bucket: BucketId,
+        key: &[u8],
+        record: &Record,
+        kind: WriteKind,
+    ) -> Result<Guarded, StoreError>;
+
+    /// Paxos phase 1: makes `ballot` the key's promise if it exceeds the promise and the stored
+    /// tag, durably, and returns the stored record.
+    fn prepare(&self, bucket: BucketId, key: &[u8], ballot: Tag) -> Result<Prepared, StoreError>;
 
     /// Up to `limit` records of `bucket` in key order, starting after `after` (exclusive).
     fn scan_bucket(

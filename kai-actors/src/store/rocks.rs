@@ -6,15 +6,21 @@
 //! stripe, so concurrent changes cannot both win and the digests stay exact. Values that expired
 //! more than [`EXPIRED_PURGE_GRACE`] ago are dropped by compaction; the grace leaves anti-entropy
 //! time to spread newer versions first, so purging one replica's copy cannot let an older version
-//! on another replica reappear.
+//! on another replica reappear. Paxos promises live in the `promises` column family under the
+//! same stored key; a proposal's record and its promise are written in one batch.
 
-use super::{item_size, split_stored_key, stored_key, value_size, Applied, CachedRead, Store, StoreError, ValueCounts};
+use super::{
+    guard, item_size, promise_check, split_stored_key, stored_key, value_size, Applied, CachedRead, Guarded, Prepared,
+    Store, StoreError, ValueCounts, WriteKind,
+};
 use crate::sync::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
+use kai_proto::WriterId;
 use kai_proto::{BucketId, Record, RecordBody, Tag};
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
-    BlockBasedOptions, Cache, Direction, ErrorKind, IteratorMode, Options, ReadOptions, ReadTier, WriteOptions, DB,
+    BlockBasedOptions, Cache, Direction, ErrorKind, IteratorMode, Options, ReadOptions, ReadTier, WriteBatch,
+    WriteOptions, DB,
 };
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,6 +36,8 @@ const BLOCK_CACHE_BYTES: usize = 256 * 1024 * 1024;
 /// smaller one keeps that search short (measured: the skiplist search was the top CPU cost with
 /// the 64 MiB default).
 const WRITE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+/// The column family of the Paxos promises: stored key → `[counter u64][writer u64]`.
+const PROMISES_CF: &str = "promises";
 /// Bloom filter bits per key: makes reads of absent keys cheap.
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
@@ -96,6 +104,7 @@ impl RocksStore {
         let digests = Arc::new(Digests::new(buckets));
         let mut options = Options::default();
         options.create_if_missing(true);
+        options.create_missing_column_families(true);
         options.increase_parallelism(2);
         options.set_max_background_jobs(2);
         let mut table = BlockBasedOptions::default();
@@ -108,7 +117,13 @@ impl RocksStore {
         options.set_compaction_filter("kai-expired-values", move |_level, key, value| {
             purge_expired(&purged, &purged_digests, key, value)
         });
-        let db = DB::open(&options, path).map_err(engine)?;
+        // Each column family gets its own options: the records' carry the table settings and
+        // the expiry filter, the promises' the defaults.
+        let families = [
+            rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, options.clone()),
+            rocksdb::ColumnFamilyDescriptor::new(PROMISES_CF, Options::default()),
+        ];
+        let db = DB::open_cf_descriptors(&options, path, families).map_err(engine)?;
         let mut write_options = WriteOptions::default();
         write_options.set_sync(fsync);
         let mut cached_read = ReadOptions::default();
@@ -144,6 +159,54 @@ impl RocksStore {
     fn lock(&self, stored: &[u8]) -> MutexGuard<'_, ()> {
         let stripe = xxh3_64(stored) as usize % KEY_LOCK_STRIPES;
         self.key_locks[stripe].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The promise stored for the stored key `k`.
+    fn promise(&self, k: &[u8]) -> Result<Option<Tag>, StoreError> {
+        let cf = self.promises_cf()?;
+        match self.db.get_pinned_cf(cf, k).map_err(engine)? {
+            Some(v) if v.len() == 16 => Ok(Some(Tag {
+                counter: u64::from_be_bytes(v[..8].try_into().unwrap_or_default()),
+                writer: WriterId(u64::from_be_bytes(v[8..].try_into().unwrap_or_default())),
+            })),
+            Some(_) => Err(StoreError::Engine(format!("corrupt promise for key {k:?}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn promises_cf(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(PROMISES_CF)
+            .ok_or_else(|| StoreError::Engine("promises column family missing".to_owned()))
+    }
+
+    /// Stores `record` (and, if given, the promise) under the key's lock, like [`Store::apply`].
+    fn store_locked(
+        &self,
+        bucket: BucketId,
+        (key, k): (&[u8], &[u8]),
+        record: &Record,
+        promise: Option<Tag>,
+    ) -> Result<Applied, StoreError> {
+        let current = self.db.get_pinned(k).map_err(engine)?;
+        let current_tag = match &current {
+            Some(v) => Some(decode_tag(k, v)?),
+            None => None,
+        };
+        if let Some(current) = current_tag.filter(|c| *c >= record.tag) {
+            return Ok(Applied::Kept { current });
+        }
+        let old_size = current.as_deref().and_then(|v| encoded_value_size(key, v));
+        drop(current);
+        let mut batch = WriteBatch::default();
+        batch.put(k, record.encode());
+        if let Some(promise) = promise {
+            batch.put_cf(self.promises_cf()?, k, encode_promise(promise));
+        }
+        self.db.write_opt(batch, &self.write_options).map_err(engine)?;
+        self.values.replaced(old_size, value_size(key, record));
+        self.digests.replace(bucket, key, current_tag, record.tag);
+        Ok(Applied::Stored { previous: current_tag })
     }
 
     fn bucket_iterator(&self, bucket: BucketId, start: &[u8]) -> rocksdb::DBIterator<'_> {
@@ -200,22 +263,44 @@ impl Store for RocksStore {
     fn apply(&self, bucket: BucketId, key: &[u8], record: &Record) -> Result<Applied, StoreError> {
         let k = stored_key(bucket, key);
         let _guard = self.lock(&k);
-        let current = self.db.get_pinned(&k).map_err(engine)?;
-        let current_tag = match &current {
-            Some(v) => Some(decode_tag(&k, v)?),
+        self.store_locked(bucket, (key, &k), record, None)
+    }
+
+    fn apply_guarded(
+        &self,
+        bucket: BucketId,
+        key: &[u8],
+        record: &Record,
+        kind: WriteKind,
+    ) -> Result<Guarded, StoreError> {
+        let k = stored_key(bucket, key);
+        let _guard = self.lock(&k);
+        let current = match self.db.get_pinned(&k).map_err(engine)? {
+            Some(v) => Some(decode_tag(&k, &v)?),
             None => None,
         };
-        if let Some(current) = current_tag.filter(|c| *c >= record.tag) {
-            return Ok(Applied::Kept { current });
+        if let Some(decided) = guard(kind, record, self.promise(&k)?, current) {
+            return Ok(decided);
         }
-        let old_size = current.as_deref().and_then(|v| encoded_value_size(key, v));
-        drop(current);
+        let promise = (kind == WriteKind::Accept).then_some(record.tag);
+        self.store_locked(bucket, (key, &k), record, promise)
+            .map(Guarded::Applied)
+    }
+
+    fn prepare(&self, bucket: BucketId, key: &[u8], ballot: Tag) -> Result<Prepared, StoreError> {
+        let k = stored_key(bucket, key);
+        let _guard = self.lock(&k);
+        let current = match self.db.get_pinned(&k).map_err(engine)? {
+            Some(v) => Some(decode(&k, Bytes::copy_from_slice(&v))?),
+            None => None,
+        };
+        if let Err(higher) = promise_check(ballot, self.promise(&k)?, current.as_ref().map(|r| r.tag)) {
+            return Ok(Prepared::Refused(higher));
+        }
         self.db
-            .put_opt(&k, record.encode(), &self.write_options)
+            .put_cf_opt(self.promises_cf()?, &k, encode_promise(ballot), &self.write_options)
             .map_err(engine)?;
-        self.values.replaced(old_size, value_size(key, record));
-        self.digests.replace(bucket, key, current_tag, record.tag);
-        Ok(Applied::Stored { previous: current_tag })
+        Ok(Prepared::Promised(current))
     }
 
     fn scan_bucket(
@@ -281,6 +366,13 @@ impl Store for RocksStore {
     }
 }
 
+fn encode_promise(tag: Tag) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&tag.counter.to_be_bytes());
+    out[8..].copy_from_slice(&tag.writer.0.to_be_bytes());
+    out
+}
+
 impl Drop for RocksStore {
     fn drop(&mut self) {
         if let Err(e) = self.flush() {
@@ -292,7 +384,6 @@ impl Drop for RocksStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kai_proto::WriterId;
 
     fn tag(counter: u64) -> Tag {
         Tag {
@@ -358,5 +449,29 @@ mod tests {
         assert_eq!(store.digest(BucketId(3)), digest);
         let b = store.get(BucketId(3), b"b").expect("get").expect("tombstone kept");
         assert!(matches!(b.body, RecordBody::Tombstone { .. }));
+    }
+
+    #[test]
+    fn promises_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = RocksStore::open(dir.path(), true, 4).expect("open");
+            assert_eq!(
+                store.prepare(BucketId(2), b"k", tag(9)).expect("prepare"),
+                Prepared::Promised(None)
+            );
+        }
+        let store = RocksStore::open(dir.path(), false, 4).expect("reopen");
+        assert_eq!(
+            store.prepare(BucketId(2), b"k", tag(8)).expect("prepare"),
+            Prepared::Refused(tag(9))
+        );
+        let stale = Record::value(tag(8), 0, 0, Bytes::from_static(b"x"));
+        assert_eq!(
+            store
+                .apply_guarded(BucketId(2), b"k", &stale, WriteKind::Plain)
+                .expect("write"),
+            Guarded::Refused(tag(9))
+        );
     }
 }

@@ -14,7 +14,7 @@
 //!   newline: the stream cannot be resynchronised and the connection must be closed.
 //! - Bytes split across reads parse exactly as if they arrived at once.
 
-use super::request::{Request, StorageCommand, UnsupportedCommand};
+use super::request::{ConditionalStore, Request, StorageCommand, UnsupportedCommand};
 use crate::key::{Key, KeyError};
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
@@ -64,6 +64,9 @@ pub enum RequestError {
     /// A malformed field (not a number, out of range) or an over-long key in a `get`.
     #[error("bad command line format")]
     BadCommandLine,
+    /// A `touch`/`gat` expiry that is not a number.
+    #[error("invalid exptime argument")]
+    BadExptime,
     /// `delete` with the wrong arguments.
     #[error("bad command line format.  Usage: delete <key> [noreply]")]
     BadDeleteUsage,
@@ -133,7 +136,7 @@ enum State {
 
 #[derive(Debug)]
 struct StorageHeader {
-    command: Option<UnsupportedCommand>,
+    command: Option<ConditionalStore>,
     key: Key,
     flags: u32,
     exptime: i32,
@@ -195,17 +198,17 @@ impl RequestDecoder {
             b"get" => parse_get(args, false),
             b"gets" => parse_get(args, true),
             b"set" => return self.parse_storage(None, args),
-            b"add" => return self.parse_storage(Some(UnsupportedCommand::Add), args),
-            b"replace" => return self.parse_storage(Some(UnsupportedCommand::Replace), args),
-            b"append" => return self.parse_storage(Some(UnsupportedCommand::Append), args),
-            b"prepend" => return self.parse_storage(Some(UnsupportedCommand::Prepend), args),
-            b"cas" => return self.parse_storage(Some(UnsupportedCommand::Cas), args),
+            b"add" => return self.parse_storage(Some(ConditionalStore::Add), args),
+            b"replace" => return self.parse_storage(Some(ConditionalStore::Replace), args),
+            b"append" => return self.parse_storage(Some(ConditionalStore::Append), args),
+            b"prepend" => return self.parse_storage(Some(ConditionalStore::Prepend), args),
+            b"cas" => return self.parse_storage(Some(ConditionalStore::Cas(0)), args),
             b"delete" => parse_delete(args),
-            b"incr" => parse_unsupported(UnsupportedCommand::Incr, args, 2..=3),
-            b"decr" => parse_unsupported(UnsupportedCommand::Decr, args, 2..=3),
-            b"touch" => parse_unsupported(UnsupportedCommand::Touch, args, 2..=3),
-            b"gat" => parse_unsupported(UnsupportedCommand::Gat, args, 1..=usize::MAX),
-            b"gats" => parse_unsupported(UnsupportedCommand::Gats, args, 1..=usize::MAX),
+            b"incr" => parse_arithmetic(args, true),
+            b"decr" => parse_arithmetic(args, false),
+            b"touch" => parse_touch(args),
+            b"gat" => parse_gat(args, false),
+            b"gats" => parse_gat(args, true),
             b"flush_all" => parse_unsupported(UnsupportedCommand::FlushAll, args, 0..=2),
             // memcached reads only the first argument as the group and ignores the rest.
             b"stats" => Ok(Request::Stats {
@@ -228,8 +231,9 @@ impl RequestDecoder {
     /// As in memcached, one token may follow the fixed ones: it asks for no reply if it is
     /// `noreply` and is ignored otherwise. Any other token count is answered `ERROR` and no data
     /// block is read (memcached then reads the block as a command line, and so does Kai).
-    fn parse_storage(&mut self, command: Option<UnsupportedCommand>, args: &[Bytes]) -> Option<Parsed> {
-        let fixed = if command == Some(UnsupportedCommand::Cas) { 5 } else { 4 };
+    fn parse_storage(&mut self, command: Option<ConditionalStore>, args: &[Bytes]) -> Option<Parsed> {
+        let is_cas = matches!(command, Some(ConditionalStore::Cas(_)));
+        let fixed = if is_cas { 5 } else { 4 };
         if args.len() != fixed && args.len() != fixed + 1 {
             return Some(reject(RequestError::WrongArgumentCount, false));
         }
@@ -241,9 +245,12 @@ impl RequestDecoder {
             let key = Key::new(args[0].clone()).map_err(RequestError::BadKey)?;
             let flags = parse_number::<u32>(&args[1]).ok_or(RequestError::BadCommandLine)?;
             let exptime = parse_exptime(&args[2]).ok_or(RequestError::BadCommandLine)?;
-            if command == Some(UnsupportedCommand::Cas) {
-                parse_number::<u64>(&args[4]).ok_or(RequestError::BadCommandLine)?;
-            }
+            let command = match command {
+                Some(ConditionalStore::Cas(_)) => Some(ConditionalStore::Cas(
+                    parse_number::<u64>(&args[4]).ok_or(RequestError::BadCommandLine)?,
+                )),
+                other => other,
+            };
             Ok(StorageHeader {
                 command,
                 key,
@@ -315,18 +322,16 @@ impl Decoder for RequestDecoder {
 
 impl StorageHeader {
     fn into_request(self, data: Bytes) -> Request {
+        let cmd = StorageCommand {
+            key: self.key,
+            flags: self.flags,
+            exptime: self.exptime,
+            data,
+            noreply: self.noreply,
+        };
         match self.command {
-            None => Request::Set(StorageCommand {
-                key: self.key,
-                flags: self.flags,
-                exptime: self.exptime,
-                data,
-                noreply: self.noreply,
-            }),
-            Some(command) => Request::Unsupported {
-                command,
-                noreply: self.noreply,
-            },
+            None => Request::Set(cmd),
+            Some(command) => Request::Conditional(command, cmd),
         }
     }
 }
@@ -382,6 +387,51 @@ fn parse_unsupported(
     Ok(Request::Unsupported {
         command,
         noreply: ends_with_noreply(args),
+    })
+}
+
+/// `incr`/`decr <key> <delta> [noreply]`. As in memcached, a bad key is a `CLIENT_ERROR`
+/// at once; a bad delta is answered `CLIENT_ERROR invalid numeric delta argument`.
+fn parse_arithmetic(args: &[Bytes], incr: bool) -> Result<Request, RequestError> {
+    if !(2..=3).contains(&args.len()) {
+        return Err(RequestError::WrongArgumentCount);
+    }
+    let key = Key::new(args[0].clone()).map_err(RequestError::BadKey)?;
+    Ok(Request::Arithmetic {
+        key,
+        incr,
+        delta: parse_number::<u64>(&args[1]).filter(|_| !args[1].starts_with(b"-")),
+        noreply: ends_with_noreply(args),
+    })
+}
+
+/// `touch <key> <exptime> [noreply]`.
+fn parse_touch(args: &[Bytes]) -> Result<Request, RequestError> {
+    if !(2..=3).contains(&args.len()) {
+        return Err(RequestError::WrongArgumentCount);
+    }
+    let key = Key::new(args[0].clone()).map_err(RequestError::BadKey)?;
+    let exptime = parse_exptime(&args[1]).ok_or(RequestError::BadExptime)?;
+    Ok(Request::Touch {
+        key,
+        exptime,
+        noreply: ends_with_noreply(args),
+    })
+}
+
+/// `gat`/`gats <exptime> <key>+`; keys as in `get`.
+fn parse_gat(args: &[Bytes], with_cas: bool) -> Result<Request, RequestError> {
+    let [exptime, keys @ ..] = args else {
+        return Err(RequestError::WrongArgumentCount);
+    };
+    let exptime = parse_exptime(exptime).ok_or(RequestError::BadExptime)?;
+    let Request::Get { keys, with_cas } = parse_get(keys, with_cas)? else {
+        return Err(RequestError::BadCommandLine);
+    };
+    Ok(Request::GetAndTouch {
+        exptime,
+        keys,
+        with_cas,
     })
 }
 

@@ -20,29 +20,24 @@ pub struct StorageCommand {
     pub noreply: bool,
 }
 
+/// The conditional storage commands, run as read-modify-write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionalStore {
+    /// `add`: only if absent.
+    Add,
+    /// `replace`: only if present.
+    Replace,
+    /// `append`: after the present value.
+    Append,
+    /// `prepend`: before the present value.
+    Prepend,
+    /// `cas <unique>`: only if the present version has this cas unique.
+    Cas(u64),
+}
+
 /// Commands of the memcached protocol that Kai parses but does not execute yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnsupportedCommand {
-    /// `add`
-    Add,
-    /// `replace`
-    Replace,
-    /// `append`
-    Append,
-    /// `prepend`
-    Prepend,
-    /// `cas`
-    Cas,
-    /// `incr`
-    Incr,
-    /// `decr`
-    Decr,
-    /// `touch`
-    Touch,
-    /// `gat`
-    Gat,
-    /// `gats`
-    Gats,
     /// `flush_all`
     FlushAll,
 }
@@ -51,16 +46,6 @@ impl UnsupportedCommand {
     /// The command's name on the wire.
     pub fn name(self) -> &'static str {
         match self {
-            UnsupportedCommand::Add => "add",
-            UnsupportedCommand::Replace => "replace",
-            UnsupportedCommand::Append => "append",
-            UnsupportedCommand::Prepend => "prepend",
-            UnsupportedCommand::Cas => "cas",
-            UnsupportedCommand::Incr => "incr",
-            UnsupportedCommand::Decr => "decr",
-            UnsupportedCommand::Touch => "touch",
-            UnsupportedCommand::Gat => "gat",
-            UnsupportedCommand::Gats => "gats",
             UnsupportedCommand::FlushAll => "flush_all",
         }
     }
@@ -79,6 +64,38 @@ pub enum Request {
     },
     /// `set`
     Set(StorageCommand),
+    /// `add`, `replace`, `append`, `prepend`, `cas`.
+    Conditional(ConditionalStore, StorageCommand),
+    /// `incr`/`decr <key> <delta> [noreply]`.
+    Arithmetic {
+        /// The key.
+        key: Key,
+        /// `incr` (else `decr`).
+        incr: bool,
+        /// The delta; `None` if it is not a 64-bit unsigned number
+        /// (`CLIENT_ERROR invalid numeric delta argument`).
+        delta: Option<u64>,
+        /// The client asked for no reply.
+        noreply: bool,
+    },
+    /// `touch <key> <exptime> [noreply]`.
+    Touch {
+        /// The key.
+        key: Key,
+        /// Expiry as in [`StorageCommand::exptime`].
+        exptime: i32,
+        /// The client asked for no reply.
+        noreply: bool,
+    },
+    /// `gat`/`gats <exptime> <key>+`: get and touch.
+    GetAndTouch {
+        /// Expiry as in [`StorageCommand::exptime`].
+        exptime: i32,
+        /// Keys, as in [`Request::Get`].
+        keys: Vec<Key>,
+        /// `gats`: include cas uniques.
+        with_cas: bool,
+    },
     /// `delete <key> [noreply]`
     Delete {
         /// The key.
@@ -121,9 +138,13 @@ impl Request {
     /// request and fails that one, visibly (pymemcache then reconnects).
     pub fn noreply(&self) -> bool {
         match self {
-            Request::Set(cmd) => cmd.noreply,
-            Request::Delete { noreply, .. } | Request::Verbosity { noreply } => *noreply,
+            Request::Set(cmd) | Request::Conditional(_, cmd) => cmd.noreply,
+            Request::Delete { noreply, .. }
+            | Request::Verbosity { noreply }
+            | Request::Arithmetic { noreply, .. }
+            | Request::Touch { noreply, .. } => *noreply,
             Request::Get { .. }
+            | Request::GetAndTouch { .. }
             | Request::Stats { .. }
             | Request::Version
             | Request::Quit

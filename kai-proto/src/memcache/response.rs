@@ -50,6 +50,14 @@ pub enum Response {
     Deleted,
     /// `NOT_FOUND`
     NotFound,
+    /// `NOT_STORED`
+    NotStored,
+    /// `EXISTS`
+    Exists,
+    /// `TOUCHED`
+    Touched,
+    /// The value after `incr`/`decr`.
+    Number(u64),
     /// `OK`
     Ok,
     /// `RESET` (the reply to `stats reset`)
@@ -98,6 +106,15 @@ impl Response {
             Response::Stored => out.put_slice(b"STORED\r\n"),
             Response::Deleted => out.put_slice(b"DELETED\r\n"),
             Response::NotFound => out.put_slice(b"NOT_FOUND\r\n"),
+            Response::NotStored => out.put_slice(b"NOT_STORED\r\n"),
+            Response::Exists => out.put_slice(b"EXISTS\r\n"),
+            Response::Touched => out.put_slice(b"TOUCHED\r\n"),
+            Response::Number(n) => {
+                let mut line = BytesMut::new();
+                put_number(&mut line, b' ', *n);
+                out.put_slice(&line[1..]);
+                out.put_slice(b"\r\n");
+            }
             Response::Ok => out.put_slice(b"OK\r\n"),
             Response::Reset => out.put_slice(b"RESET\r\n"),
             Response::Version(v) => put_line(out, "VERSION ", v),
@@ -183,6 +200,11 @@ mod tests {
         assert_eq!(wire(&Response::Stored), "STORED\r\n");
         assert_eq!(wire(&Response::Deleted), "DELETED\r\n");
         assert_eq!(wire(&Response::NotFound), "NOT_FOUND\r\n");
+        assert_eq!(wire(&Response::NotStored), "NOT_STORED\r\n");
+        assert_eq!(wire(&Response::Exists), "EXISTS\r\n");
+        assert_eq!(wire(&Response::Touched), "TOUCHED\r\n");
+        assert_eq!(wire(&Response::Number(0)), "0\r\n");
+        assert_eq!(wire(&Response::Number(u64::MAX)), "18446744073709551615\r\n");
         assert_eq!(wire(&Response::Ok), "OK\r\n");
         assert_eq!(wire(&Response::Reset), "RESET\r\n");
         assert_eq!(wire(&Response::Version("0.1.0".into())), "VERSION 0.1.0\r\n");

@@ -1,0 +1,167 @@
+//! Change functions: the read-modify-write commands of memcached as pure functions of a key's
+//! current value.
+//!
+//! A coordinator sends a [`Change`] (a name and its arguments, never code) through the per-key
+//! Paxos round of kai-actors; the proposer applies it to the latest live value it learned
+//! ([`Change::apply`]) and proposes the result. Invariants:
+//! - `apply` is deterministic in its inputs (`current`, `now`): the same state gives the same
+//!   answer on any node.
+//! - An expired value is absent, exactly as a read would report it.
+//! - A failed change ([`Effect::Keep`]) proposes nothing; its answer still depends on the state
+//!   read, which the proposer makes stable before answering.
+//! - Answers are memcached 1.6's: `incr` wraps at 2^64, `decr` floors at 0, a number's length
+//!   changes with its digits, a non-numeric value (or one over 20 digits) is an error.
+
+use crate::record::{Record, RecordBody};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// One read-modify-write command on a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// Store only if the key holds no live value.
+    Add(NewValue),
+    /// Store only if the key holds a live value.
+    Replace(NewValue),
+    /// Append bytes to a live value (flags and expiry unchanged).
+    Append(Bytes),
+    /// Prepend bytes to a live value (flags and expiry unchanged).
+    Prepend(Bytes),
+    /// Store only if the live value's cas unique is `unique`.
+    Cas {
+        /// The new value.
+        value: NewValue,
+        /// The cas unique the client read with `gets`.
+        unique: u64,
+    },
+    /// Add `delta` to a decimal value, wrapping at 2^64.
+    Incr(u64),
+    /// Subtract `delta` from a decimal value, flooring at 0.
+    Decr(u64),
+    /// Set a live value's absolute expiry (unix seconds, 0 = never).
+    Touch {
+        /// The new absolute expiry.
+        expires_at: u64,
+    },
+}
+
+/// A value a storage command supplies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewValue {
+    /// Client flags.
+    pub flags: u32,
+    /// Absolute expiry, unix seconds, 0 = never.
+    pub expires_at: u64,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// What a change answers the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    /// `STORED`
+    Stored,
+    /// `NOT_STORED`
+    NotStored,
+    /// `EXISTS`
+    Exists,
+    /// `NOT_FOUND`
+    NotFound,
+    /// `TOUCHED`
+    Touched,
+    /// The new number of an `incr`/`decr`.
+    Number(u64),
+    /// `CLIENT_ERROR cannot increment or decrement non-numeric value`
+    NonNumeric,
+}
+
+/// What the proposer does with the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Propose this new value (the tag is the ballot).
+    Store(NewValue),
+    /// Propose nothing; the state read stays.
+    Keep,
+}
+
+/// Longest decimal number memcached accepts as a counter value.
+const MAX_NUMBER_DIGITS: usize = 20;
+
+impl Change {
+    /// Applies the change to `current` (the latest record, any kind, or none) at `now`.
+    pub fn apply(&self, current: Option<&Record>, now: u64) -> (Effect, Answer) {
+        let live = current.filter(|r| r.is_live(now)).and_then(|r| match &r.body {
+            RecordBody::Value {
+                flags,
+                expires_at,
+                data,
+            } => Some((r.tag, *flags, *expires_at, data)),
+            RecordBody::Tombstone { .. } => None,
+        });
+        match (self, live) {
+            (Change::Add(v), None) | (Change::Replace(v), Some(_)) => (Effect::Store(v.clone()), Answer::Stored),
+            (Change::Add(_), Some(_)) | (Change::Replace(_), None) => (Effect::Keep, Answer::NotStored),
+            (Change::Append(_) | Change::Prepend(_), None) => (Effect::Keep, Answer::NotStored),
+            (Change::Append(more), Some((_, flags, expires_at, data))) => {
+                let joined = [data.as_ref(), more.as_ref()].concat();
+                (store(flags, expires_at, joined), Answer::Stored)
+            }
+            (Change::Prepend(more), Some((_, flags, expires_at, data))) => {
+                let joined = [more.as_ref(), data.as_ref()].concat();
+                (store(flags, expires_at, joined), Answer::Stored)
+            }
+            (Change::Cas { .. }, None) => (Effect::Keep, Answer::NotFound),
+            (Change::Cas { value, unique }, Some((tag, ..))) => {
+                if tag.cas_unique() == *unique {
+                    (Effect::Store(value.clone()), Answer::Stored)
+                } else {
+                    (Effect::Keep, Answer::Exists)
+                }
+            }
+            (Change::Incr(_) | Change::Decr(_), None) => (Effect::Keep, Answer::NotFound),
+            (Change::Incr(delta) | Change::Decr(delta), Some((_, flags, expires_at, data))) => {
+                let Some(number) = parse_counter(data) else {
+                    return (Effect::Keep, Answer::NonNumeric);
+                };
+                let next = match self {
+                    Change::Incr(_) => number.wrapping_add(*delta),
+                    _ => number.saturating_sub(*delta),
+                };
+                (
+                    store(flags, expires_at, next.to_string().into_bytes()),
+                    Answer::Number(next),
+                )
+            }
+            (Change::Touch { .. }, None) => (Effect::Keep, Answer::NotFound),
+            (Change::Touch { expires_at }, Some((_, flags, _, data))) => (
+                Effect::Store(NewValue {
+                    flags,
+                    expires_at: *expires_at,
+                    data: data.clone(),
+                }),
+                Answer::Touched,
+            ),
+        }
+    }
+}
+
+fn store(flags: u32, expires_at: u64, data: Vec<u8>) -> Effect {
+    Effect::Store(NewValue {
+        flags,
+        expires_at,
+        data: data.into(),
+    })
+}
+
+/// A counter value as memcached reads it: decimal digits only (memcached's `strtoull` also
+/// stops at trailing spaces it wrote when a number shrank; Kai never pads), at most 20 digits,
+/// within 64 bits.
+fn parse_counter(data: &[u8]) -> Option<u64> {
+    if data.is_empty() || data.len() > MAX_NUMBER_DIGITS || !data.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(data).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests;
