@@ -291,7 +291,7 @@ fn sixty_four_clients_incrementing_one_key_through_every_node_lose_no_increment(
 }
 
 #[test]
-fn of_concurrent_adds_of_one_key_exactly_one_wins() {
+fn of_concurrent_adds_of_one_key_at_most_one_wins_and_every_node_agrees() {
     const CLIENTS: usize = 30;
     let cluster = ProcessCluster::start(3, (3, 2, 2));
     let replies: Vec<(usize, String)> = std::thread::scope(|s| {
@@ -308,15 +308,26 @@ fn of_concurrent_adds_of_one_key_exactly_one_wins() {
         .filter(|(_, r)| r == "STORED\r\n")
         .map(|(i, _)| *i)
         .collect();
+    // Under contention an update may answer SERVER_ERROR "outcome unknown" (it may or may not
+    // have taken effect); every other reply is exact. At most one add wins; if none answered
+    // STORED, the winner is one of the unknown ones.
+    let unknown: Vec<usize> = replies
+        .iter()
+        .filter(|(_, r)| r.starts_with("SERVER_ERROR"))
+        .map(|(i, _)| *i)
+        .collect();
     let losers = replies.iter().filter(|(_, r)| r == "NOT_STORED\r\n").count();
-    assert_eq!(winners.len(), 1, "replies: {replies:?}");
-    assert_eq!(losers, CLIENTS - 1, "replies: {replies:?}");
-    let value = winners[0].to_string().into_bytes();
-    for i in 0..3 {
-        assert_eq!(
-            cluster.client(i).get("lock"),
-            Some(value.clone()),
-            "the winner's value, through node {i}"
-        );
+    assert!(winners.len() <= 1, "two adds won: {replies:?}");
+    assert_eq!(winners.len() + unknown.len() + losers, CLIENTS, "replies: {replies:?}");
+    assert!(unknown.len() <= CLIENTS / 10, "too many unknown outcomes: {replies:?}");
+    let value = cluster.client(0).get("lock").expect("somebody's add took effect");
+    let holder: usize = String::from_utf8_lossy(&value).parse().expect("a client number");
+    if let [winner] = winners[..] {
+        assert_eq!(holder, winner, "replies: {replies:?}");
+    } else {
+        assert!(unknown.contains(&holder), "{holder} holds the lock: {replies:?}");
+    }
+    for i in 1..3 {
+        assert_eq!(cluster.client(i).get("lock"), Some(value.clone()), "through node {i}");
     }
 }
