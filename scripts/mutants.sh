@@ -22,16 +22,16 @@ if [ -z "${ROCKSDB_LIB_DIR:-}" ]; then
 fi
 export CARGO_TERM_COLOR=never
 
-# name | file | exact code to replace | replacement | test target | test name
+# name | test target | test name | file | exact code to replace | replacement [| file | code | replacement …]
 # (fields are separated by '|', so code containing '|' cannot be used; '\&' stands for '&')
 mutants=(
-  "no-read-write-back|kai-actors/src/coordinator.rs|if let Some((record, short)) = decision.write_back {|if let (Some((record, short)), true) = (decision.write_back, false) {|in_process_cluster|reads_repair_a_replica_that_missed_writes"
-  "stale-ring-fence-disabled|kai-actors/src/fence.rs|if ring < *adopted {|if ring < *adopted \&\& false {|lib|fence::tests"
-  "minority-fence-disabled|kai-actors/src/fence.rs|if !self.majority.load(Ordering::Relaxed) {|if !self.majority.load(Ordering::Relaxed) \&\& false {|in_process_cluster|a_cut_off_minority_refuses_writes_its_own_owners_could_acknowledge"
-  "ack-before-wal|kai-actors/src/store/rocks.rs|write_options.set_sync(fsync);|write_options.set_sync(fsync); write_options.disable_wal(true);|durability|acknowledged_writes_survive_killing_every_node"
-  "adopt-without-wipe|kai-actors/src/sync/plan.rs|Some((latest, _)) if *latest > already_adopted => new_buckets(rings, me),|Some((latest, _)) if *latest > already_adopted => Vec::new(),|lib|sync::plan"
-  "gc-without-all-owners|kai-actors/src/sync/actor.rs|let theirs = mover.digest_of(*peer, bucket).await?;|let Ok(theirs) = mover.digest_of(*peer, bucket).await else { continue };|safe_movement|tombstones_are_not_purged_while_an_owner_is_unreachable"
-  "r-w-one|kai-actors/src/quorum.rs|let needed = needed.min(members.len());|let needed = needed.min(members.len()).min(1);|in_process_cluster|without_a_quorum_operations_fail_instead_of_answering_stale"
+  "no-read-write-back|in_process_cluster|reads_repair_a_replica_that_missed_writes|kai-actors/src/coordinator.rs|if let Some((record, short)) = decision.write_back {|if let (Some((record, short)), true) = (decision.write_back, false) {"
+  "stale-ring-fence-disabled|lib|fence::tests|kai-actors/src/fence.rs|if ring < *adopted {|if ring < *adopted \&\& false {"
+  "minority-fence-disabled|in_process_cluster|a_cut_off_minority_refuses_writes_its_own_owners_could_acknowledge|kai-actors/src/fence.rs|if !self.majority.load(Ordering::Relaxed) {|if !self.majority.load(Ordering::Relaxed) \&\& false {"
+  "ack-before-wal|durability|acknowledged_writes_survive_killing_every_node|kai-actors/src/store/rocks.rs|write_options.set_sync(fsync);|write_options.set_sync(fsync); write_options.disable_wal(true);"
+  "adopt-without-wipe|lib|sync::plan|kai-actors/src/sync/plan.rs|Some((latest, _)) if *latest > already_adopted => new_buckets(rings, me),|Some((latest, _)) if *latest > already_adopted => Vec::new(),"
+  "gc-without-all-owners|safe_movement|tombstones_are_not_purged_while_an_owner_is_unreachable|kai-actors/src/sync/actor.rs|let theirs = mover.digest_of(*peer, bucket).await?;|let Ok(theirs) = mover.digest_of(*peer, bucket).await else { continue };|kai-actors/src/sync/mover.rs|self.call(*node, request).await?;|let _ = self.call(*node, request).await;"
+  "r-w-one|in_process_cluster|without_a_quorum_operations_fail_instead_of_answering_stale|kai-actors/src/quorum.rs|let needed = needed.min(members.len());|let needed = needed.min(members.len()).min(1);"
 )
 
 selected=("$@")
@@ -57,13 +57,18 @@ EOF
 
 survivors=()
 for entry in "${mutants[@]}"; do
-  IFS='|' read -r name file old new target test <<<"$entry"
+  IFS='|' read -r -a fields <<<"$entry"
+  name=${fields[0]} target=${fields[1]} test=${fields[2]}
   wanted "$name" || continue
   rm -rf "$work"
   mkdir -p "$work"
   # The working tree as it is (committed or not), without build products.
   tar -C "$root" --exclude=./target --exclude=./.git -cf - . | tar -C "$work" -xf -
-  if ! plant "$work/$file" "$old" "$new"; then
+  planted=true
+  for ((i = 3; i + 2 < ${#fields[@]}; i += 3)); do
+    plant "$work/${fields[i]}" "${fields[i + 1]}" "${fields[i + 2]}" || planted=false
+  done
+  if ! $planted; then
     survivors+=("$name (does not apply)")
     continue
   fi
