@@ -65,15 +65,16 @@ pub struct Tag {
     pub writer: WriterId,
 }
 
-/// Bits of the cas unique taken by the writer id; the counter fills the rest.
-const CAS_WRITER_BITS: u32 = 16;
-
 impl Tag {
-    /// The memcached `cas unique` for this version: the counter in the high bits, the low bits of
-    /// the writer id below it. Successive versions of a key get increasing numbers; concurrent
-    /// writers collide only if their ids share the low 16 bits.
+    /// The memcached `cas unique` for this version: the xxh3-64 hash of the whole tag (never 0,
+    /// which clients read as "no cas"). Every replica derives the same number from the same
+    /// version; two versions of a key — concurrent writers with one counter included — get the
+    /// same number only by a 64-bit hash collision. Not ordered: clients only compare it.
     pub fn cas_unique(&self) -> u64 {
-        (self.counter << CAS_WRITER_BITS) | (self.writer.0 & ((1 << CAS_WRITER_BITS) - 1))
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.counter.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.writer.0.to_be_bytes());
+        xxh3_64(&bytes).max(1)
     }
 }
 
@@ -101,8 +102,21 @@ mod tests {
     }
 
     #[test]
-    fn cas_unique_grows_with_the_counter() {
-        assert!(tag(8, 5).cas_unique() > tag(7, 5).cas_unique());
-        assert_ne!(tag(7, 1).cas_unique(), tag(7, 2).cas_unique());
+    fn cas_unique_tells_every_version_apart_and_is_the_same_everywhere() {
+        assert_eq!(tag(7, 1).cas_unique(), tag(7, 1).cas_unique());
+        assert_ne!(tag(7, 1).cas_unique(), tag(7, 2).cas_unique(), "concurrent writers");
+        assert_ne!(
+            tag(1 << 50, 1).cas_unique(),
+            tag(1 << 51, 1).cas_unique(),
+            "high counter bits"
+        );
+        let mut seen = std::collections::HashSet::new();
+        for counter in 0..2_000u64 {
+            for writer in 0..50u64 {
+                let unique = tag(counter, writer).cas_unique();
+                assert_ne!(unique, 0);
+                assert!(seen.insert(unique), "collision at ({counter}, {writer})");
+            }
+        }
     }
 }

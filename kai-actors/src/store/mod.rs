@@ -175,7 +175,7 @@ pub trait Store: Send + Sync + 'static {
     fn value_count(&self) -> u64;
 
     /// Bytes of the values counted by [`Store::value_count`]: each value's key plus its encoded
-    /// record ([`item_size`]).
+    /// record.
     fn value_bytes(&self) -> u64;
 
     /// Makes every applied record durable (flushes memtables).
