@@ -200,14 +200,7 @@ async fn get(ctx: &SessionContext, keys: Vec<Key>, with_cas: bool) -> Response {
         match reply {
             Ok(Ok(Some(record))) => {
                 stats::add(&stats.get_hits, 1);
-                if let kai_proto::RecordBody::Value { flags, data, .. } = record.body {
-                    values.push(ValueEntry {
-                        key: key.to_bytes(),
-                        flags,
-                        data,
-                        cas: with_cas.then(|| record.tag.cas_unique()),
-                    });
-                }
+                values.extend(value_entry(&key, record, with_cas));
             }
             Ok(Ok(None)) => stats::add(&stats.get_misses, 1),
             Ok(Err(e)) => return server_error(e),
@@ -299,18 +292,24 @@ async fn get_and_touch(ctx: &SessionContext, exptime: i32, keys: Vec<Key>, with_
         match (response, record) {
             (Response::Touched, Some(record)) => {
                 stats::add(&stats.get_hits, 1);
-                if let kai_proto::RecordBody::Value { flags, data, .. } = record.body {
-                    values.push(ValueEntry {
-                        key: key.to_bytes(),
-                        flags,
-                        data,
-                        cas: with_cas.then(|| record.tag.cas_unique()),
-                    });
-                }
+                values.extend(value_entry(&key, record, with_cas));
             }
             (Response::NotFound, _) => stats::add(&stats.get_misses, 1),
             (failure, _) => return failure,
         }
     }
     Response::Values(values)
+}
+
+/// The `VALUE` line of `record` for `key` (its cas unique with `with_cas`); none for a tombstone.
+fn value_entry(key: &Key, record: kai_proto::Record, with_cas: bool) -> Option<ValueEntry> {
+    match record.body {
+        kai_proto::RecordBody::Value { flags, data, .. } => Some(ValueEntry {
+            key: key.to_bytes(),
+            flags,
+            data,
+            cas: with_cas.then(|| record.tag.cas_unique()),
+        }),
+        kai_proto::RecordBody::Tombstone { .. } => None,
+    }
 }
