@@ -305,7 +305,7 @@ async fn a_stopped_departed_node_is_forgotten_and_never_reappears() {
 
 #[actix_rt::test]
 async fn the_adopted_ring_is_persisted_for_the_fence_of_the_next_run() {
-    use kai_actors::membership::persist;
+    use kai_actors::sync::progress::ProgressStore;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = || kai_actors::NodeConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -317,20 +317,26 @@ async fn the_adopted_ring_is_persisted_for_the_fence_of_the_next_run() {
         worker_threads: 1,
         ..kai_actors::NodeConfig::default()
     };
-    let state = dir.path().join("cluster.json");
+    // The Sync actor's progress file holds the newest adopted ring (written before the fence
+    // adopts it).
+    let state = dir.path().join("progress.json");
+    let adopted = || ProgressStore::open(Some(state.clone()), false).map(|p| p.get().adopted);
     let node = kai_actors::start(config()).await.expect("start");
     assert!(node.wait_ready(SETTLE).await);
     let ring = node.ring().load().latest_id();
     assert!(ring.version >= 1);
     poll("the node adopts its ring and saves it", SETTLE, || {
-        persist::load(&state).is_ok_and(|saved| saved.adopted == ring)
+        adopted().is_ok_and(|saved| saved == ring)
     })
     .await;
     node.shutdown().await;
     // The next run starts its fence there; it keeps it saved until it adopts a newer ring.
     let node = kai_actors::start(config()).await.expect("restart");
-    let saved = persist::load(&state).expect("state");
-    assert_eq!(saved.adopted, ring, "a restart does not forget the adopted ring");
+    assert_eq!(
+        adopted().expect("progress"),
+        ring,
+        "a restart does not forget the adopted ring"
+    );
     assert!(node.wait_ready(SETTLE).await);
     node.shutdown().await;
 }

@@ -194,8 +194,9 @@ impl NodeBuilder {
             Some(path) => persist::load(path).map_err(|e| StartError::ClusterState(e.to_string()))?,
             None => Persisted::default(),
         };
-        let fence = Arc::new(Fence::new(saved.adopted));
         let progress = ProgressStore::open(durable.then(|| config.data_dir.join(PROGRESS_FILE)), store_is_new)?;
+        // The fence never serves a ring older than the newest one any earlier run adopted.
+        let fence = Arc::new(Fence::new(progress.get().adopted));
         let data_id = progress.get().data_id;
         let gate = GateReader::default();
         let (ring_actor, ring) = RingActor::new(config.buckets, config.virtual_nodes, config.n);

@@ -92,8 +92,6 @@ pub type StatusReader = Arc<ArcSwap<ClusterStatus>>;
 /// Runs gossip and membership decisions.
 pub struct Membership {
     view: View,
-    /// Newest ring adopted by an earlier run (persisted until this run adopts a newer one).
-    adopted_before: RingId,
     config: MembershipConfig,
     started: Instant,
     peers: PeerDirectory,
@@ -155,7 +153,6 @@ impl Membership {
         let view = View::new(me, saved.rings, timeouts, 0);
         let membership = Membership {
             view,
-            adopted_before: saved.adopted,
             config,
             started: Instant::now(),
             peers: parts.peers,
@@ -189,7 +186,6 @@ impl Membership {
         let state = Persisted {
             incarnation: self.view.my_state().incarnation,
             rings: self.view.rings().to_vec(),
-            adopted: self.adopted_before.max(self.view.my_state().adopted),
         };
         if let Err(e) = persist::save(path, &state) {
             log::error!("cannot save cluster state: {e}");
@@ -541,9 +537,6 @@ impl Handler<Adopted> for Membership {
     fn handle(&mut self, Adopted(ring): Adopted, _ctx: &mut Context<Self>) {
         if ring > self.view.my_state().adopted {
             self.view.set_adopted(ring);
-            if ring > self.adopted_before {
-                self.persist();
-            }
             self.reconcile();
         }
     }

@@ -1,8 +1,9 @@
-//! What a node remembers about its cluster across restarts: its incarnation, its active rings and
-//! the newest ring it adopted (`cluster.json` in the data directory, replaced atomically and
-//! fsynced: an incarnation is on disk before the node gossips it).
+//! What a node remembers about its cluster across restarts: its incarnation and its active rings
+//! (`cluster.json` in the data directory, replaced atomically and fsynced: an incarnation is on
+//! disk before the node gossips it). The newest ring it adopted is the Sync actor's progress
+//! (`sync/progress.rs`), kept in one place.
 
-use kai_proto::cluster::{RingId, RingState};
+use kai_proto::cluster::RingState;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -13,9 +14,6 @@ pub struct Persisted {
     pub incarnation: u64,
     /// Active rings, settled first.
     pub rings: Vec<RingState>,
-    /// Newest ring adopted by any run: the replica fence starts there, refusing older rings.
-    #[serde(default)]
-    pub adopted: RingId,
 }
 
 /// Why the state could not be read or written.
@@ -71,7 +69,7 @@ pub fn save(path: &Path, state: &Persisted) -> Result<(), PersistError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kai_proto::cluster::RingMember;
+    use kai_proto::cluster::{RingId, RingMember};
     use kai_proto::NodeId;
 
     #[test]
@@ -92,16 +90,13 @@ mod tests {
                     addr: "127.0.0.1:1".into(),
                 }],
             )],
-            adopted: RingId {
-                version: 2,
-                proposer: NodeId(1),
-            },
         };
         save(&path, &state).expect("save");
         assert_eq!(load(&path).expect("load"), state);
-        std::fs::write(&path, br#"{"incarnation": 4, "rings": []}"#).expect("write");
-        let older = load(&path).expect("a file without the adopted ring loads");
-        assert_eq!((older.incarnation, older.adopted), (4, RingId::default()));
+        let older = br#"{"incarnation": 4, "rings": [], "adopted": {"version": 2, "proposer": 1}}"#;
+        std::fs::write(&path, older).expect("write");
+        let loaded = load(&path).expect("a file of an older version, with the adopted ring, loads");
+        assert_eq!(loaded.incarnation, 4);
         std::fs::write(&path, b"{not json").expect("write");
         assert!(matches!(load(&path), Err(PersistError::Corrupt { .. })));
     }
