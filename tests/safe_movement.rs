@@ -9,8 +9,34 @@ mod common;
 use common::processes::{ProcessCluster, SETTLE};
 use std::time::{Duration, Instant};
 
+/// The tests of this file run one at a time: each runs three to five nodes whose timing matters,
+/// and the machines this runs on may have two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes this file's turn (a test that panicked holding it does not stop the others).
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn keys(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("key-{i}")).collect()
+}
+
+/// Prints the last lines of every node's log (for a failing test).
+fn print_logs(cluster: &ProcessCluster) {
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let log = node.log_text();
+        let tail: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("sources answered") && !l.contains("peer::client"))
+            .rev()
+            .take(40)
+            .collect();
+        eprintln!("--- node {i} ---");
+        for line in tail.iter().rev() {
+            eprintln!("{line}");
+        }
+    }
 }
 
 /// Polls `condition` until it holds; on timeout, fails with the nodes' logs.
@@ -18,19 +44,7 @@ fn wait_until(cluster: &ProcessCluster, what: &str, mut condition: impl FnMut() 
     let deadline = Instant::now() + SETTLE;
     while !condition() {
         if Instant::now() >= deadline {
-            for (i, node) in cluster.nodes.iter().enumerate() {
-                let log = node.log_text();
-                let tail: Vec<&str> = log
-                    .lines()
-                    .filter(|l| !l.contains("sources answered") && !l.contains("peer::client"))
-                    .rev()
-                    .take(40)
-                    .collect();
-                eprintln!("--- node {i} ---");
-                for line in tail.iter().rev() {
-                    eprintln!("{line}");
-                }
-            }
+            print_logs(cluster);
             panic!("timed out waiting for {what}");
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -88,6 +102,7 @@ fn read_back(cluster: &ProcessCluster, nodes: &[usize], keys: &[String]) -> Vec<
 
 #[test]
 fn a_paused_node_resuming_after_its_removal_cannot_push_deleted_keys_back() {
+    let _turn = exclusive();
     // The paused node keeps its old ring in memory; when it resumes, its overdue anti-entropy
     // timers fire at once, before gossip tells it that it was removed: only the other
     // replicas' refusal of its stale-ring requests keeps the deleted keys deleted.
@@ -129,6 +144,9 @@ fn a_paused_node_resuming_after_its_removal_cannot_push_deleted_keys_back() {
         cluster.replicas_converged(&[0, 1, 2, 3, 4], 3)
     });
     let back = read_back(&cluster, &[0, p], &keys);
+    if !back.is_empty() {
+        print_logs(&cluster);
+    }
     assert!(
         back.is_empty(),
         "{} deleted key(s) came back, e.g. {:?}",
@@ -143,6 +161,7 @@ fn a_paused_node_resuming_after_its_removal_cannot_push_deleted_keys_back() {
 
 #[test]
 fn an_empty_data_dir_under_an_old_name_refills_before_it_serves() {
+    let _turn = exclusive();
     // No removal and no anti-entropy: the wiped node stays an owner, and only its refill can
     // give it what it acknowledged.
     let mut cluster =
@@ -203,6 +222,7 @@ fn an_empty_data_dir_under_an_old_name_refills_before_it_serves() {
 
 #[test]
 fn tombstones_are_not_purged_while_an_owner_is_unreachable() {
+    let _turn = exclusive();
     // Every key lives on all three nodes. Node 2 is down (killed, but well within `down_after`:
     // still an owner) while the keys are deleted, and stays down until the
     // tombstones are past `tombstone_grace` and anti-entropy swept every bucket twice.
