@@ -94,6 +94,8 @@ pub struct Membership {
     view: View,
     config: MembershipConfig,
     started: Instant,
+    /// Local time (ms) of the last gossip tick: a much longer gap means this node stalled.
+    last_tick: u64,
     peers: PeerDirectory,
     peer_settings: Arc<PeerSettings>,
     lanes: Vec<ArbiterHandle>,
@@ -155,6 +157,7 @@ impl Membership {
             view,
             config,
             started: Instant::now(),
+            last_tick: 0,
             peers: parts.peers,
             peer_settings: parts.peer_settings,
             lanes: parts.lanes,
@@ -238,10 +241,28 @@ impl Membership {
         RingState::new(RingId { version: 1, proposer }, members)
     }
 
+    /// If this node stalled for half of `down_after` or more (its ticks stopped: a SIGSTOP, a
+    /// suspended VM), forgets what it measured meanwhile: nobody is down for a silence it caused,
+    /// and it is no longer current, so it neither proposes nor moves data before it has heard a
+    /// majority again.
+    fn notice_stall(&mut self, now: u64) {
+        let stall_after = self.config.down_after.as_millis() as u64 / 2;
+        if self.last_tick > 0 && now.saturating_sub(self.last_tick) >= stall_after {
+            log::warn!(
+                "this node stalled for {} ms: waiting for fresh news before judging others",
+                now - self.last_tick
+            );
+            self.view.forgive_stall(self.last_tick, now);
+            self.catch_up.lost_majority();
+            self.last_tick = now;
+        }
+    }
+
     /// Applies every consequence of a change of the view.
     fn reconcile(&mut self) {
         let now = self.now();
-        if let Some(proposal) = self.view.plan(now) {
+        self.notice_stall(now);
+        if let Some(proposal) = self.is_current().then(|| self.view.plan(now)).flatten() {
             log::info!(
                 "proposing ring version {} with {} member(s)",
                 proposal.id.version,
@@ -428,6 +449,8 @@ impl Membership {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = self.now();
+        self.notice_stall(now);
+        self.last_tick = now;
         self.view.beat(now);
         let me = self.view.me();
         if self.view.rings().is_empty() && !self.config.seeds.iter().any(|s| NodeId::from_name(&s.name) != me) {
