@@ -161,10 +161,11 @@ impl View {
 
     /// After this node itself stalled (paused, suspended, starved) the silence it measured says
     /// nothing about the others: every node not heard from since `stalled_at` is made merely
-    /// suspect — not alive (no majority, so no fence opening, before fresh news) and not down (no
-    /// removal for a silence this node caused).
+    /// suspect and not visible — silent for half of `down_after`, so no majority and no fence
+    /// opening before fresh news — but not down (no removal for a silence this node caused).
     pub fn forgive_stall(&mut self, stalled_at: u64, now: u64) {
-        let suspect = now.saturating_sub(self.timeouts.suspect_after_ms + 1);
+        let silence = (self.timeouts.down_after_ms / 2).max(self.timeouts.suspect_after_ms + 1);
+        let suspect = now.saturating_sub(silence);
         for (id, heard) in self.heard.iter_mut() {
             if *id != self.me && heard.at <= stalled_at {
                 heard.at = heard.at.max(suspect);

@@ -476,3 +476,23 @@ fn the_barrier_waits_for_a_silent_member_until_a_newer_ring_removes_it() {
     assert_eq!(live[0].rings().len(), 3);
     assert!(live.iter().all(|v| v.barrier_reached(31_000)));
 }
+
+#[test]
+fn a_node_that_stalled_removes_nobody_for_its_own_silence() {
+    // Node 1 (the lowest id: the proposer) is paused from 1 s to 60 s. When it resumes, node 2's
+    // news arrives first; nodes 3..5 have not been heard for 59 s, from node 1's stale clock.
+    let first = ring(1, 1, &[1, 2, 3, 4, 5]);
+    let mut views = cluster(&[1, 2, 3, 4, 5], &first);
+    let mut paused = views.remove(0);
+    let now = 60_000;
+    views[0].beat(now);
+    paused.merge(views[0].gossip(), now);
+    assert_eq!(paused.liveness(id(3), now), Liveness::Down, "the stale measurement");
+    paused.forgive_stall(1_000, now);
+    for n in 3..=5 {
+        assert_eq!(paused.liveness(id(n), now), Liveness::Suspect, "node {n}");
+    }
+    assert_eq!(paused.liveness(id(2), now), Liveness::Alive, "fresh news is kept");
+    assert!(!paused.majority_alive(now), "no majority before fresh news of one");
+    assert_eq!(paused.plan(now), None, "no proposal from a stale view");
+}
