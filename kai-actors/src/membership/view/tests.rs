@@ -193,8 +193,9 @@ fn during_a_transition_only_dead_members_are_removed() {
     assert!(views[0].plan(0).is_none(), "no join while a transition is in progress");
 }
 
-#[test]
-fn the_barrier_waits_for_every_coordinator_to_adopt_the_newest_ring() {
+/// Nodes 1–3 (ring 1) that proposed ring 2 adding node 4, node 4 that learned it from node 1, and
+/// ring 2.
+fn joining_node_four() -> (Vec<View>, View, RingState) {
     let mut views = cluster(&[1, 2, 3], &ring(1, 1, &[1, 2, 3]));
     let next = ring(2, 1, &[1, 2, 3, 4]);
     for v in views.iter_mut() {
@@ -202,6 +203,12 @@ fn the_barrier_waits_for_every_coordinator_to_adopt_the_newest_ring() {
     }
     let mut joiner = View::new(state(4), vec![], TIMEOUTS, 0);
     joiner.merge(views[0].gossip(), 0);
+    (views, joiner, next)
+}
+
+#[test]
+fn the_barrier_waits_for_every_coordinator_to_adopt_the_newest_ring() {
+    let (mut views, joiner, next) = joining_node_four();
     views.push(joiner);
     for (i, v) in views.iter_mut().enumerate() {
         if i != 2 {
@@ -439,13 +446,7 @@ fn a_restarted_node_sees_no_majority_until_it_has_news_of_one() {
 
 #[test]
 fn the_barrier_waits_for_a_silent_member_until_a_newer_ring_removes_it() {
-    let mut views = cluster(&[1, 2, 3], &ring(1, 1, &[1, 2, 3]));
-    let next = ring(2, 1, &[1, 2, 3, 4]);
-    for v in views.iter_mut() {
-        v.propose(next.clone(), 0);
-    }
-    let mut joiner = View::new(state(4), vec![], TIMEOUTS, 0);
-    joiner.merge(views[0].gossip(), 0);
+    let (mut views, joiner, next) = joining_node_four();
     // Node 3 falls silent before adopting ring 2; the others adopt it.
     let mut live = vec![views.remove(0), views.remove(0), joiner];
     for v in live.iter_mut() {
