@@ -23,7 +23,7 @@ fi
 export CARGO_TERM_COLOR=never
 
 # name | test target | test name | file | exact code to replace | replacement [| file | code | replacement …]
-# (fields are separated by '|', so code containing '|' cannot be used; '\&' stands for '&')
+# (fields are separated by '|': in code, '\p' stands for '|' and '\&' for '&')
 mutants=(
   "no-read-write-back|in_process_cluster|reads_repair_a_replica_that_missed_writes|kai-actors/src/coordinator.rs|if let Some((record, short)) = decision.write_back {|if let (Some((record, short)), true) = (decision.write_back, false) {"
   "stale-ring-fence-disabled|lib|fence::tests|kai-actors/src/fence.rs|if ring < *adopted {|if ring < *adopted \&\& false {"
@@ -32,6 +32,8 @@ mutants=(
   "adopt-without-wipe|lib|sync::plan|kai-actors/src/sync/plan.rs|Some((latest, _)) if *latest > already_adopted => new_buckets(rings, me),|Some((latest, _)) if *latest > already_adopted => Vec::new(),"
   "gc-without-all-owners|safe_movement|tombstones_are_not_purged_while_an_owner_is_unreachable|kai-actors/src/sync/actor.rs|let theirs = mover.digest_of(*peer, bucket).await?;|let Ok(theirs) = mover.digest_of(*peer, bucket).await else { continue };|kai-actors/src/sync/mover.rs|self.call(*node, request).await?;|let _ = self.call(*node, request).await;"
   "r-w-one|in_process_cluster|without_a_quorum_operations_fail_instead_of_answering_stale|kai-actors/src/quorum.rs|let needed = needed.min(members.len());|let needed = needed.min(members.len()).min(1);"
+  "add-ignores-present-value|cluster|histories_are_linearizable_while_nodes_are_killed_and_paused|kai-proto/src/change.rs|(Change::Add(v), None) \p (Change::Replace(v), Some(_))|(Change::Add(v), _) \p (Change::Replace(v), Some(_))"
+  "flush-mask-disabled|single_node|flush_all_empties_the_cache_and_later_writes_survive_it|kai-actors/src/flush.rs|kai_proto::flush::masked(self.current(), record)|kai_proto::flush::masked(None, record)"
 )
 
 selected=("$@")
@@ -46,8 +48,9 @@ wanted() {
 plant() {
   python3 - "$1" "$2" "$3" <<'EOF'
 import sys
-path, old, new = sys.argv[1], sys.argv[2], sys.argv[3].replace("\\&", "&")
-old = old.replace("\\&", "&")
+def unescape(code):
+    return code.replace("\\&", "&").replace("\\p", "|")
+path, old, new = sys.argv[1], unescape(sys.argv[2]), unescape(sys.argv[3])
 text = open(path).read()
 if text.count(old) != 1:
     sys.exit(f"mutant does not apply: {old!r} occurs {text.count(old)} times in {path}")

@@ -4,7 +4,6 @@
 //! against memcached 1.6 too (`python3 tests/frameworks/<script> 127.0.0.1 11211 ...`).
 //!
 //! Prerequisites: `pip install pymemcache django`, Debian's `python3-pylibmc`.
-//! None of them calls `cache.clear()`/`flush_all`: Kai does not support it yet.
 
 mod common;
 

@@ -174,6 +174,7 @@ fn frames() -> Vec<Frame> {
             from: NodeId(1),
             rings: vec![ring],
             nodes: vec![node],
+            flush: None,
         }),
         PeerRequest::Sync(SyncCall {
             ring: ring_id,

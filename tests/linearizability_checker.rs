@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::linearizability::{check, Op, Operation};
+use common::linearizability::{check, ArithOutcome, CasOutcome, Op, Operation};
 
 fn op(client: usize, op: Op, invoked: u64, completed: Option<u64>) -> Operation {
     Operation {
@@ -125,4 +125,144 @@ fn long_concurrent_histories_are_checked_quickly() {
     let started = std::time::Instant::now();
     assert!(check(&h).is_ok());
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+fn add(v: &str, stored: bool) -> Op {
+    Op::Add(v.into(), Some(stored))
+}
+
+fn incr(delta: i64, to: u64) -> Op {
+    Op::Arith(delta, Some(ArithOutcome::Number(to)))
+}
+
+#[test]
+fn two_clients_both_winning_add_is_caught() {
+    let both_won = vec![
+        op(0, add("a", true), 0, Some(10)),
+        op(1, add("b", true), 1, Some(11)),
+        op(2, get(Some("b")), 12, Some(13)),
+    ];
+    assert!(check(&both_won).is_err(), "two adds of one key cannot both store");
+    let one_won = vec![
+        op(0, add("a", true), 0, Some(10)),
+        op(1, add("b", false), 1, Some(11)),
+        op(2, get(Some("a")), 12, Some(13)),
+    ];
+    assert!(check(&one_won).is_ok());
+    // An add after a delete, or after a flush, stores again.
+    let readded = vec![
+        op(0, add("a", true), 0, Some(1)),
+        op(0, Op::Flush, 2, Some(3)),
+        op(1, add("b", true), 4, Some(5)),
+        op(1, get(Some("b")), 6, Some(7)),
+    ];
+    assert!(check(&readded).is_ok());
+}
+
+#[test]
+fn a_lost_increment_is_caught() {
+    // Two concurrent increments of 5 must end at 7, whatever their order.
+    let lost = vec![
+        op(0, set("5"), 0, Some(1)),
+        op(1, incr(1, 6), 2, Some(10)),
+        op(2, incr(1, 6), 3, Some(11)),
+    ];
+    assert!(check(&lost).is_err(), "both increments saw 5: one was lost");
+    let both = vec![
+        op(0, set("5"), 0, Some(1)),
+        op(1, incr(1, 7), 2, Some(10)),
+        op(2, incr(1, 6), 3, Some(11)),
+        op(0, get(Some("7")), 12, Some(13)),
+    ];
+    assert!(check(&both).is_ok());
+    let unread = vec![
+        op(0, set("5"), 0, Some(1)),
+        op(1, incr(1, 6), 2, Some(3)),
+        op(0, get(Some("5")), 4, Some(5)),
+    ];
+    assert!(
+        check(&unread).is_err(),
+        "a read after an acknowledged increment must see it"
+    );
+}
+
+#[test]
+fn decr_floors_at_zero_and_incr_wraps() {
+    let h = vec![
+        op(0, set("2"), 0, Some(1)),
+        op(0, incr(-5, 0), 2, Some(3)),
+        op(0, set(&u64::MAX.to_string()), 4, Some(5)),
+        op(0, incr(2, 1), 6, Some(7)),
+        op(0, Op::Delete(Some(true)), 8, Some(9)),
+        op(0, Op::Arith(1, Some(ArithOutcome::NotFound)), 10, Some(11)),
+    ];
+    assert!(check(&h).is_ok());
+    let wrapped_wrong = vec![
+        op(0, set(&u64::MAX.to_string()), 0, Some(1)),
+        op(0, incr(2, u64::MAX), 2, Some(3)),
+    ];
+    assert!(check(&wrapped_wrong).is_err());
+    let non_numeric = vec![
+        op(0, set("x"), 0, Some(1)),
+        op(0, Op::Arith(1, Some(ArithOutcome::NonNumeric)), 2, Some(3)),
+    ];
+    assert!(check(&non_numeric).is_ok());
+}
+
+#[test]
+fn cas_stores_only_over_the_version_its_gets_saw() {
+    let cas = |expected: &str, value: &str, outcome| Op::Cas {
+        expected: expected.into(),
+        value: value.into(),
+        outcome: Some(outcome),
+    };
+    let ok = vec![
+        op(0, set("a"), 0, Some(1)),
+        op(1, get(Some("a")), 2, Some(3)),
+        op(1, cas("a", "b", CasOutcome::Stored), 4, Some(5)),
+        op(2, cas("a", "c", CasOutcome::Exists), 6, Some(7)),
+        op(2, get(Some("b")), 8, Some(9)),
+    ];
+    assert!(check(&ok).is_ok());
+    let both_stored = vec![
+        op(0, set("a"), 0, Some(1)),
+        op(1, cas("a", "b", CasOutcome::Stored), 2, Some(10)),
+        op(2, cas("a", "c", CasOutcome::Stored), 3, Some(11)),
+    ];
+    assert!(check(&both_stored).is_err(), "two cas of one version cannot both store");
+}
+
+#[test]
+fn append_needs_a_value_and_touch_reports_existence() {
+    let h = vec![
+        op(0, Op::Append("x".into(), Some(false)), 0, Some(1)),
+        op(0, set("a"), 2, Some(3)),
+        op(1, Op::Append("-1".into(), Some(true)), 4, Some(5)),
+        op(1, Op::Touch(Some(true)), 6, Some(7)),
+        op(0, get(Some("a-1")), 8, Some(9)),
+    ];
+    assert!(check(&h).is_ok());
+    let wrong = vec![op(0, Op::Touch(Some(true)), 0, Some(1))];
+    assert!(check(&wrong).is_err(), "touch of an absent key cannot succeed");
+}
+
+#[test]
+fn a_write_acknowledged_before_a_flush_is_gone_after_it() {
+    let h = vec![
+        op(0, set("a"), 0, Some(1)),
+        op(1, Op::Flush, 2, Some(3)),
+        op(0, get(Some("a")), 4, Some(5)),
+    ];
+    assert!(check(&h).is_err(), "a value read back after flush_all answered");
+}
+
+#[test]
+fn a_write_of_unknown_outcome_seen_only_through_an_increment_counts() {
+    // The set's reply was lost, and no read returned its value, but an increment built on it.
+    let h = vec![
+        op(0, set("10"), 0, None),
+        op(1, incr(7, 17), 5, Some(6)),
+        op(1, get(Some("17")), 7, Some(8)),
+    ];
+    assert!(check(&h).is_ok());
 }

@@ -10,10 +10,12 @@
 //! operation never holds up the mailbox.
 
 use crate::clock::unix_now;
+use crate::flush::FlushError;
 use crate::membership::StatusReader;
 use crate::paxos::{self, Decision, Pending};
+use crate::peer::ServeUpdate;
 use crate::quorum::{decide_read, Group, Phase, Progress, QuorumError, Round, TagClock};
-use crate::replica::{ReplicaError, Replicas};
+use crate::replica::{Forwarded, ReplicaError, Replicas};
 use crate::ring::RingReader;
 use crate::stats::{self, NodeStats};
 use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
@@ -21,6 +23,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use kai_proto::change::{Answer, Change};
 use kai_proto::cluster::RingId;
+use kai_proto::peer::ForwardedUpdate;
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
 use kai_proto::{BucketId, Key, NodeId, Record, Tag};
 use std::collections::VecDeque;
@@ -62,6 +65,12 @@ pub enum CoordinatorError {
     /// A read-modify-write's proposal may or may not have taken effect.
     #[error("the outcome of the update is unknown (a concurrent update overtook it)")]
     OutcomeUnknown,
+    /// The key's proposer, to which this node forwarded the update, failed it.
+    #[error("{0}")]
+    Proposer(String),
+    /// A `flush_all` did not reach enough owners.
+    #[error(transparent)]
+    Flush(#[from] FlushError),
     /// A replica is on a newer ring and this node could not learn it in time.
     #[error("the cluster moved to ring version {}; this node has not caught up yet", .0.version)]
     StaleRing(RingId),
@@ -323,6 +332,20 @@ impl CoordinatorCore {
         }
     }
 
+    /// Runs a cluster-wide `flush_all` now (see [`crate::flush`]).
+    pub async fn flush_all(&self) -> Result<(), CoordinatorError> {
+        let snapshot = self.ring.load();
+        let writer = self.clock.writer();
+        crate::flush::flush_all(
+            &self.replicas,
+            &snapshot,
+            (self.w, writer, unix_now()),
+            self.request_timeout,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The latest record of `key` (value or tombstone, expired or not) from a read quorum, after
     /// making sure a write quorum holds it.
     async fn read_latest(&self, place: &Placement, key: &Key) -> Result<Option<Record>, CoordinatorError> {
@@ -471,10 +494,44 @@ impl CoordinatorCore {
         .await
     }
 
-    /// Runs a read-modify-write `change` of `key` as per-key Paxos (see [`crate::paxos`]);
-    /// answers the change's answer and the key's resulting record (for `gat`). A proposal
-    /// refused by a higher ballot is retried with a higher one after a short random pause,
-    /// until the request timeout.
+    /// Runs a read-modify-write `change` of `key` at the key's stable proposer (here, or
+    /// forwarded); answers the change's answer and the key's resulting record (for `gat`). Run
+    /// here if the proposer cannot be reached; if it was asked but its answer was lost, the
+    /// outcome is unknown.
+    pub async fn update_routed(&self, key: Key, change: Change) -> Result<(Answer, Option<Record>), CoordinatorError> {
+        let place = self.placement(&key)?;
+        let proposer = self.stable_proposer(&place);
+        if proposer == self.replicas.local() {
+            return self.update(key, change).await;
+        }
+        let forwarded = ForwardedUpdate {
+            key: key.clone(),
+            change: change.clone(),
+        };
+        match self.replicas.forward_update(proposer, forwarded).await {
+            Forwarded::Done(result) => result.map_err(CoordinatorError::Proposer),
+            Forwarded::NotRun => self.update(key, change).await,
+            Forwarded::Lost => Err(CoordinatorError::OutcomeUnknown),
+        }
+    }
+
+    /// The node that proposes the changes of a key placed at `place`: the first owner of its
+    /// newest owner set that this node does not suspect (itself if it suspects them all). Nodes
+    /// that agree on ring and health pick the same one, so updates of a hot key queue on one
+    /// node's [`UpdateLocks`] instead of duelling.
+    fn stable_proposer(&self, place: &Placement) -> NodeId {
+        let local = self.replicas.local();
+        let Some(newest) = place.owners.last() else {
+            return local;
+        };
+        let status = self.cluster.as_ref().map(|c| c.status.load());
+        let suspected = |n: &NodeId| status.as_ref().is_some_and(|s| s.unhealthy.contains(n));
+        newest.iter().copied().find(|n| !suspected(n)).unwrap_or(local)
+    }
+
+    /// Runs a read-modify-write `change` of `key` as its proposer, per-key Paxos (see
+    /// [`crate::paxos`]). A proposal refused by a higher ballot is retried with a higher one
+    /// after a short random pause, until the request timeout.
     pub async fn update(&self, key: Key, change: Change) -> Result<(Answer, Option<Record>), CoordinatorError> {
         let _serialised = self.updates.lock(&key).await;
         let deadline = tokio::time::Instant::now() + self.request_timeout;
@@ -667,12 +724,50 @@ pub struct Update {
     pub change: Change,
 }
 
+/// Flush the whole cluster (`flush_all`), now or — with `at` in the future — at that unix time:
+/// then the flush is scheduled on this node and the answer does not wait for it.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<(), CoordinatorError>")]
+pub struct FlushAll {
+    /// When the flush takes effect (unix seconds); now if not in the future.
+    pub at: u64,
+}
+
+impl Handler<FlushAll> for Coordinator {
+    type Result = ResponseFuture<Result<(), CoordinatorError>>;
+
+    fn handle(&mut self, FlushAll { at }: FlushAll, _ctx: &mut Context<Self>) -> Self::Result {
+        let core = Arc::clone(&self.core);
+        let wait = at.saturating_sub(unix_now());
+        if wait == 0 {
+            return Box::pin(async move { core.flush_all().await });
+        }
+        log::info!("flush_all scheduled in {wait} s");
+        actix_rt::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            if let Err(e) = core.flush_all().await {
+                log::error!("scheduled flush_all failed: {e}");
+            }
+        });
+        Box::pin(async { Ok(()) })
+    }
+}
+
 impl Handler<Update> for Coordinator {
     type Result = ResponseFuture<Result<(Answer, Option<Record>), CoordinatorError>>;
 
     fn handle(&mut self, msg: Update, _ctx: &mut Context<Self>) -> Self::Result {
         let core = Arc::clone(&self.core);
-        Box::pin(async move { core.update(msg.key, msg.change).await })
+        Box::pin(async move { core.update_routed(msg.key, msg.change).await })
+    }
+}
+
+impl Handler<ServeUpdate> for Coordinator {
+    type Result = ResponseFuture<Result<(Answer, Option<Record>), String>>;
+
+    fn handle(&mut self, ServeUpdate(update): ServeUpdate, _ctx: &mut Context<Self>) -> Self::Result {
+        let core = Arc::clone(&self.core);
+        Box::pin(async move { core.update(update.key, update.change).await.map_err(|e| e.to_string()) })
     }
 }
 

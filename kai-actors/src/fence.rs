@@ -81,6 +81,11 @@ impl Fence {
     pub fn set_refilling(&self, refilling: bool) {
         self.refilling.store(refilling, Ordering::Relaxed);
     }
+
+    /// Whether the store is refilling (it may lack versions it is meant to hold).
+    pub fn is_refilling(&self) -> bool {
+        self.refilling.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]

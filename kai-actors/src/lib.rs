@@ -24,6 +24,7 @@ pub mod config;
 pub mod coordinator;
 pub mod durable;
 pub mod fence;
+pub mod flush;
 pub mod listener;
 pub mod membership;
 mod node;

@@ -11,10 +11,13 @@
 use crate::config::{NodeConfig, Seed, StoreBackend};
 use crate::coordinator::{ClusterLink, Coordinator, CoordinatorCore, CoordinatorError, Delete, Get, Set};
 use crate::fence::Fence;
+use crate::flush::Flushes;
 use crate::listener::{Connections, Listener, SessionShared, StopListening, Worker};
 use crate::membership::persist::{self, Persisted};
 use crate::membership::{ClusterStatus, Leave, Membership, MembershipConfig, MembershipParts, StatusReader, Stop};
-use crate::peer::{LocalIdentity, LogOnce, NetworkFilter, PeerDirectory, PeerListener, PeerService, PeerSettings};
+use crate::peer::{
+    LocalIdentity, LogOnce, NetworkFilter, PeerDirectory, PeerListener, PeerService, PeerSettings, Proposers,
+};
 use crate::quorum::TagClock;
 use crate::replica::{LocalReplica, Replicas};
 use crate::ring::{RingActor, RingReader};
@@ -189,6 +192,10 @@ impl NodeBuilder {
         let durable = config.store == StoreBackend::Rocksdb;
         let store_is_new = !durable || !config.data_dir.join(STORE_DIR).join(ROCKSDB_MARKER).exists();
         let store = StoreHandle::start(open_store(&config).await?, config.store_threads, !config.fsync);
+        let flushes = Flushes::open(store.clone(), config.request_timeout).map_err(|source| StartError::Store {
+            path: config.data_dir.join(STORE_DIR),
+            source,
+        })?;
         let state_file = durable.then(|| config.data_dir.join(CLUSTER_STATE_FILE));
         let saved = match &state_file {
             Some(path) => persist::load(path).map_err(|e| StartError::ClusterState(e.to_string()))?,
@@ -258,12 +265,14 @@ impl NodeBuilder {
                 fence: Arc::clone(&fence),
                 status: Arc::clone(&status),
                 left: left_tx,
+                flushes: Arc::clone(&flushes),
             },
         )
         .start();
         sync.do_send(ReportTo(membership.clone()));
 
-        let replica = LocalReplica::new(store.clone(), Arc::clone(&fence));
+        let proposers = Proposers::default();
+        let replica = LocalReplica::new(store.clone(), Arc::clone(&fence), Arc::clone(&flushes));
         let peer_listener = PeerListener::new(
             tokio::net::TcpListener::from_std(peer_socket).map_err(|source| StartError::Bind {
                 key: "peer_listen",
@@ -282,7 +291,7 @@ impl NodeBuilder {
                     },
                 ),
                 Arc::clone(&stats),
-                membership.clone().recipient(),
+                (membership.clone().recipient(), Arc::clone(&proposers)),
             ),
             max_frame,
         )
@@ -313,6 +322,13 @@ impl NodeBuilder {
                 }
             })
             .collect();
+        // Forwarded updates are served from now on (until now they were answered "starting").
+        let _ = proposers.set(
+            worker_handles
+                .iter()
+                .map(|w| w.coordinator.clone().recipient())
+                .collect(),
+        );
         let coordinator = worker_handles[0].coordinator.clone();
         let shared = Arc::new(SessionShared {
             stats: Arc::clone(&stats),

@@ -259,6 +259,11 @@ impl TagClock {
         }
     }
 
+    /// The writer id stamped on every tag this clock issues.
+    pub fn writer(&self) -> WriterId {
+        self.writer
+    }
+
     /// The tag for a new version of a key whose replicas reported the tags `seen` (`None` for
     /// replicas without the key).
     pub fn next_after<'a>(&self, seen: impl IntoIterator<Item = &'a Option<Tag>>) -> Tag {

@@ -3,14 +3,22 @@
 //! [`LocalReplica::serve`] is the one implementation of a replica; the local fast path and the
 //! peer server (requests from other coordinators) both call it, so a key behaves the same
 //! whichever node coordinates it.
+//!
+//! A replica answers through this node's `flush_all` mark ([`Flushes`]): versions below it, and
+//! missing keys, read as the mark's tombstone; writes, prepares and accepts below it are answered
+//! as if that tombstone were stored. Between a flush's two steps, prepares and accepts are
+//! refused (with their own ballot: the proposer retries a little later).
 
 use crate::fence::{Fence, Refusal};
+use crate::flush::Flushes;
 use crate::peer::{Call, PeerDirectory, PeerError};
 use crate::store::{Applied, Guarded, Prepared, StoreHandle, WriteKind};
+use kai_proto::change::Answer;
 use kai_proto::cluster::RingId;
-use kai_proto::peer::{PeerRequest, PeerResponse};
+use kai_proto::flush::{FlushReply, FlushStep};
+use kai_proto::peer::{ForwardedUpdate, PeerRequest, PeerResponse};
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
-use kai_proto::NodeId;
+use kai_proto::{NodeId, Record};
 use std::sync::Arc;
 
 /// This node's replica of its keys: the store behind the [`Fence`].
@@ -18,12 +26,27 @@ use std::sync::Arc;
 pub struct LocalReplica {
     store: StoreHandle,
     fence: Arc<Fence>,
+    flushes: Arc<Flushes>,
 }
 
 impl LocalReplica {
-    /// The replica over `store`, guarded by `fence`.
-    pub fn new(store: StoreHandle, fence: Arc<Fence>) -> Self {
-        LocalReplica { store, fence }
+    /// The replica over `store`, guarded by `fence`, answering through `flushes`.
+    pub fn new(store: StoreHandle, fence: Arc<Fence>, flushes: Arc<Flushes>) -> Self {
+        LocalReplica { store, fence, flushes }
+    }
+
+    /// The mark's tag if it is at or above `tag`.
+    fn flushed_at_or_above(&self, tag: kai_proto::Tag) -> Option<kai_proto::Tag> {
+        self.flushes.current().map(|mark| mark.tag).filter(|f| *f >= tag)
+    }
+
+    /// This node's part in a `flush_all` coordinated anywhere.
+    /// A refilling store cannot bound the versions it is meant to hold, so it reports none.
+    pub async fn serve_flush(&self, step: FlushStep) -> FlushReply {
+        if step == FlushStep::Bound && self.fence.is_refilling() {
+            return FlushReply::Failed;
+        }
+        self.flushes.serve(step).await
     }
 
     /// Executes `request`; the one implementation of a replica, for local and remote coordinators.
@@ -43,14 +66,37 @@ impl LocalReplica {
             ReplicaOp::ReadVersion => store
                 .get(bucket, key)
                 .await
-                .map(|r| ReplicaReply::Version(r.map(|r| r.tag))),
-            ReplicaOp::Read => store.get(bucket, key).await.map(ReplicaReply::Record),
-            ReplicaOp::Write(record) => guarded(store, bucket, key, record, WriteKind::Plain).await,
-            ReplicaOp::Accept(record) => guarded(store, bucket, key, record, WriteKind::Accept).await,
-            ReplicaOp::Prepare(ballot) => store.prepare(bucket, key, ballot).await.map(|p| match p {
-                Prepared::Promised(record) => ReplicaReply::Promised(record),
-                Prepared::Refused(higher) => ReplicaReply::Refused(higher),
-            }),
+                .map(|r| ReplicaReply::Version(self.flushes.mask_tag(r.map(|r| r.tag)))),
+            ReplicaOp::Read => store
+                .get(bucket, key)
+                .await
+                .map(|r| ReplicaReply::Record(self.flushes.mask(r))),
+            // At or below the mark: as if the mark's tombstone were stored (kept / refused).
+            ReplicaOp::Write(record) => match self.flushed_at_or_above(record.tag) {
+                Some(mark) => Ok(ReplicaReply::Written(mark)),
+                None => guarded(store, bucket, key, record, WriteKind::Plain).await,
+            },
+            ReplicaOp::Accept(record) => {
+                let Some(_admitted) = self.flushes.admit_update().await else {
+                    return ReplicaReply::Refused(record.tag);
+                };
+                match self.flushed_at_or_above(record.tag) {
+                    Some(mark) => Ok(ReplicaReply::Refused(mark)),
+                    None => guarded(store, bucket, key, record, WriteKind::Accept).await,
+                }
+            }
+            ReplicaOp::Prepare(ballot) => {
+                let Some(_admitted) = self.flushes.admit_update().await else {
+                    return ReplicaReply::Refused(ballot);
+                };
+                match self.flushed_at_or_above(ballot) {
+                    Some(mark) => Ok(ReplicaReply::Refused(mark)),
+                    None => store.prepare(bucket, key, ballot).await.map(|p| match p {
+                        Prepared::Promised(record) => ReplicaReply::Promised(self.flushes.mask(record)),
+                        Prepared::Refused(higher) => ReplicaReply::Refused(higher),
+                    }),
+                }
+            }
         };
         result.unwrap_or_else(|e| ReplicaReply::Failed(e.to_string()))
     }
@@ -97,6 +143,17 @@ pub enum ReplicaError {
     StaleRing(RingId),
 }
 
+/// The outcome of [`Replicas::forward_update`].
+#[derive(Debug)]
+pub enum Forwarded {
+    /// The proposer ran it: its answer and the key's record, or its error.
+    Done(Result<(Answer, Option<Record>), String>),
+    /// It certainly did not run there (not connected, refused before running).
+    NotRun,
+    /// Sent, but no answer came back: it may or may not have run.
+    Lost,
+}
+
 /// Routes replica operations to the node that must execute them.
 #[derive(Clone)]
 pub struct Replicas {
@@ -116,6 +173,37 @@ impl Replicas {
     /// The node whose replica is local.
     pub fn local(&self) -> NodeId {
         self.me
+    }
+
+    /// Executes a step of a `flush_all` on `node`.
+    pub async fn flush(&self, node: NodeId, step: FlushStep) -> Result<FlushReply, ReplicaError> {
+        if node == self.me {
+            return Ok(self.local.serve_flush(step).await);
+        }
+        let peer = self.peers.get(node, self.lane).ok_or(ReplicaError::NoRoute(node))?;
+        match peer.send(Call(PeerRequest::Flush(step))).await {
+            Ok(Ok(PeerResponse::Flush(reply))) => Ok(reply),
+            Ok(Ok(PeerResponse::Error(e))) => Err(ReplicaError::Remote(e)),
+            Ok(Ok(_)) => Err(ReplicaError::UnexpectedReply("flush step")),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(PeerError::ConnectionLost(node.to_string()).into()),
+        }
+    }
+
+    /// Runs `update` on `node`, its key's proposer: the proposer's result, or how it failed to
+    /// get one.
+    pub async fn forward_update(&self, node: NodeId, update: ForwardedUpdate) -> Forwarded {
+        let Some(peer) = self.peers.get(node, self.lane) else {
+            return Forwarded::NotRun;
+        };
+        match peer.send(Call(PeerRequest::Update(update))).await {
+            Ok(Ok(PeerResponse::Update(result))) => Forwarded::Done(result),
+            Ok(Ok(PeerResponse::Error(_))) => Forwarded::NotRun,
+            // Perhaps sent, and then the answer was lost (or garbled, or the Peer actor stopped).
+            Ok(Err(PeerError::ConnectionLost(_) | PeerError::Timeout(_))) | Ok(Ok(_)) | Err(_) => Forwarded::Lost,
+            // Never sent: no connection, overloaded queue.
+            Ok(Err(_)) => Forwarded::NotRun,
+        }
     }
 
     /// Executes `request` on `node`.

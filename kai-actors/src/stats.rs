@@ -27,6 +27,8 @@ pub struct NodeStats {
     pub cmd_get: AtomicU64,
     /// Storage commands executed.
     pub cmd_set: AtomicU64,
+    /// `flush_all` commands executed.
+    pub cmd_flush: AtomicU64,
     /// Items stored since start (successful `set`s).
     pub total_items: AtomicU64,
     /// `set`s refused because the value exceeds `max_value_size`.
@@ -64,6 +66,7 @@ impl Default for NodeStats {
             rejected_connections: AtomicU64::new(0),
             cmd_get: AtomicU64::new(0),
             cmd_set: AtomicU64::new(0),
+            cmd_flush: AtomicU64::new(0),
             total_items: AtomicU64::new(0),
             store_too_large: AtomicU64::new(0),
             get_hits: AtomicU64::new(0),
@@ -106,6 +109,7 @@ impl NodeStats {
             &self.rejected_connections,
             &self.cmd_get,
             &self.cmd_set,
+            &self.cmd_flush,
             &self.total_items,
             &self.store_too_large,
             &self.get_hits,
@@ -176,6 +180,7 @@ pub fn report(info: &NodeInfo, stats: &NodeStats) -> Vec<kai_proto::memcache::St
         S::new("max_connections", info.max_connections),
         S::new("cmd_get", get(&stats.cmd_get)),
         S::new("cmd_set", get(&stats.cmd_set)),
+        S::new("cmd_flush", get(&stats.cmd_flush)),
         S::new("store_too_large", get(&stats.store_too_large)),
         S::new("get_hits", get(&stats.get_hits)),
         S::new("get_misses", get(&stats.get_misses)),

@@ -109,4 +109,6 @@ pub struct GossipState {
     pub rings: Vec<RingState>,
     /// Every node the sender knows about.
     pub nodes: Vec<NodeState>,
+    /// The highest `flush_all` mark the sender knows (spread so every node learns it).
+    pub flush: Option<crate::flush::FlushMark>,
 }

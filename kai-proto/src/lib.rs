@@ -10,6 +10,7 @@
 pub mod bucket;
 pub mod change;
 pub mod cluster;
+pub mod flush;
 pub mod key;
 pub mod memcache;
 pub mod peer;

@@ -1,10 +1,11 @@
 //! In-process clusters: several Kai nodes in one Actix system on loopback ephemeral ports, with
 //! a shared network filter to drop, delay or partition traffic between chosen nodes.
 
-use super::linearizability::{History, Op, Operation};
-use kai_actors::coordinator::{Coordinator, Delete, Get, Set};
+use super::linearizability::{ArithOutcome, History, Op, Operation};
+use kai_actors::coordinator::{Coordinator, Delete, Get, Set, Update};
 use kai_actors::peer::NetworkFilter;
 use kai_actors::{NodeBuilder, NodeConfig, NodeHandle, StoreBackend};
+use kai_proto::change::{Answer, Change, NewValue};
 use kai_proto::{Key, NodeId, RecordBody};
 use rand::{Rng, SeedableRng};
 use std::net::TcpListener;
@@ -225,8 +226,16 @@ pub fn key(k: &str) -> Key {
     Key::new(k.to_owned()).expect("valid key")
 }
 
-/// Runs `clients` clients for `duration`, each doing random get/set/delete on `keys` keys
-/// through a random node, and records everything in the returned history.
+/// The answer of a read-modify-write through `node`, `None` if its outcome is unknown.
+async fn update(node: &actix::Addr<Coordinator>, k: &str, change: Change) -> Option<Answer> {
+    match node.send(Update { key: key(k), change }).await {
+        Ok(Ok((answer, _))) => Some(answer),
+        _ => None,
+    }
+}
+
+/// Runs `clients` clients for `duration`, each doing random get/set/delete/add/append/incr on
+/// `keys` keys through a random node, and records everything in the returned history.
 pub async fn random_workload(cluster: &Cluster, clients: usize, keys: usize, duration: Duration) -> Arc<History> {
     let history = Arc::new(History::default());
     let coordinators: Vec<actix::Addr<Coordinator>> = cluster.nodes.iter().map(NodeHandle::coordinator).collect();
@@ -236,13 +245,16 @@ pub async fn random_workload(cluster: &Cluster, clients: usize, keys: usize, dur
         tasks.push(actix_rt::spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(client as u64);
             let end = tokio::time::Instant::now() + duration;
-            let mut seq = 0;
+            let mut seq: u64 = 0;
             while tokio::time::Instant::now() < end {
                 let node = &coordinators[rng.random_range(0..coordinators.len())];
                 let k = format!("key-{}", rng.random_range(0..keys));
                 let invoked = history.now();
-                let (op, known) = match rng.random_range(0..10) {
-                    0..=4 => {
+                seq += 1;
+                // Numeric and unique per write: a value names its version, and incr applies.
+                let unique = ((client as u64 + 1) * 1_000_000_000 + seq).to_string();
+                let (op, known) = match rng.random_range(0..20) {
+                    0..=8 => {
                         let got = node.send(Get { key: key(&k) }).await;
                         match got {
                             Ok(Ok(record)) => {
@@ -255,22 +267,44 @@ pub async fn random_workload(cluster: &Cluster, clients: usize, keys: usize, dur
                             _ => (Op::Get(None), false),
                         }
                     }
-                    5..=8 => {
-                        seq += 1;
-                        let value = format!("c{client}-{seq}");
+                    9..=14 => {
                         let msg = Set {
                             key: key(&k),
                             flags: 0,
                             expires_at: 0,
-                            data: value.clone().into(),
+                            data: unique.clone().into(),
                         };
                         let ok = matches!(node.send(msg).await, Ok(Ok(_)));
-                        (Op::Set(value), ok)
+                        (Op::Set(unique), ok)
                     }
-                    _ => match node.send(Delete { key: key(&k) }).await {
+                    15 | 16 => match node.send(Delete { key: key(&k) }).await {
                         Ok(Ok(existed)) => (Op::Delete(Some(existed)), true),
                         _ => (Op::Delete(None), false),
                     },
+                    17 => {
+                        let value = NewValue {
+                            flags: 0,
+                            expires_at: 0,
+                            data: unique.clone().into(),
+                        };
+                        let stored = update(node, &k, Change::Add(value)).await.map(|a| a == Answer::Stored);
+                        (Op::Add(unique, stored), stored.is_some())
+                    }
+                    18 => {
+                        let suffix = format!("+{unique}");
+                        let change = Change::Append(suffix.clone().into());
+                        let stored = update(node, &k, change).await.map(|a| a == Answer::Stored);
+                        (Op::Append(suffix, stored), stored.is_some())
+                    }
+                    _ => {
+                        let outcome = match update(node, &k, Change::Incr(3)).await {
+                            Some(Answer::Number(n)) => Some(ArithOutcome::Number(n)),
+                            Some(Answer::NotFound) => Some(ArithOutcome::NotFound),
+                            Some(Answer::NonNumeric) => Some(ArithOutcome::NonNumeric),
+                            _ => None,
+                        };
+                        (Op::Arith(3, outcome), outcome.is_some())
+                    }
                 };
                 let completed = known.then(|| history.now());
                 history.record(Operation {

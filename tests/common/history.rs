@@ -1,6 +1,6 @@
 //! A memcache client that records a linearizability history and survives node failures.
 
-use super::linearizability::{check, History, Op, Operation};
+use super::linearizability::{check, ArithOutcome, CasOutcome, History, Op, Operation};
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -21,7 +21,8 @@ pub struct HistoryRun {
 
 impl HistoryRun {
     /// Starts `count` clients, client `i` talking to `addrs[i % len]`, each running random
-    /// get/set/delete on three keys.
+    /// operations: get/set/delete/add/cas/append on three keys, get/set/incr/decr/touch/add on two
+    /// counters, and now and then a `flush_all`.
     pub fn start(addrs: &[SocketAddr], count: usize) -> Self {
         let history = Arc::new(History::default());
         let running = Arc::new(AtomicBool::new(true));
@@ -133,31 +134,30 @@ impl HistoryClient {
     }
 
     fn run_one(&mut self, rng: &mut rand::rngs::StdRng, history: &History, seq: &mut u64) {
-        let key = format!("lin{}", rng.random_range(0..3));
+        *seq += 1;
+        // Unique per write, so a value names its version (what `cas` relies on in the model).
+        let unique = format!("{}", (self.id as u64 + 1) * 1_000_000_000 + *seq);
+        let roll = rng.random_range(0..100);
+        if roll == 0 {
+            return self.flush_all(history);
+        }
+        let counter = roll % 3 == 0;
+        let key = if counter {
+            format!("ctr{}", rng.random_range(0..2))
+        } else {
+            format!("lin{}", rng.random_range(0..3))
+        };
         let invoked = history.now();
-        let (op, known) = match rng.random_range(0..10) {
-            0..=4 => match self.exchange(format!("get {key}\r\n").as_bytes(), true) {
-                Err(()) => return,
-                Ok(Some(lines)) if lines.last().map(String::as_str) == Some("END\r\n") => {
-                    (Op::Get(lines.first().filter(|_| lines.len() == 3).cloned()), true)
-                }
-                Ok(_) => (Op::Get(None), false),
-            },
-            5..=8 => {
-                *seq += 1;
-                let value = format!("c{}-{seq}", self.id);
-                let request = format!("set {key} 0 0 {}\r\n{value}\r\n", value.len());
-                match self.exchange(request.as_bytes(), false) {
-                    Err(()) => return,
-                    Ok(reply) => (Op::Set(value), reply.is_some_and(|l| l[0] == "STORED\r\n")),
-                }
-            }
-            _ => match self.exchange(format!("delete {key}\r\n").as_bytes(), false) {
-                Err(()) => return,
-                Ok(Some(lines)) if lines[0] == "DELETED\r\n" => (Op::Delete(Some(true)), true),
-                Ok(Some(lines)) if lines[0] == "NOT_FOUND\r\n" => (Op::Delete(Some(false)), true),
-                Ok(_) => (Op::Delete(None), false),
-            },
+        let choice = rng.random_range(0..20);
+        let recorded = if counter {
+            self.counter_op(&key, choice, &unique)
+        } else if choice == 19 {
+            return self.gets_then_cas(&key, history, &unique);
+        } else {
+            self.register_op(&key, choice, &unique)
+        };
+        let Some((op, known)) = recorded else {
+            return;
         };
         let completed = known.then(|| history.now());
         history.record(Operation {
@@ -167,5 +167,159 @@ impl HistoryClient {
             invoked,
             completed,
         });
+    }
+
+    /// A storage command's single-line reply: `None` if it could not be sent, else the reply
+    /// line if one arrived.
+    fn single(&mut self, request: String) -> Option<Option<String>> {
+        match self.exchange(request.as_bytes(), false) {
+            Err(()) => None,
+            Ok(reply) => Some(reply.map(|l| l[0].clone())),
+        }
+    }
+
+    fn get(&mut self, key: &str) -> Option<(Op, bool)> {
+        match self.exchange(format!("get {key}\r\n").as_bytes(), true) {
+            Err(()) => None,
+            Ok(Some(lines)) if lines.last().map(String::as_str) == Some("END\r\n") => {
+                Some((Op::Get(lines.first().filter(|_| lines.len() == 3).cloned()), true))
+            }
+            Ok(_) => Some((Op::Get(None), false)),
+        }
+    }
+
+    fn register_op(&mut self, key: &str, choice: u32, unique: &str) -> Option<(Op, bool)> {
+        let len = unique.len();
+        Some(match choice {
+            0..=8 => return self.get(key),
+            9..=13 => {
+                let reply = self.single(format!("set {key} 0 0 {len}\r\n{unique}\r\n"))?;
+                (Op::Set(unique.to_owned()), reply.as_deref() == Some("STORED\r\n"))
+            }
+            14 | 15 => match self.single(format!("delete {key}\r\n"))?.as_deref() {
+                Some("DELETED\r\n") => (Op::Delete(Some(true)), true),
+                Some("NOT_FOUND\r\n") => (Op::Delete(Some(false)), true),
+                _ => (Op::Delete(None), false),
+            },
+            16 | 17 => {
+                let stored = stored_or_not(self.single(format!("add {key} 0 0 {len}\r\n{unique}\r\n"))?);
+                (Op::Add(unique.to_owned(), stored), stored.is_some())
+            }
+            _ => {
+                let suffix = format!("+{unique}");
+                let request = format!("append {key} 0 0 {}\r\n{suffix}\r\n", suffix.len());
+                let stored = stored_or_not(self.single(request)?);
+                (Op::Append(suffix, stored), stored.is_some())
+            }
+        })
+    }
+
+    fn counter_op(&mut self, key: &str, choice: u32, unique: &str) -> Option<(Op, bool)> {
+        Some(match choice {
+            0..=6 => return self.get(key),
+            7 | 8 => {
+                let reply = self.single(format!("set {key} 0 0 {}\r\n{unique}\r\n", unique.len()))?;
+                (Op::Set(unique.to_owned()), reply.as_deref() == Some("STORED\r\n"))
+            }
+            9 => {
+                let stored = stored_or_not(self.single(format!("add {key} 0 0 1\r\n0\r\n"))?);
+                (Op::Add("0".to_owned(), stored), stored.is_some())
+            }
+            10 => {
+                let touched = match self.single(format!("touch {key} 0\r\n"))?.as_deref() {
+                    Some("TOUCHED\r\n") => Some(true),
+                    Some("NOT_FOUND\r\n") => Some(false),
+                    _ => None,
+                };
+                (Op::Touch(touched), touched.is_some())
+            }
+            11 => match self.single(format!("delete {key}\r\n"))?.as_deref() {
+                Some("DELETED\r\n") => (Op::Delete(Some(true)), true),
+                Some("NOT_FOUND\r\n") => (Op::Delete(Some(false)), true),
+                _ => (Op::Delete(None), false),
+            },
+            _ => {
+                let (command, delta): (&str, i64) = if choice % 4 == 0 { ("decr", -3) } else { ("incr", 7) };
+                let reply = self.single(format!("{command} {key} {}\r\n", delta.unsigned_abs()))?;
+                let outcome = match reply.as_deref().map(str::trim_end) {
+                    Some("NOT_FOUND") => Some(ArithOutcome::NotFound),
+                    Some(line) if line.starts_with("CLIENT_ERROR cannot increment") => Some(ArithOutcome::NonNumeric),
+                    Some(line) => line.parse().ok().map(ArithOutcome::Number),
+                    None => None,
+                };
+                (Op::Arith(delta, outcome), outcome.is_some())
+            }
+        })
+    }
+
+    /// `gets`, then `cas` of the version it returned: recorded as a read and a cas.
+    fn gets_then_cas(&mut self, key: &str, history: &History, unique: &str) {
+        let invoked = history.now();
+        let Ok(Some(lines)) = self.exchange(format!("gets {key}\r\n").as_bytes(), true) else {
+            return;
+        };
+        if lines.last().map(String::as_str) != Some("END\r\n") {
+            return;
+        }
+        let seen = lines.first().filter(|_| lines.len() == 3).cloned();
+        history.record(Operation {
+            client: self.id,
+            key: key.to_owned(),
+            op: Op::Get(seen.clone()),
+            invoked,
+            completed: Some(history.now()),
+        });
+        let (Some(expected), Some(cas)) = (seen, lines.get(1).and_then(|l| l.trim_end().split(' ').nth(4))) else {
+            return;
+        };
+        let invoked = history.now();
+        let request = format!("cas {key} 0 0 {} {cas}\r\n{unique}\r\n", unique.len());
+        let Some(reply) = self.single(request) else {
+            return;
+        };
+        let outcome = match reply.as_deref() {
+            Some("STORED\r\n") => Some(CasOutcome::Stored),
+            Some("EXISTS\r\n") => Some(CasOutcome::Exists),
+            Some("NOT_FOUND\r\n") => Some(CasOutcome::NotFound),
+            _ => None,
+        };
+        history.record(Operation {
+            client: self.id,
+            key: key.to_owned(),
+            op: Op::Cas {
+                expected,
+                value: unique.to_owned(),
+                outcome,
+            },
+            invoked,
+            completed: outcome.map(|_| history.now()),
+        });
+    }
+
+    /// `flush_all`, recorded as a deletion of every key the clients use.
+    fn flush_all(&mut self, history: &History) {
+        let invoked = history.now();
+        let Some(reply) = self.single("flush_all\r\n".to_owned()) else {
+            return;
+        };
+        let completed = (reply.as_deref() == Some("OK\r\n")).then(|| history.now());
+        for key in ["lin0", "lin1", "lin2", "ctr0", "ctr1"] {
+            history.record(Operation {
+                client: self.id,
+                key: key.to_owned(),
+                op: Op::Flush,
+                invoked,
+                completed,
+            });
+        }
+    }
+}
+
+/// `STORED` → stored, `NOT_STORED` → not, anything else (an error, no reply) → unknown.
+fn stored_or_not(reply: Option<String>) -> Option<bool> {
+    match reply.as_deref() {
+        Some("STORED\r\n") => Some(true),
+        Some("NOT_STORED\r\n") => Some(false),
+        _ => None,
     }
 }

@@ -2,7 +2,11 @@
 //! Lowe's memoisation), run per key.
 //!
 //! Operations: `Set(v)`, `Delete` (returning whether a value existed) and `Get` (returning the
-//! value seen). A delete is checked as a write of "absent" plus a read of whether the key existed,
+//! value seen), and memcached's read-modify-writes with their meaning: `add` stores only on an
+//! absent key, `cas` only if the current value is the one its `gets` saw (test values are unique
+//! per write, so a value names its version), `append` only on a present key, `incr`/`decr` on a
+//! decimal value (64-bit, `incr` wraps, `decr` floors at 0), `touch` answers whether the key
+//! exists, and `flush_all` (recorded once per key it covers) deletes. A delete is checked as a write of "absent" plus a read of whether the key existed,
 //! each placed anywhere within the delete's interval: the write is atomic, the answer is what a
 //! read inside the operation saw (two concurrent deletes of one value may both say "existed";
 //! making that atomic would take consensus). An operation whose outcome is unknown (error or timeout) is kept only if it is a
@@ -28,6 +32,47 @@ pub enum Op {
     Get(Option<String>),
     /// Read of whether the key exists (the answer of a delete; see [`check`]).
     Exists(bool),
+    /// `add`; `Some(stored)` if the outcome is known.
+    Add(String, Option<bool>),
+    /// `cas` of the version whose value was `expected` to `value`; the answer if known.
+    Cas {
+        /// The value the `gets` before it returned.
+        expected: String,
+        /// The new value.
+        value: String,
+        /// `STORED`, `EXISTS` or `NOT_FOUND`, if known.
+        outcome: Option<CasOutcome>,
+    },
+    /// `append`; `Some(stored)` if the outcome is known.
+    Append(String, Option<bool>),
+    /// `incr` (positive) or `decr` (negative) by the delta; the answer if known.
+    Arith(i64, Option<ArithOutcome>),
+    /// `touch`; `Some(touched)` if the outcome is known.
+    Touch(Option<bool>),
+    /// `flush_all`, as seen by this key.
+    Flush,
+}
+
+/// The answer of a `cas`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// Replaced the expected version.
+    Stored,
+    /// Another version is current.
+    Exists,
+    /// The key is absent.
+    NotFound,
+}
+
+/// The answer of an `incr`/`decr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithOutcome {
+    /// The new value.
+    Number(u64),
+    /// The key is absent.
+    NotFound,
+    /// The value is not a decimal number.
+    NonNumeric,
 }
 
 /// One operation of one client.
@@ -80,6 +125,14 @@ impl History {
 /// Operations shown before the one that cannot be placed.
 const CONTEXT_OPERATIONS: usize = 25;
 
+/// Operations shown: [`CONTEXT_OPERATIONS`], or `KAITEST_HISTORY_CONTEXT` when set.
+fn context_operations() -> usize {
+    std::env::var("KAITEST_HISTORY_CONTEXT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CONTEXT_OPERATIONS)
+}
+
 /// Why a history is not linearizable.
 #[derive(Debug)]
 pub struct Violation {
@@ -96,7 +149,7 @@ impl std::fmt::Display for Violation {
             "history of key {:?} is not linearizable; it fails within these operations:",
             self.key
         )?;
-        let context = self.operations.len().saturating_sub(CONTEXT_OPERATIONS);
+        let context = self.operations.len().saturating_sub(context_operations());
         for op in &self.operations[context..] {
             let done = op
                 .completed
@@ -117,7 +170,7 @@ impl std::fmt::Display for Violation {
 pub fn check(history: &[Operation]) -> Result<(), Violation> {
     let mut by_key: BTreeMap<&str, Vec<Operation>> = BTreeMap::new();
     for op in history {
-        let unknown_read = op.completed.is_none() && matches!(op.op, Op::Get(_) | Op::Exists(_));
+        let unknown_read = op.completed.is_none() && matches!(op.op, Op::Get(_) | Op::Exists(_) | Op::Touch(_));
         if !unknown_read {
             by_key.entry(&op.key).or_default().push(op.clone());
         }
@@ -160,6 +213,12 @@ pub fn check(history: &[Operation]) -> Result<(), Violation> {
 /// the key as existing: such a write may as well never have happened, and keeping it only
 /// multiplies the orders to try.
 fn prune_unobserved_writes(ops: Vec<Operation>) -> Vec<Operation> {
+    // incr/decr, append and cas results derive from the values they found: a value can be
+    // observed without a read returning it, so nothing is pruned where they occur.
+    let derives = |o: &Operation| matches!(o.op, Op::Arith(..) | Op::Append(..) | Op::Cas { .. });
+    if ops.iter().any(derives) {
+        return ops;
+    }
     let read: std::collections::HashSet<String> = ops
         .iter()
         .filter_map(|o| match &o.op {
@@ -181,13 +240,59 @@ fn prune_unobserved_writes(ops: Vec<Operation>) -> Vec<Operation> {
     ops.into_iter().zip(keep).filter(|(_, k)| *k).map(|(o, _)| o).collect()
 }
 
-/// The register after `op`, or `None` if `op`'s observed result contradicts `state`.
+/// The register after `op`, or `None` if `op`'s observed result contradicts `state`. An
+/// operation whose outcome is unknown takes whatever effect it would have on `state`.
 fn apply(state: &Option<String>, op: &Op) -> Option<Option<String>> {
+    let unchanged = || Some(state.clone());
     match op {
         Op::Set(v) => Some(Some(v.clone())),
-        Op::Delete(_) => Some(None),
+        Op::Delete(_) | Op::Flush => Some(None),
         Op::Get(seen) => (seen == state).then(|| state.clone()),
         Op::Exists(existed) => (*existed == state.is_some()).then(|| state.clone()),
+        Op::Add(v, outcome) => match (state, outcome) {
+            (None, None | Some(true)) => Some(Some(v.clone())),
+            (Some(_), None | Some(false)) => unchanged(),
+            _ => None,
+        },
+        Op::Append(suffix, outcome) => match (state, outcome) {
+            (Some(current), None | Some(true)) => Some(Some(format!("{current}{suffix}"))),
+            (None, None | Some(false)) => unchanged(),
+            _ => None,
+        },
+        Op::Touch(outcome) => (outcome.is_none() || *outcome == Some(state.is_some())).then(unchanged)?,
+        Op::Cas {
+            expected,
+            value,
+            outcome,
+        } => {
+            let actual = match state {
+                None => CasOutcome::NotFound,
+                Some(current) if current == expected => CasOutcome::Stored,
+                Some(_) => CasOutcome::Exists,
+            };
+            if outcome.is_some_and(|o| o != actual) {
+                return None;
+            }
+            match actual {
+                CasOutcome::Stored => Some(Some(value.clone())),
+                _ => unchanged(),
+            }
+        }
+        Op::Arith(delta, outcome) => {
+            let (actual, after) = match state.as_deref().map(str::parse::<u64>) {
+                None => (ArithOutcome::NotFound, state.clone()),
+                Some(Err(_)) => (ArithOutcome::NonNumeric, state.clone()),
+                Some(Ok(n)) => {
+                    let next = if *delta >= 0 {
+                        n.wrapping_add(delta.unsigned_abs())
+                    } else {
+                        n.saturating_sub(delta.unsigned_abs())
+                    };
+                    (ArithOutcome::Number(next), Some(next.to_string()))
+                }
+            };
+            (outcome.is_none() || *outcome == Some(actual)).then_some(after)
+        }
     }
 }
 

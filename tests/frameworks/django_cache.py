@@ -1,6 +1,5 @@
 # Django's cache API and cache-backed sessions against one memcache server.
 # Usage: python3 django_cache.py HOST PORT BACKEND (a django.core.cache.backends.memcached class).
-# Never calls cache.clear(): it sends flush_all, which Kai does not support yet.
 import sys
 import time
 
@@ -110,5 +109,13 @@ gone = SessionStore(session_key=key)
 assert gone.load() == {} and gone.session_key is None
 bogus = SessionStore(session_key="x" * 32)
 assert bogus.load() == {}
+
+# clear() sends flush_all (PyMemcacheCache with noreply): everything is gone, and the cache
+# works on afterwards.
+cache.set_many({"c1": 1, "c2": 2})
+cache.clear()
+assert cache.get_many(["c1", "c2", "g", "n"]) == {}
+assert cache.add("c1", "after") is True
+assert cache.get("c1") == "after"
 
 print(f"django ok {backend}")

@@ -12,7 +12,7 @@
 use super::SessionContext;
 use crate::clock::unix_now;
 use crate::config::ExpiryPolicy;
-use crate::coordinator::{CoordinatorError, Delete, Get, Set, Update};
+use crate::coordinator::{CoordinatorError, Delete, FlushAll, Get, Set, Update};
 use crate::membership::Leave;
 use crate::stats;
 use bytes::BytesMut;
@@ -181,8 +181,15 @@ async fn respond(ctx: &SessionContext, request: Request) -> Option<Response> {
         }
         Request::Version => Response::Version(stats::PROTOCOL_VERSION.to_owned()),
         Request::Verbosity { .. } => Response::Ok,
-        Request::Unsupported { command, .. } => {
-            Response::ServerError(format!("'{}' is not supported by kai", command.name()))
+        Request::FlushAll { delay, .. } => {
+            stats::add(&shared.stats.cmd_flush, 1);
+            let now = unix_now();
+            let at = if delay > 0 { absolute_expiry(delay, now) } else { now };
+            match ctx.coordinator.send(FlushAll { at }).await {
+                Ok(Ok(())) => Response::Ok,
+                Ok(Err(e)) => server_error(e),
+                Err(_) => unavailable(),
+            }
         }
         Request::Quit => return None,
     })

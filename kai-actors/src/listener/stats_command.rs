@@ -64,7 +64,7 @@ fn settings(shared: &SessionShared) -> Vec<S> {
         S::new("auth_enabled_ascii", "no"),
         S::new("item_size_max", info.max_value_size),
         S::new("num_threads", info.threads),
-        S::new("flush_enabled", "no"),
+        S::new("flush_enabled", "yes"),
         S::new("hash_algorithm", "xxh3"),
         S::new("kai_quorum", format!("{n}:{r}:{w}")),
         S::new("kai_store", info.store.backend()),

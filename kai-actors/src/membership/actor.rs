@@ -14,6 +14,7 @@ use super::view::{Liveness, Timeouts, View};
 use crate::config::Seed;
 use crate::coordinator::LearnRing;
 use crate::fence::Fence;
+use crate::flush::Flushes;
 use crate::peer::{Call, Disconnect, PeerActor, PeerDirectory, PeerSettings};
 use crate::ring::{RingActor, SetRings};
 use crate::sync::{BarrierReached, CaughtUp, DataConflict, RingsChanged, SyncActor};
@@ -103,6 +104,7 @@ pub struct Membership {
     ring: Addr<RingActor>,
     sync: Addr<SyncActor>,
     fence: Arc<Fence>,
+    flushes: Arc<Flushes>,
     published: Vec<RingId>,
     barrier_sent: Option<RingId>,
     learners: Vec<(RingId, oneshot::Sender<bool>)>,
@@ -131,6 +133,8 @@ pub struct MembershipParts {
     pub status: StatusReader,
     /// Set to true once this node has left the cluster.
     pub left: watch::Sender<bool>,
+    /// This node's `flush_all` mark, spread by gossip.
+    pub flushes: Arc<Flushes>,
 }
 
 impl Membership {
@@ -165,6 +169,7 @@ impl Membership {
             ring: parts.ring,
             sync: parts.sync,
             fence: parts.fence,
+            flushes: parts.flushes,
             published: Vec::new(),
             barrier_sent: None,
             learners: Vec::new(),
@@ -407,7 +412,7 @@ impl Membership {
         let Some(peer) = self.peers.get(target, 0) else {
             return;
         };
-        let ours = self.view.gossip();
+        let ours = self.gossip();
         let exchange = async move { peer.send(Call(PeerRequest::Gossip(ours))).await };
         ctx.spawn(exchange.into_actor(self).map(move |reply, act, _ctx| match reply {
             Ok(Ok(PeerResponse::Gossip(theirs))) => {
@@ -424,7 +429,26 @@ impl Membership {
         self.catch_up.is_current(self.view.latest(), self.view.me())
     }
 
+    /// What this node sends in a gossip exchange: its view and its flush mark.
+    fn gossip(&self) -> GossipState {
+        GossipState {
+            flush: self.flushes.current(),
+            ..self.view.gossip()
+        }
+    }
+
     fn absorb(&mut self, theirs: GossipState) {
+        if let Some(mark) = theirs
+            .flush
+            .filter(|m| self.flushes.current().is_none_or(|ours| ours < *m))
+        {
+            let flushes = Arc::clone(&self.flushes);
+            actix::spawn(async move {
+                if let Err(e) = flushes.raise(mark).await {
+                    log::error!("saving a flush mark learned by gossip failed: {e}");
+                }
+            });
+        }
         let mine = self.view.my_state();
         if !self.conflict_sent && theirs.nodes.iter().any(|n| foreign_claim(mine, n)) {
             log::warn!(
@@ -519,7 +543,7 @@ impl Handler<Exchange> for Membership {
     fn handle(&mut self, Exchange(theirs): Exchange, _ctx: &mut Context<Self>) -> Self::Result {
         self.catch_up.heard_from_someone();
         self.absorb(theirs);
-        actix::MessageResult(self.view.gossip())
+        actix::MessageResult(self.gossip())
     }
 }
 

@@ -208,6 +208,7 @@ impl View {
             from: self.me,
             rings: self.rings.clone(),
             nodes: self.nodes.values().cloned().collect(),
+            flush: None,
         }
     }
 

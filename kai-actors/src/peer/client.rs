@@ -48,6 +48,18 @@ impl Handler<Disconnect> for PeerActor {
     }
 }
 
+/// A forwarded update may retry on the proposer for a whole request timeout and then run its
+/// last rounds: its answer is awaited this many request timeouts.
+const FORWARDED_UPDATE_TIMEOUTS: u32 = 3;
+
+/// How long to wait for the response to `request`.
+fn response_timeout(request: &PeerRequest, request_timeout: Duration) -> Duration {
+    match request {
+        PeerRequest::Update(_) => request_timeout * FORWARDED_UPDATE_TIMEOUTS,
+        _ => request_timeout,
+    }
+}
+
 /// Send a request to the peer; resolves with its response or an error within the request timeout.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<PeerResponse, PeerError>")]
@@ -246,6 +258,7 @@ impl PeerActor {
         }
         let id = self.next_id;
         self.next_id += 1;
+        let timeout = response_timeout(&request, self.settings.request_timeout);
         let frame = Frame::Request { id, body: request };
         let verdict =
             (self.settings.filter.as_ref()).map_or(Verdict::Deliver, |f| f.verdict(self.settings.me.id, link.remote));
@@ -266,7 +279,6 @@ impl PeerActor {
         }
         let (tx, rx) = oneshot::channel();
         self.pending.insert(id, tx);
-        let timeout = self.settings.request_timeout;
         Box::pin(async move {
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(response)) => Ok(response),
@@ -287,8 +299,9 @@ impl Handler<Call> for PeerActor {
             return self.send(request);
         }
         let (reply, answer) = oneshot::channel();
+        let timeout = response_timeout(&request, self.settings.request_timeout);
         self.waiting.push(Waiting { request, reply });
-        let (addr, timeout) = (self.addr.clone(), self.settings.request_timeout);
+        let addr = self.addr.clone();
         Box::pin(async move {
             match tokio::time::timeout(timeout, answer).await {
                 Ok(Ok(result)) => result,

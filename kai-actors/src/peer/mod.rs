@@ -25,7 +25,7 @@ mod server;
 
 pub use client::{Call, Disconnect, PeerActor, PeerSettings};
 pub use filter::{NetworkFilter, Verdict};
-pub use server::{PeerListener, PeerService};
+pub use server::{PeerListener, PeerService, Proposers, ServeUpdate};
 
 use arc_swap::ArcSwap;
 use futures_util::SinkExt;

@@ -9,19 +9,30 @@ use crate::stats::NodeStats;
 use crate::store::StoreHandle;
 use crate::sync::gate::SyncGate;
 use crate::sync::serve::serve_sync;
-use actix::{Actor, ActorContext, ArbiterHandle, AsyncContext, Context, Handler, Recipient, StreamHandler};
+use actix::{Actor, ActorContext, ArbiterHandle, AsyncContext, Context, Handler, Message, Recipient, StreamHandler};
 use futures_util::StreamExt;
-use kai_proto::peer::{Frame, FrameCodec, PeerRequest, PeerResponse};
-use kai_proto::NodeId;
+use kai_proto::change::Answer;
+use kai_proto::peer::{ForwardedUpdate, Frame, FrameCodec, PeerRequest, PeerResponse};
+use kai_proto::{NodeId, Record};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
+use xxhash_rust::xxh3::xxh3_64;
 
 /// Requests of one peer connection executing at once; further requests wait to be read.
 const MAX_CONCURRENT_REQUESTS: usize = 1024;
+
+/// Runs a read-modify-write forwarded by another node, proposing it here (never forwarding it
+/// again): the answer and the key's resulting record, or why it failed.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(Answer, Option<Record>), String>")]
+pub struct ServeUpdate(pub ForwardedUpdate);
+
+/// This node's proposers of forwarded updates (its coordinators), set once they run.
+pub type Proposers = Arc<OnceLock<Vec<Recipient<ServeUpdate>>>>;
 
 /// Executes requests received from other nodes.
 #[derive(Clone)]
@@ -31,16 +42,17 @@ pub struct PeerService {
     gate: SyncGate,
     stats: Arc<NodeStats>,
     membership: Recipient<Exchange>,
+    proposers: Proposers,
 }
 
 impl PeerService {
     /// A service answering replica requests from `replica`, sync requests from `store` behind
-    /// `gate`, and gossip through `membership`.
+    /// `gate`, gossip through `membership`, and forwarded updates through `proposers`.
     pub fn new(
         replica: LocalReplica,
         (store, gate): (StoreHandle, SyncGate),
         stats: Arc<NodeStats>,
-        membership: Recipient<Exchange>,
+        (membership, proposers): (Recipient<Exchange>, Proposers),
     ) -> Self {
         PeerService {
             replica,
@@ -48,6 +60,7 @@ impl PeerService {
             gate,
             stats,
             membership,
+            proposers,
         }
     }
 
@@ -61,6 +74,18 @@ impl PeerService {
             },
             PeerRequest::Sync(call) => {
                 PeerResponse::Sync(serve_sync(&self.store, &self.gate, &self.stats, from, call).await)
+            }
+            PeerRequest::Flush(step) => PeerResponse::Flush(self.replica.serve_flush(step).await),
+            // An `Error` answer means the update did not run: the sender may run it itself.
+            PeerRequest::Update(update) => {
+                let Some(proposers) = self.proposers.get().filter(|p| !p.is_empty()) else {
+                    return PeerResponse::Error("node is starting".to_owned());
+                };
+                let lane = xxh3_64(update.key.as_bytes()) as usize % proposers.len();
+                match proposers[lane].send(ServeUpdate(update)).await {
+                    Ok(result) => PeerResponse::Update(result),
+                    Err(_) => PeerResponse::Error("node is shutting down".to_owned()),
+                }
             }
             PeerRequest::Ping => PeerResponse::Pong,
         }

@@ -220,6 +220,21 @@ impl StoreHandle {
         drop(store);
     }
 
+    /// See [`Store::highest_counters`].
+    pub fn highest_counters(&self) -> super::Counters {
+        self.store.highest_counters()
+    }
+
+    /// See [`Store::flush_mark`].
+    pub fn flush_mark(&self) -> Result<Option<kai_proto::flush::FlushMark>, StoreError> {
+        self.store.flush_mark()
+    }
+
+    /// See [`Store::save_flush_mark`] (a synced write: runs on a store worker).
+    pub async fn save_flush_mark(&self, mark: kai_proto::flush::FlushMark) -> Result<(), StoreError> {
+        self.call(move |store| store.save_flush_mark(mark)).await
+    }
+
     /// See [`Store::value_count`] (no I/O).
     pub fn value_count(&self) -> u64 {
         self.store.value_count()

@@ -1,7 +1,8 @@
 //! The conformance suite every [`Store`] backend must pass.
 
-use super::{Applied, CachedRead, Guarded, Prepared, Store, WriteKind};
+use super::{Applied, CachedRead, Counters, Guarded, Prepared, Store, WriteKind};
 use bytes::Bytes;
+use kai_proto::flush::FlushMark;
 use kai_proto::{BucketId, Record, RecordBody, Tag, WriterId};
 use std::any::Any;
 
@@ -44,7 +45,7 @@ fn value(counter: u64, data: &'static [u8]) -> Record {
 /// Runs every check against stores made by `make`.
 pub fn run_all<F: Into<Fixture>>(make: impl Fn() -> F) {
     type Check = (&'static str, fn(&dyn Store));
-    let checks: [Check; 11] = [
+    let checks: [Check; 13] = [
         ("missing keys read as none", missing_keys_read_as_none),
         ("higher tags win", higher_tags_win),
         ("tombstones are records", tombstones_are_records),
@@ -62,6 +63,11 @@ pub fn run_all<F: Into<Fixture>>(make: impl Fn() -> F) {
         ),
         ("promises order ballots", promises_order_ballots),
         ("promises guard writes and accepts", promises_guard_writes_and_accepts),
+        (
+            "the highest counters bound every write and promise",
+            highest_counters_bound_every_write_and_promise,
+        ),
+        ("flush marks only rise", flush_marks_only_rise),
     ];
     for (name, check) in checks {
         let fixture: Fixture = make().into();
@@ -308,4 +314,34 @@ fn promises_guard_writes_and_accepts(store: &dyn Store) {
         "a proposal must exceed the stored tag"
     );
     assert_eq!(store.get(b, b"k").expect("get"), Some(value(9, b"nine")));
+}
+
+fn highest_counters_bound_every_write_and_promise(store: &dyn Store) {
+    let counters = |stored, promised| Counters { stored, promised };
+    assert_eq!(store.highest_counters(), counters(0, 0));
+    store.apply(BucketId(1), b"a", &value(40, b"x")).expect("apply");
+    store.apply(BucketId(2), b"b", &value(7, b"y")).expect("apply");
+    assert_eq!(store.highest_counters(), counters(40, 0));
+    let accepted = Record::tombstone(tag(90, 2), 0);
+    store
+        .apply_guarded(BucketId(3), b"c", &accepted, WriteKind::Accept)
+        .expect("accept");
+    assert_eq!(store.highest_counters().stored, 90);
+    // A promise counts before anything is accepted under it: a flush must outrank it.
+    store.prepare(BucketId(4), b"d", tag(120, 2)).expect("prepare");
+    assert_eq!(store.highest_counters(), counters(90, 120));
+    assert_eq!(store.highest_counters().max(), 120);
+}
+
+fn flush_marks_only_rise(store: &dyn Store) {
+    assert_eq!(store.flush_mark().expect("mark"), None);
+    let mark = |counter| FlushMark {
+        tag: tag(counter, 3),
+        at: 100 + counter,
+    };
+    store.save_flush_mark(mark(10)).expect("save");
+    store.save_flush_mark(mark(5)).expect("save lower");
+    assert_eq!(store.flush_mark().expect("mark"), Some(mark(10)));
+    store.save_flush_mark(mark(20)).expect("save higher");
+    assert_eq!(store.flush_mark().expect("mark"), Some(mark(20)));
 }

@@ -1,11 +1,12 @@
 //! In-memory store: a sorted map behind a lock. For unit tests and embedding; nothing persists.
 
 use super::{
-    guard, promise_check, stored_key, value_size, Applied, CachedRead, Guarded, Prepared, Store, StoreError,
-    ValueCounts, WriteKind,
+    guard, promise_check, stored_key, value_size, Applied, CachedRead, Counters, Guarded, HighestCounters, Prepared,
+    Store, StoreError, ValueCounts, WriteKind,
 };
 use crate::sync::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
+use kai_proto::flush::FlushMark;
 use kai_proto::{BucketId, Record, RecordBody, Tag};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -18,6 +19,8 @@ pub struct MemStore {
     promises: Mutex<HashMap<Vec<u8>, Tag>>,
     values: ValueCounts,
     digests: Digests,
+    highest: HighestCounters,
+    flush_mark: Mutex<Option<FlushMark>>,
 }
 
 impl MemStore {
@@ -28,6 +31,8 @@ impl MemStore {
             promises: Mutex::default(),
             values: ValueCounts::default(),
             digests: Digests::new(buckets),
+            highest: HighestCounters::default(),
+            flush_mark: Mutex::new(None),
         }
     }
 
@@ -63,6 +68,7 @@ impl MemStore {
         self.values
             .replaced(current.and_then(|r| value_size(key, r)), value_size(key, record));
         self.digests.replace(bucket, key, current_tag, record.tag);
+        self.highest.stored(record.tag);
         records.insert(k, record.clone());
         Applied::Stored { previous: current_tag }
     }
@@ -110,6 +116,7 @@ impl Store for MemStore {
             return Ok(Prepared::Refused(higher));
         }
         promises.insert(k, ballot);
+        self.highest.promised(ballot);
         Ok(Prepared::Promised(current))
     }
 
@@ -179,6 +186,20 @@ impl Store for MemStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn highest_counters(&self) -> Counters {
+        self.highest.get()
+    }
+
+    fn flush_mark(&self) -> Result<Option<FlushMark>, StoreError> {
+        Ok(*self.flush_mark.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn save_flush_mark(&self, mark: FlushMark) -> Result<(), StoreError> {
+        let mut saved = self.flush_mark.lock().unwrap_or_else(|p| p.into_inner());
+        *saved = (*saved).max(Some(mark));
         Ok(())
     }
 }

@@ -12,6 +12,10 @@
 //! for an accepted proposal, raises it to the proposal's ballot. Anti-entropy and handoff use
 //! [`Store::apply`], which ignores promises (they copy versions that already exist).
 //!
+//! A store also keeps the node's `flush_all` mark (durably; see `crate::flush`) and a bound on
+//! the counters of the tags it stores ([`Store::highest_counter`]), which a flush needs to pick a
+//! mark above every stored version.
+//!
 //! Two backends implement the trait — [`RocksStore`] (persistent, the default) and
 //! [`MemStore`] (tests and embedding) — and one conformance suite (`conformance.rs`) runs against
 //! both. The [`StoreActor`] runs the blocking calls on a pool of threads.
@@ -28,8 +32,9 @@ pub use rocks::RocksStore;
 
 use crate::sync::merkle::BucketDigest;
 use bytes::Bytes;
+use kai_proto::flush::FlushMark;
 use kai_proto::{BucketId, Record, RecordDecodeError, Tag};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// A storage failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -180,6 +185,60 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes every applied record durable (flushes memtables).
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// The highest counters of the tags stored and of the ballots promised, now or since the
+    /// store was opened.
+    fn highest_counters(&self) -> Counters;
+
+    /// The flush mark saved by [`Store::save_flush_mark`], if any.
+    fn flush_mark(&self) -> Result<Option<FlushMark>, StoreError>;
+
+    /// Saves `mark` durably — synced whatever the store's fsync setting — unless a higher
+    /// one is saved.
+    fn save_flush_mark(&self, mark: FlushMark) -> Result<(), StoreError>;
+}
+
+/// What [`Store::highest_counters`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// The highest counter of a stored record's tag.
+    pub stored: u64,
+    /// The highest counter of a promised ballot.
+    pub promised: u64,
+}
+
+impl Counters {
+    /// The higher of the two.
+    pub fn max(self) -> u64 {
+        self.stored.max(self.promised)
+    }
+}
+
+/// Tracks [`Store::highest_counters`].
+#[derive(Debug, Default)]
+pub(crate) struct HighestCounters {
+    stored: AtomicU64,
+    promised: AtomicU64,
+}
+
+impl HighestCounters {
+    /// A record tagged `tag` is stored.
+    pub(crate) fn stored(&self, tag: Tag) {
+        self.stored.fetch_max(tag.counter, Ordering::Relaxed);
+    }
+
+    /// `ballot` is promised.
+    pub(crate) fn promised(&self, ballot: Tag) {
+        self.promised.fetch_max(ballot.counter, Ordering::Relaxed);
+    }
+
+    /// The highest counters seen.
+    pub(crate) fn get(&self) -> Counters {
+        Counters {
+            stored: self.stored.load(Ordering::Relaxed),
+            promised: self.promised.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The stored form of a key: bucket prefix, then the key bytes.

@@ -10,11 +10,12 @@
 //! same stored key; a proposal's record and its promise are written in one batch.
 
 use super::{
-    guard, item_size, promise_check, split_stored_key, stored_key, value_size, Applied, CachedRead, Guarded, Prepared,
-    Store, StoreError, ValueCounts, WriteKind,
+    guard, item_size, promise_check, split_stored_key, stored_key, value_size, Applied, CachedRead, Counters, Guarded,
+    HighestCounters, Prepared, Store, StoreError, ValueCounts, WriteKind,
 };
 use crate::sync::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
+use kai_proto::flush::FlushMark;
 use kai_proto::WriterId;
 use kai_proto::{BucketId, Record, RecordBody, Tag};
 use rocksdb::compaction_filter::Decision;
@@ -38,6 +39,10 @@ const BLOCK_CACHE_BYTES: usize = 256 * 1024 * 1024;
 const WRITE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 /// The column family of the Paxos promises: stored key → `[counter u64][writer u64]`.
 const PROMISES_CF: &str = "promises";
+/// Column family of the node's own facts (the flush mark), apart from any key.
+const META_CF: &str = "meta";
+/// Key of the flush mark in [`META_CF`].
+const FLUSH_MARK_KEY: &[u8] = b"flush_mark";
 /// Bloom filter bits per key: makes reads of absent keys cheap.
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
@@ -50,6 +55,9 @@ pub struct RocksStore {
     key_locks: Vec<Mutex<()>>,
     values: Arc<ValueCounts>,
     digests: Arc<Digests>,
+    highest: HighestCounters,
+    /// The saved flush mark; locked while saving a new one.
+    flush_mark: Mutex<Option<FlushMark>>,
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -122,6 +130,7 @@ impl RocksStore {
         let families = [
             rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, options.clone()),
             rocksdb::ColumnFamilyDescriptor::new(PROMISES_CF, Options::default()),
+            rocksdb::ColumnFamilyDescriptor::new(META_CF, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&options, path, families).map_err(engine)?;
         let mut write_options = WriteOptions::default();
@@ -135,8 +144,12 @@ impl RocksStore {
             key_locks: (0..KEY_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             values,
             digests,
+            highest: HighestCounters::default(),
+            flush_mark: Mutex::new(None),
         };
         store.load_counts()?;
+        let saved = store.read_flush_mark()?;
+        *store.flush_mark.lock().unwrap_or_else(|p| p.into_inner()) = saved;
         Ok(store)
     }
 
@@ -149,10 +162,18 @@ impl RocksStore {
                 bytes += size;
             }
             if let Some((bucket, user_key)) = split_stored_key(&key) {
-                self.digests.toggle(bucket, user_key, decode_tag(&key, &value)?);
+                let tag = decode_tag(&key, &value)?;
+                self.highest.stored(tag);
+                self.digests.toggle(bucket, user_key, tag);
             }
         }
         self.values.set(count, bytes);
+        for item in self.db.iterator_cf(self.promises_cf()?, IteratorMode::Start) {
+            let (key, value) = item.map_err(engine)?;
+            let ballot =
+                decode_promise(&value).ok_or_else(|| StoreError::Engine(format!("corrupt promise for key {key:?}")))?;
+            self.highest.promised(ballot);
+        }
         Ok(())
     }
 
@@ -165,11 +186,24 @@ impl RocksStore {
     fn promise(&self, k: &[u8]) -> Result<Option<Tag>, StoreError> {
         let cf = self.promises_cf()?;
         match self.db.get_pinned_cf(cf, k).map_err(engine)? {
-            Some(v) if v.len() == 16 => Ok(Some(Tag {
-                counter: u64::from_be_bytes(v[..8].try_into().unwrap_or_default()),
-                writer: WriterId(u64::from_be_bytes(v[8..].try_into().unwrap_or_default())),
-            })),
-            Some(_) => Err(StoreError::Engine(format!("corrupt promise for key {k:?}"))),
+            Some(v) => decode_promise(&v)
+                .map(Some)
+                .ok_or_else(|| StoreError::Engine(format!("corrupt promise for key {k:?}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn meta_cf(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(META_CF)
+            .ok_or_else(|| StoreError::Engine("meta column family missing".to_owned()))
+    }
+
+    fn read_flush_mark(&self) -> Result<Option<FlushMark>, StoreError> {
+        match self.db.get_pinned_cf(self.meta_cf()?, FLUSH_MARK_KEY).map_err(engine)? {
+            Some(v) => decode_flush_mark(&v)
+                .map(Some)
+                .ok_or_else(|| StoreError::Engine("corrupt flush mark".to_owned())),
             None => Ok(None),
         }
     }
@@ -204,6 +238,7 @@ impl RocksStore {
             batch.put_cf(self.promises_cf()?, k, encode_promise(promise));
         }
         self.db.write_opt(batch, &self.write_options).map_err(engine)?;
+        self.highest.stored(record.tag);
         self.values.replaced(old_size, value_size(key, record));
         self.digests.replace(bucket, key, current_tag, record.tag);
         Ok(Applied::Stored { previous: current_tag })
@@ -300,6 +335,7 @@ impl Store for RocksStore {
         self.db
             .put_cf_opt(self.promises_cf()?, &k, encode_promise(ballot), &self.write_options)
             .map_err(engine)?;
+        self.highest.promised(ballot);
         Ok(Prepared::Promised(current))
     }
 
@@ -364,6 +400,51 @@ impl Store for RocksStore {
         self.db.flush().map_err(engine)?;
         self.db.flush_wal(true).map_err(engine)
     }
+
+    fn highest_counters(&self) -> Counters {
+        self.highest.get()
+    }
+
+    fn flush_mark(&self) -> Result<Option<FlushMark>, StoreError> {
+        Ok(*self.flush_mark.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn save_flush_mark(&self, mark: FlushMark) -> Result<(), StoreError> {
+        let mut saved = self.flush_mark.lock().unwrap_or_else(|p| p.into_inner());
+        if saved.is_some_and(|s| s >= mark) {
+            return Ok(());
+        }
+        let mut synced = WriteOptions::default();
+        synced.set_sync(true);
+        self.db
+            .put_cf_opt(self.meta_cf()?, FLUSH_MARK_KEY, encode_flush_mark(mark), &synced)
+            .map_err(engine)?;
+        *saved = Some(mark);
+        Ok(())
+    }
+}
+
+fn encode_flush_mark(mark: FlushMark) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..16].copy_from_slice(&encode_promise(mark.tag));
+    out[16..].copy_from_slice(&mark.at.to_be_bytes());
+    out
+}
+
+fn decode_flush_mark(bytes: &[u8]) -> Option<FlushMark> {
+    (bytes.len() == 24).then_some(())?;
+    Some(FlushMark {
+        tag: decode_promise(&bytes[..16])?,
+        at: u64::from_be_bytes(bytes[16..].try_into().ok()?),
+    })
+}
+
+fn decode_promise(bytes: &[u8]) -> Option<Tag> {
+    (bytes.len() == 16).then_some(())?;
+    Some(Tag {
+        counter: u64::from_be_bytes(bytes[..8].try_into().ok()?),
+        writer: WriterId(u64::from_be_bytes(bytes[8..].try_into().ok()?)),
+    })
 }
 
 fn encode_promise(tag: Tag) -> [u8; 16] {
@@ -423,6 +504,29 @@ mod tests {
         assert_eq!(store.value_count(), 2);
         assert_eq!(store.value_bytes(), bytes_without_purged);
         assert_eq!(store.digest(BucketId(1)), digest_without_purged);
+    }
+
+    #[test]
+    fn the_flush_mark_and_the_highest_counter_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mark = FlushMark { tag: tag(77), at: 1234 };
+        {
+            let store = RocksStore::open(dir.path(), false, 4).expect("open");
+            store
+                .apply(BucketId(2), b"k", &Record::tombstone(tag(55), 0))
+                .expect("apply");
+            store.save_flush_mark(mark).expect("save");
+            store.prepare(BucketId(3), b"p", tag(60)).expect("prepare");
+        }
+        let store = RocksStore::open(dir.path(), false, 4).expect("reopen");
+        assert_eq!(store.flush_mark().expect("mark"), Some(mark));
+        assert_eq!(
+            store.highest_counters(),
+            Counters {
+                stored: 55,
+                promised: 60
+            }
+        );
     }
 
     #[test]

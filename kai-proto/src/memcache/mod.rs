@@ -12,5 +12,5 @@ pub mod request;
 pub mod response;
 
 pub use parse::{FatalError, Limits, Parsed, RequestDecoder, RequestError};
-pub use request::{absolute_expiry, ConditionalStore, Request, StorageCommand, UnsupportedCommand};
+pub use request::{absolute_expiry, ConditionalStore, Request, StorageCommand};
 pub use response::{Response, StatsEntry, ValueEntry};

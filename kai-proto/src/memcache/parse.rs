@@ -14,7 +14,7 @@
 //!   newline: the stream cannot be resynchronised and the connection must be closed.
 //! - Bytes split across reads parse exactly as if they arrived at once.
 
-use super::request::{ConditionalStore, Request, StorageCommand, UnsupportedCommand};
+use super::request::{ConditionalStore, Request, StorageCommand};
 use crate::key::{Key, KeyError};
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
@@ -209,7 +209,7 @@ impl RequestDecoder {
             b"touch" => parse_touch(args),
             b"gat" => parse_gat(args, false),
             b"gats" => parse_gat(args, true),
-            b"flush_all" => parse_unsupported(UnsupportedCommand::FlushAll, args, 0..=2),
+            b"flush_all" => parse_flush_all(args),
             // memcached reads only the first argument as the group and ignores the rest.
             b"stats" => Ok(Request::Stats {
                 group: args.first().map(|g| String::from_utf8_lossy(g).into_owned()),
@@ -376,18 +376,20 @@ fn parse_delete(args: &[Bytes]) -> Result<Request, RequestError> {
 }
 
 /// A command Kai recognises but does not execute, with as many arguments as memcached accepts.
-fn parse_unsupported(
-    command: UnsupportedCommand,
-    args: &[Bytes],
-    counts: std::ops::RangeInclusive<usize>,
-) -> Result<Request, RequestError> {
-    if !counts.contains(&args.len()) {
+/// `flush_all [delay] [noreply]`. As in memcached, a lone `noreply` is no delay, and a delay
+/// that is not a 32-bit number is `CLIENT_ERROR bad command line format`.
+fn parse_flush_all(args: &[Bytes]) -> Result<Request, RequestError> {
+    if args.len() > 2 {
         return Err(RequestError::WrongArgumentCount);
     }
-    Ok(Request::Unsupported {
-        command,
-        noreply: ends_with_noreply(args),
-    })
+    let noreply = ends_with_noreply(args);
+    let delay = match args.first() {
+        Some(token) if !(noreply && args.len() == 1) => {
+            parse_number::<i32>(token).ok_or(RequestError::BadCommandLine)?
+        }
+        _ => 0,
+    };
+    Ok(Request::FlushAll { delay, noreply })
 }
 
 /// `incr`/`decr <key> <delta> [noreply]`. As in memcached, a bad key is a `CLIENT_ERROR`

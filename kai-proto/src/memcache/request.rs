@@ -35,22 +35,6 @@ pub enum ConditionalStore {
     Cas(u64),
 }
 
-/// Commands of the memcached protocol that Kai parses but does not execute yet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnsupportedCommand {
-    /// `flush_all`
-    FlushAll,
-}
-
-impl UnsupportedCommand {
-    /// The command's name on the wire.
-    pub fn name(self) -> &'static str {
-        match self {
-            UnsupportedCommand::FlushAll => "flush_all",
-        }
-    }
-}
-
 /// One complete client request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -119,11 +103,11 @@ pub enum Request {
     Quit,
     /// `kai_leave` (Kai extension): the node hands its data off and leaves the cluster.
     Leave,
-    /// A well-formed memcached command Kai does not execute yet (its data block, if any, has
-    /// been consumed so the stream stays in sync).
-    Unsupported {
-        /// Which command.
-        command: UnsupportedCommand,
+    /// `flush_all [delay] [noreply]`: everything stored before it (or, with a delay, before
+    /// that time) is gone, cluster-wide.
+    FlushAll {
+        /// As memcached reads it: ≤ 0 now, up to 30 days relative seconds, else a unix time.
+        delay: i32,
         /// The client asked for no reply.
         noreply: bool,
     },
@@ -131,25 +115,20 @@ pub enum Request {
 
 impl Request {
     /// True if the reply is to be left out: the client asked for none.
-    ///
-    /// An [`Request::Unsupported`] command is always answered, `noreply` or not: it fails, and
-    /// a client that sent `noreply` would otherwise take the failure for success (e.g. believe
-    /// a `flush_all` emptied the cache). The client reads the error as the reply to its next
-    /// request and fails that one, visibly (pymemcache then reconnects).
     pub fn noreply(&self) -> bool {
         match self {
             Request::Set(cmd) | Request::Conditional(_, cmd) => cmd.noreply,
             Request::Delete { noreply, .. }
             | Request::Verbosity { noreply }
             | Request::Arithmetic { noreply, .. }
-            | Request::Touch { noreply, .. } => *noreply,
+            | Request::Touch { noreply, .. }
+            | Request::FlushAll { noreply, .. } => *noreply,
             Request::Get { .. }
             | Request::GetAndTouch { .. }
             | Request::Stats { .. }
             | Request::Version
             | Request::Quit
-            | Request::Leave
-            | Request::Unsupported { .. } => false,
+            | Request::Leave => false,
         }
     }
 }

@@ -1,13 +1,17 @@
 //! Messages of the peer protocol.
 
+use crate::change::{Answer, Change};
 use crate::cluster::GossipState;
+use crate::flush::{FlushReply, FlushStep};
+use crate::key::Key;
+use crate::record::Record;
 use crate::replica::{ReplicaReply, ReplicaRequest};
 use crate::sync::{SyncCall, SyncResponse};
 use crate::tag::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// Version of the peer protocol; peers must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// 32 random bytes chosen by one side of a handshake.
 pub type Nonce = [u8; 32];
@@ -90,6 +94,15 @@ pub enum HandshakeFrame {
     Refused(String),
 }
 
+/// A read-modify-write forwarded to the node that proposes the key's changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedUpdate {
+    /// The key.
+    pub key: Key,
+    /// The command.
+    pub change: Change,
+}
+
 /// A request from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerRequest {
@@ -99,6 +112,10 @@ pub enum PeerRequest {
     Gossip(GossipState),
     /// Data movement between replicas (handoff, anti-entropy), with the sender's ring.
     Sync(SyncCall),
+    /// A step of a cluster-wide `flush_all`.
+    Flush(FlushStep),
+    /// A read-modify-write of a key, sent to the key's stable proposer to run.
+    Update(ForwardedUpdate),
     /// Liveness check.
     Ping,
 }
@@ -112,6 +129,11 @@ pub enum PeerResponse {
     Gossip(GossipState),
     /// Answer to [`PeerRequest::Sync`].
     Sync(SyncResponse),
+    /// Answer to [`PeerRequest::Flush`].
+    Flush(FlushReply),
+    /// Answer to [`PeerRequest::Update`]: the change's answer and the key's resulting record,
+    /// or why it failed.
+    Update(Result<(Answer, Option<Record>), String>),
     /// Answer to [`PeerRequest::Ping`].
     Pong,
     /// The request could not be served.

@@ -14,5 +14,6 @@ pub mod message;
 pub use codec::{CodecError, FrameCodec, HandshakeCodec};
 pub use handshake::{Credentials, HandshakeError};
 pub use message::{
-    ClusterSettings, Frame, HandshakeFrame, Hello, PeerRequest, PeerResponse, Welcome, PROTOCOL_VERSION,
+    ClusterSettings, ForwardedUpdate, Frame, HandshakeFrame, Hello, PeerRequest, PeerResponse, Welcome,
+    PROTOCOL_VERSION,
 };

@@ -92,6 +92,7 @@ fn a_node_never_accepts_news_about_itself_but_outgrows_old_incarnations() {
             from: id(2),
             rings: vec![],
             nodes: vec![old_me],
+            flush: None,
         },
         0,
     );
@@ -111,6 +112,7 @@ fn newer_rings_are_added_and_settled_rings_replace_older_ones() {
         from: id(2),
         rings: vec![ring(1, 1, &[1, 2, 3]), ring(2, 1, &[1])],
         nodes: vec![],
+        flush: None,
     };
     assert!(!a.merge(older_proposal, 0));
     // A peer that settled ring 2 ends our transition.
@@ -118,7 +120,8 @@ fn newer_rings_are_added_and_settled_rings_replace_older_ones() {
         GossipState {
             from: id(2),
             rings: vec![ring(2, 2, &[1, 2, 3, 4])],
-            nodes: vec![]
+            nodes: vec![],
+            flush: None,
         },
         0
     ));
@@ -374,6 +377,7 @@ fn a_restarted_node_learning_of_a_departed_node_second_hand_does_not_revive_it()
             from: id(3),
             rings: vec![],
             nodes: vec![departed.clone()],
+            flush: None,
         },
         0,
     );
@@ -391,6 +395,7 @@ fn a_restarted_node_learning_of_a_departed_node_second_hand_does_not_revive_it()
             from: id(3),
             rings: vec![],
             nodes: vec![departed],
+            flush: None,
         },
         101_000,
     );
@@ -411,6 +416,7 @@ fn tombstones_of_forgotten_nodes_expire_and_are_bounded() {
             from: id(2),
             rings: vec![],
             nodes: (2..2 + many).map(state).collect(),
+            flush: None,
         },
         0,
     );

@@ -137,8 +137,8 @@ touch k 10 noreply\r\ngats -1 a b\r\nflush_all\r\nget k\r\n";
                 keys: vec![key("a"), key("b")],
                 with_cas: true
             }),
-            Parsed::Request(Request::Unsupported {
-                command: UnsupportedCommand::FlushAll,
+            Parsed::Request(Request::FlushAll {
+                delay: 0,
                 noreply: false
             }),
             Parsed::Request(Request::Get {
@@ -351,6 +351,26 @@ delete a b c d\r\nverbosity\r\nverbosity 1 2 3\r\nset k 0 0 1 a noreply\r\ncas k
     let accepted = requests(b"incr a 1 noreply\r\ngats 10 a b\r\nflush_all 0 noreply\r\nflush_all\r\n");
     assert_eq!(accepted.len(), 4);
     assert!(accepted.iter().all(|p| matches!(p, Parsed::Request(_))));
+}
+
+#[test]
+fn flush_all_takes_an_optional_delay_and_noreply_like_memcached() {
+    let flush = |delay, noreply| Parsed::Request(Request::FlushAll { delay, noreply });
+    assert_eq!(
+        requests(b"flush_all noreply\r\nflush_all 10\r\nflush_all -5 noreply\r\nflush_all 7 x\r\n"),
+        vec![flush(0, true), flush(10, false), flush(-5, true), flush(7, false)]
+    );
+    assert_eq!(
+        requests(b"flush_all x\r\nflush_all 99999999999\r\nflush_all x noreply\r\n"),
+        vec![
+            rejected(RequestError::BadCommandLine),
+            rejected(RequestError::BadCommandLine),
+            Parsed::Rejected {
+                error: RequestError::BadCommandLine,
+                noreply: true
+            },
+        ]
+    );
 }
 
 #[test]
