@@ -12,9 +12,9 @@
 //! for an accepted proposal, raises it to the proposal's ballot. Anti-entropy and handoff use
 //! [`Store::apply`], which ignores promises (they copy versions that already exist).
 //!
-//! A store also keeps the node's `flush_all` mark (durably; see `crate::flush`) and a bound on
-//! the counters of the tags it stores ([`Store::highest_counter`]), which a flush needs to pick a
-//! mark above every stored version.
+//! A store also keeps the node's `flush_all` mark (durably; see `crate::flush`) and the highest
+//! counters of the tags it stores and the ballots it promised ([`Store::highest_counters`]),
+//! which a flush needs to pick a mark above every version and proposal.
 //!
 //! Two backends implement the trait — [`RocksStore`] (persistent, the default) and
 //! [`MemStore`] (tests and embedding) — and one conformance suite (`conformance.rs`) runs against
