@@ -1,6 +1,6 @@
 //! Client authentication against memcached's auth file (`user:password` lines).
 //!
-//! - [`Credentials`]: the parsed file and the password check.
+//! - [`AuthFile`]: the parsed file and the password check.
 //! - [`plain`]: the SASL PLAIN message binary clients send.
 //! - [`text`]: memcached's text-protocol authentication (a `set` whose data is `user password`).
 //!
@@ -28,22 +28,22 @@ pub enum AuthFileError {
 
 /// The users of an auth file.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
+pub struct AuthFile {
     users: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-impl fmt::Debug for Credentials {
+impl fmt::Debug for AuthFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
+        f.debug_struct("AuthFile")
             .field("users", &self.users.len())
             .finish_non_exhaustive()
     }
 }
 
-impl Credentials {
+impl AuthFile {
     /// Parses memcached's format: one `user:password` per line; the password runs to the end
     /// of the line (`\r` excluded) and may contain `:`. Empty lines are skipped.
-    pub fn parse(text: &[u8]) -> Result<Credentials, AuthFileError> {
+    pub fn parse(text: &[u8]) -> Result<AuthFile, AuthFileError> {
         let mut users = Vec::new();
         for (index, line) in text.split(|b| *b == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -59,7 +59,7 @@ impl Credentials {
         if users.is_empty() {
             return Err(AuthFileError::Empty);
         }
-        Ok(Credentials { users })
+        Ok(AuthFile { users })
     }
 
     /// True if `user` has password `password`.
@@ -81,7 +81,7 @@ mod tests {
 
     #[test]
     fn parses_memcacheds_format() {
-        let creds = Credentials::parse(b"alice:s3cret\r\nbob:pa:ss\n\n").expect("valid");
+        let creds = AuthFile::parse(b"alice:s3cret\r\nbob:pa:ss\n\n").expect("valid");
         assert!(creds.check(b"alice", b"s3cret"));
         assert!(creds.check(b"bob", b"pa:ss"));
         assert!(!creds.check(b"alice", b"s3cre"));
@@ -93,9 +93,9 @@ mod tests {
     #[test]
     fn refuses_malformed_and_empty_files() {
         assert_eq!(
-            Credentials::parse(b"alice:x\nbob\n"),
+            AuthFile::parse(b"alice:x\nbob\n"),
             Err(AuthFileError::Malformed { line: 2 })
         );
-        assert_eq!(Credentials::parse(b"\n"), Err(AuthFileError::Empty));
+        assert_eq!(AuthFile::parse(b"\n"), Err(AuthFileError::Empty));
     }
 }
