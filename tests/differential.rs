@@ -38,8 +38,15 @@ struct Memcached {
 impl Memcached {
     fn start(extra: &[&str]) -> Memcached {
         let port = reserve_port();
+        // memcached refuses to run as root unless told which user to be.
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let user: &[&str] = if root { &["-u", "root"] } else { &[] };
         let child = Command::new("memcached")
             .args(["-p", &port.to_string(), "-U", "0", "-l", "127.0.0.1"])
+            .args(user)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
