@@ -334,7 +334,7 @@ fn text_authentication_answers_like_memcached() {
         "set x 0 0 5\r\nalice!!",
         "set x 0 0 12\r\nalice s3cret\r\n",
         "set k 0 0 1\r\nv\r\n",
-        "get k\r\n",
+        "incr k 1\r\n",
         "quit\r\n",
         "set any 1 2 9\r\nbob pa ss\r\n",
         "delete k\r\n",

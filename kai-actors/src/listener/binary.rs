@@ -19,7 +19,7 @@ use super::wire::Wire;
 use super::SessionContext;
 use crate::clock::unix_now;
 use crate::config::ExpiryPolicy;
-use crate::coordinator::{CoordinatorError, Delete, Get, Set, Update};
+use crate::coordinator::{Coordinator, CoordinatorError, Delete, Get, Set, Update};
 use crate::stats;
 use actix::MailboxError;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -115,8 +115,10 @@ impl Session<'_> {
         if let Rejection::TooLarge { set_key: Some(key) } = rejection {
             stats::add(&self.ctx.shared.stats.store_too_large, 1);
             if let Ok(key) = Key::new(key.clone()) {
-                if let Err(failure) = self.call(Delete { key }).await {
-                    return failure.reply(header);
+                match self.call(Delete { key }).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Failure::Coordinator(e).reply(header),
+                    Err(failure) => return failure.reply(header),
                 }
             }
         }
@@ -194,7 +196,8 @@ impl Session<'_> {
     where
         M: actix::Message + Send + 'static,
         M::Result: Send,
-        crate::coordinator::Coordinator: actix::Handler<M>,
+        Coordinator: actix::Handler<M>,
+        <Coordinator as actix::Actor>::Context: actix::dev::ToEnvelope<Coordinator, M>,
     {
         self.ctx.coordinator.send(msg).await.map_err(Failure::Unavailable)
     }
