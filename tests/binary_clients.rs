@@ -26,14 +26,21 @@ fn node(dir: &Path) -> KaiProcess {
 fn auth_node(dir: &Path) -> KaiProcess {
     let auth_file = dir.join("users");
     std::fs::write(&auth_file, format!("other:pw\n{USER}:{PASSWORD}\n")).expect("auth file");
-    KaiProcess::start(&dir.join("data"), &[("auth_file", auth_file.to_str().expect("utf-8 path"))])
+    KaiProcess::start(
+        &dir.join("data"),
+        &[("auth_file", auth_file.to_str().expect("utf-8 path"))],
+    )
 }
 
 /// Runs `program script HOST PORT extra…` and returns its stdout; fails with `install` as the
 /// hint if the program is missing, and with its output if the script fails.
 fn run_script(program: &str, install: &str, script: &str, kai: &KaiProcess, extra: &[&str]) -> String {
     let out = Command::new(program)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/frameworks").join(script))
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/frameworks")
+                .join(script),
+        )
         .arg(kai.addr.ip().to_string())
         .arg(kai.addr.port().to_string())
         .args(extra)
@@ -52,7 +59,13 @@ fn run_script(program: &str, install: &str, script: &str, kai: &KaiProcess, extr
 fn pylibmc_binary_protocol_works_against_kai() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kai = node(dir.path());
-    let out = run_script("python3", "apt-get install python3-pylibmc", "pylibmc_binary.py", &kai, &[]);
+    let out = run_script(
+        "python3",
+        "apt-get install python3-pylibmc",
+        "pylibmc_binary.py",
+        &kai,
+        &[],
+    );
     assert_eq!(out, "pylibmc binary ok");
 }
 
@@ -135,7 +148,9 @@ fn libmemcached_tools_in_binary_mode_work_against_kai() {
         "copied in binary\n\n"
     );
     succeeded(tool(&kai, dir.path(), "memcrm", &[], &["payload.txt"]));
-    assert!(!tool(&kai, dir.path(), "memccat", &[], &["payload.txt"]).status.success());
+    assert!(!tool(&kai, dir.path(), "memccat", &[], &["payload.txt"])
+        .status
+        .success());
 }
 
 #[test]
@@ -150,8 +165,12 @@ fn libmemcached_tools_need_the_right_credentials() {
         "secret payload\n"
     );
     let wrong = ["--username", USER, "--password", "wrong"];
-    assert!(!tool(&kai, dir.path(), "memccat", &wrong, &["payload.txt"]).status.success());
-    assert!(!tool(&kai, dir.path(), "memccat", &[], &["payload.txt"]).status.success());
+    assert!(!tool(&kai, dir.path(), "memccat", &wrong, &["payload.txt"])
+        .status
+        .success());
+    assert!(!tool(&kai, dir.path(), "memccat", &[], &["payload.txt"])
+        .status
+        .success());
 }
 
 #[test]

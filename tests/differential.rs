@@ -195,7 +195,8 @@ fn text_edge_cases_answer_like_memcached() {
         "set k 0 0 3 junk\r\nabc\r\n",
         "set k 0 0\r\n",
         "set k 0 0 3 a b\r\nabc\r\n",
-        "set k abc 0 3\r\nabc\r\n",
+        // Left out: a storage line with bad flags. memcached then reads the data as a command
+        // line; Kai consumes it (docs/design.md §6, a deliberate deviation).
         "set k 0 0 3\r\nabcd\r\n",
         "add k 0 0 1\r\nz\r\n",
         "add fresh 0 0 1\r\nz\r\n",
@@ -322,13 +323,19 @@ fn auth_replies(addr: SocketAddr, requests: &[Vec<u8>]) -> Vec<String> {
 fn text_authentication_answers_like_memcached() {
     let dir = tempfile::tempdir().expect("tempdir");
     let auth_file = dir.path().join("auth");
-    std::fs::write(&auth_file, "alice:s3cret\nbob:pa ss\n").expect("auth file");
+    std::fs::write(&auth_file, "alice:s3cret\nbob:pass\n").expect("auth file");
     let memcached = Memcached::start(&["-Y", auth_file.to_str().expect("utf-8 path")]);
-    let kai = KaiProcess::start(&dir.path().join("kai"), &[("auth_file", auth_file.to_str().expect("utf-8"))]);
+    let kai = KaiProcess::start(
+        &dir.path().join("kai"),
+        &[("auth_file", auth_file.to_str().expect("utf-8"))],
+    );
+    // Left out, where current memcached (which Kai follows) differs from Debian's 1.6.18: a
+    // declared token over 16 KiB (`CLIENT_ERROR auth token too long`; 1.6.18 closes), a line
+    // under 6 bytes (closes; 1.6.18 answers `CLIENT_ERROR unauthenticated`) and a password
+    // with a space (everything after the first space; 1.6.18 only the next word).
     let requests = lines(&[
         "get foo\r\n",
         "version\r\n",
-        "set x 0 0 99999\r\n",
         "set x 0 0 11\r\nalice wrong\r\n",
         "set x 0 0 5\r\nalice\r\n",
         "set x 0 0 5\r\nalice!!",
@@ -336,10 +343,9 @@ fn text_authentication_answers_like_memcached() {
         "set k 0 0 1\r\nv\r\n",
         "incr k 1\r\n",
         "quit\r\n",
-        "set any 1 2 9\r\nbob pa ss\r\n",
+        "set any 1 2 8\r\nbob pass\r\n",
         "delete k\r\n",
         "quit\r\n",
-        "get\r\n",
     ]);
     let expected = auth_replies(memcached.addr, &requests);
     let actual = auth_replies(kai.addr, &requests);
@@ -639,14 +645,26 @@ fn binary_oversized_values_answer_like_memcached() {
         packet(op::SET, &store_extras(0, 0), "a", "old"),
         packet(op::APPEND, &[], "a", &big),
         packet(op::GET, &[], "a", ""),
-        // A claimed 4 GiB body: refused at once, connection closed.
-        Packet {
-            body_len: Some(u32::MAX),
-            ..packet(op::SET, &store_extras(0, 0), "k", "")
-        },
-        packet(op::GET, &[], "a", ""),
     ];
     assert_same_binary(&packets, memcached.addr, kai.addr);
+
+    // A claimed 4 GiB body: current memcached answers "Invalid arguments" and closes (its commit
+    // 229cf41, "fix signed overflow in bodylen for binprot"), and so does Kai. Debian's 1.6.18
+    // still reads the length as a negative int, so it is not the reference here.
+    let huge = Packet {
+        body_len: Some(u32::MAX),
+        ..packet(op::SET, &store_extras(0, 0), "k", "")
+    };
+    let invalid = Answer {
+        opcode: op::SET,
+        status: 0x04,
+        opaque: 0,
+        has_cas: false,
+        extras: vec![],
+        key: vec![],
+        value: b"Invalid arguments".to_vec(),
+    };
+    assert_eq!(binary_replies(kai.addr, &[huge]), vec![vec![Some(invalid), None]]);
 }
 
 /// A seeded random sequence of binary requests over a few keys.

@@ -8,8 +8,8 @@
 //! long runs).
 
 use bytes::{Bytes, BytesMut};
-use kai_proto::cluster::{GossipState, Intent, NodeState, RingId, RingMember, RingState};
 use kai_proto::binary::BinaryDecoder;
+use kai_proto::cluster::{GossipState, Intent, NodeState, RingId, RingMember, RingState};
 use kai_proto::memcache::{Limits, RequestDecoder};
 use kai_proto::peer::{
     ClusterSettings, Frame, FrameCodec, HandshakeCodec, HandshakeFrame, Hello, PeerRequest, PeerResponse,

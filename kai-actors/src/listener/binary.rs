@@ -25,8 +25,8 @@ use actix::MailboxError;
 use bytes::{BufMut, Bytes, BytesMut};
 use kai_proto::auth::plain;
 use kai_proto::binary::{
-    absolute_expiry, opcode as op, returns_key, BinaryDecoder, BinaryParsed, Command, Rejection, Reply,
-    RequestHeader, Status, StoreMode, COUNTER_NO_CREATE,
+    absolute_expiry, opcode as op, returns_key, BinaryDecoder, BinaryParsed, Command, Rejection, Reply, RequestHeader,
+    Status, StoreMode, COUNTER_NO_CREATE,
 };
 use kai_proto::change::{Answer, Change, NewValue};
 use kai_proto::memcache::Response;
@@ -137,10 +137,18 @@ impl Session<'_> {
                 value,
             } => self.store(&header, mode, key, flags, exptime, value).await,
             Command::Concat { .. } | Command::Delete { .. } | Command::Counter { .. } if header.cas != 0 => {
-                Reply::error_with(&header, Status::NotSupported, "a cas on this command is not supported by kai")
+                Reply::error_with(
+                    &header,
+                    Status::NotSupported,
+                    "a cas on this command is not supported by kai",
+                )
             }
             Command::Concat { append, key, value } => {
-                let change = if append { Change::Append(value) } else { Change::Prepend(value) };
+                let change = if append {
+                    Change::Append(value)
+                } else {
+                    Change::Prepend(value)
+                };
                 self.update(&header, key, change, Status::NotStored).await
             }
             Command::Delete { key } => self.delete(&header, key).await,
@@ -199,7 +207,11 @@ impl Session<'_> {
         Coordinator: actix::Handler<M>,
         <Coordinator as actix::Actor>::Context: actix::dev::ToEnvelope<Coordinator, M>,
     {
-        self.ctx.coordinator.send(msg).await.map_err(Failure::Unavailable)
+        self.ctx
+            .coordinator
+            .send(msg)
+            .await
+            .map_err(|_: MailboxError| Failure::Unavailable)
     }
 
     async fn get(&self, header: &RequestHeader, key: Bytes) -> Reply {
@@ -263,13 +275,14 @@ impl Session<'_> {
             let Ok(key) = Key::new(key) else {
                 return Reply::error(header, Status::Invalid);
             };
-            return match self.call(Set {
-                key,
-                flags,
-                expires_at,
-                data,
-            })
-            .await
+            return match self
+                .call(Set {
+                    key,
+                    flags,
+                    expires_at,
+                    data,
+                })
+                .await
             {
                 Ok(Ok(tag)) => {
                     stats::add(&shared.stats.total_items, 1);
@@ -318,7 +331,10 @@ impl Session<'_> {
         };
         let cas = record.map_or(0, |r| r.tag.cas_unique());
         match answer {
-            Answer::Stored | Answer::Touched => Reply { cas, ..Reply::ok(header) },
+            Answer::Stored | Answer::Touched => Reply {
+                cas,
+                ..Reply::ok(header)
+            },
             Answer::Number(n) => Reply {
                 cas,
                 value: Bytes::copy_from_slice(&n.to_be_bytes()),
@@ -404,7 +420,11 @@ fn hit(header: &RequestHeader, key: &Bytes, record: Record) -> Option<Reply> {
     Some(Reply {
         cas: record.tag.cas_unique(),
         extras: extras.freeze(),
-        key: if returns_key(header.opcode) { key.clone() } else { Bytes::new() },
+        key: if returns_key(header.opcode) {
+            key.clone()
+        } else {
+            Bytes::new()
+        },
         value: if header.opcode == op::TOUCH { Bytes::new() } else { data },
         ..Reply::ok(header)
     })
@@ -426,14 +446,14 @@ fn miss(header: &RequestHeader, key: Bytes) -> Reply {
 /// A request that could not run.
 enum Failure {
     Coordinator(CoordinatorError),
-    Unavailable(MailboxError),
+    Unavailable,
 }
 
 impl Failure {
     fn reply(self, header: &RequestHeader) -> Reply {
         match self {
             Failure::Coordinator(e) => Reply::error_with(header, Status::InternalError, &e.to_string()),
-            Failure::Unavailable(_) => Reply::error_with(header, Status::InternalError, "node is shutting down"),
+            Failure::Unavailable => Reply::error_with(header, Status::InternalError, "node is shutting down"),
         }
     }
 }

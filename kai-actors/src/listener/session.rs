@@ -21,12 +21,12 @@ use crate::membership::Leave;
 use crate::stats;
 use bytes::BytesMut;
 use futures_util::future::join_all;
+use kai_proto::binary::REQUEST_MAGIC;
 use kai_proto::change::{Answer, Change, NewValue};
 use kai_proto::memcache::{
     absolute_expiry, ConditionalStore, Parsed, Request, RequestDecoder, RequestError, Response, StorageCommand,
     ValueEntry,
 };
-use kai_proto::binary::REQUEST_MAGIC;
 use kai_proto::{Key, Record};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -59,8 +59,8 @@ pub(crate) async fn serve(stream: TcpStream, ctx: SessionContext) {
         }
     }
     let Wire {
-        rd: mut rd,
-        wr: mut wr,
+        mut rd,
+        mut wr,
         mut input,
         mut output,
     } = wire;
