@@ -241,17 +241,34 @@ fn text_edge_cases_answer_like_memcached() {
     assert_same_text(&requests, memcached.addr, kai.addr);
 }
 
+/// Keys and values of the generated sequences.
+const VALUES: &[&str] = &["0", "7", "42", "100", "18446744073709551615", "abc", "", "hello world"];
+
+/// A key for a generated request. Counters (incr/decr) and concatenations (append/prepend) use
+/// different keys: memcached pads a counter that shrank with spaces, which an append then keeps
+/// inside the value (`0  42`), the documented deviation normalisation cannot undo.
+fn pick_key(rng: &mut StdRng, counter: bool, concat: bool) -> &'static str {
+    const COUNTERS: &[&str] = &["counter", "n"];
+    const OTHERS: &[&str] = &["a", "b", "x:y"];
+    const ALL: &[&str] = &["counter", "n", "a", "b", "x:y"];
+    let keys = match (counter, concat) {
+        (true, _) => COUNTERS,
+        (_, true) => OTHERS,
+        _ => ALL,
+    };
+    keys[rng.random_range(0..keys.len())]
+}
+
 /// A seeded random sequence of classic commands over a few keys.
 fn generated_text(rng: &mut StdRng, count: usize) -> Vec<Vec<u8>> {
-    const KEYS: &[&str] = &["a", "b", "counter", "x:y"];
-    const VALUES: &[&str] = &["0", "7", "42", "100", "18446744073709551615", "abc", "", "hello world"];
     (0..count)
         .map(|_| {
-            let key = KEYS[rng.random_range(0..KEYS.len())];
+            let op = rng.random_range(0..14);
+            let key = pick_key(rng, op == 6 || op == 7, op == 4 || op == 5);
             let value = VALUES[rng.random_range(0..VALUES.len())];
             let flags = [0u32, 1, 4_294_967_295][rng.random_range(0..3)];
             let noreply = if rng.random_bool(0.15) { " noreply" } else { "" };
-            let request = match rng.random_range(0..14) {
+            let request = match op {
                 0 | 1 => format!("set {key} {flags} 0 {}{noreply}\r\n{value}\r\n", value.len()),
                 2 => format!("add {key} {flags} 0 {}{noreply}\r\n{value}\r\n", value.len()),
                 3 => format!("replace {key} {flags} 0 {}{noreply}\r\n{value}\r\n", value.len()),
@@ -261,9 +278,9 @@ fn generated_text(rng: &mut StdRng, count: usize) -> Vec<Vec<u8>> {
                 7 => format!("decr {key} {}{noreply}\r\n", rng.random_range(0..1000)),
                 8 => format!("delete {key}{noreply}\r\n"),
                 9 => format!("touch {key} 0{noreply}\r\n"),
-                10 => format!("gets {key} {}\r\n", KEYS[rng.random_range(0..KEYS.len())]),
+                10 => format!("gets {key} {}\r\n", pick_key(rng, false, false)),
                 11 => format!("gat 0 {key}\r\n"),
-                12 => format!("cas {key} 0 0 {} 1{noreply}\r\n{value}\r\n", value.len()),
+                12 => format!("cas {key} 0 0 {} 999999999{noreply}\r\n{value}\r\n", value.len()),
                 _ => format!("get {key}\r\n"),
             };
             request.into_bytes()
@@ -669,17 +686,16 @@ fn binary_oversized_values_answer_like_memcached() {
 
 /// A seeded random sequence of binary requests over a few keys.
 fn generated_binary(rng: &mut StdRng, count: usize) -> Vec<Packet> {
-    const KEYS: &[&str] = &["a", "b", "counter", "x:y"];
-    const VALUES: &[&str] = &["0", "7", "42", "100", "18446744073709551615", "abc", "", "hello world"];
     (0..count)
         .map(|_| {
-            let key = KEYS[rng.random_range(0..KEYS.len())];
+            let op = rng.random_range(0..13);
+            let key = pick_key(rng, op == 6 || op == 7, op == 4 || op == 5);
             let value = VALUES[rng.random_range(0..VALUES.len())];
             let flags = [0u32, 1, u32::MAX][rng.random_range(0..3)];
             let quiet = rng.random_bool(0.3);
             let pick = |loud: u8, q: u8| if quiet { q } else { loud };
             let store = store_extras(flags, 0);
-            let mut p = match rng.random_range(0..13) {
+            let mut p = match op {
                 0 | 1 => packet(pick(op::SET, op::SETQ), &store, key, value),
                 2 => packet(pick(op::ADD, op::ADDQ), &store, key, value),
                 3 => packet(pick(op::REPLACE, op::REPLACEQ), &store, key, value),
