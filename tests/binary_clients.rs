@@ -24,6 +24,7 @@ fn node(dir: &Path) -> KaiProcess {
 
 /// A node requiring authentication as [`USER`]/[`PASSWORD`].
 fn auth_node(dir: &Path) -> KaiProcess {
+    std::fs::create_dir_all(dir).expect("node dir");
     let auth_file = dir.join("users");
     std::fs::write(&auth_file, format!("other:pw\n{USER}:{PASSWORD}\n")).expect("auth file");
     KaiProcess::start(
@@ -181,7 +182,9 @@ fn the_rust_memcache_crate_binary_protocol_works_against_kai() {
     client.set("rust", "binary", 0).expect("set");
     assert_eq!(client.get::<String>("rust").expect("get"), Some("binary".to_owned()));
     assert!(client.add("rust", "again", 0).is_err());
-    assert_eq!(client.increment("n", 1).ok(), None, "incr of a missing key fails");
+    // The crate's increment creates a missing key with initial value 0 (as memcached does).
+    assert_eq!(client.increment("n", 1).expect("incr"), 0);
+    assert_eq!(client.increment("n", 5).expect("incr"), 5);
     assert!(client.delete("rust").expect("delete"));
 }
 

@@ -3,6 +3,9 @@
 require 'dalli'
 require 'rack'
 require 'rack/session/dalli'
+require 'logger'
+
+Dalli.logger = Logger.new($stderr)
 
 server = "#{ARGV[0]}:#{ARGV[1]}"
 options = { namespace: "dalli-#{rand(1 << 40)}", socket_timeout: 5 }
