@@ -269,3 +269,28 @@ fn text_clients_authenticate_like_memcached() {
     assert_eq!(ask(""), "v\r\n");
     assert_eq!(ask(""), "END\r\n");
 }
+
+#[test]
+fn a_malformed_auth_file_stops_the_node_without_showing_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auth_file = dir.path().join("users");
+    std::fs::write(&auth_file, "alice:topsecret\nno-colon-here\n").expect("auth file");
+    let out = Command::new(common::kai_bin())
+        .args([
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--peer-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .arg("--set")
+        .arg(format!("auth_file={}", auth_file.display()))
+        .output()
+        .expect("run kai");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("auth_file") && stderr.contains("line 2"), "{stderr}");
+    assert!(!stderr.contains("topsecret"), "{stderr}");
+}

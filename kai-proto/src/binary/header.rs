@@ -15,7 +15,7 @@ pub const REQUEST_MAGIC: u8 = 0x80;
 pub const RESPONSE_MAGIC: u8 = 0x81;
 
 /// The opcodes memcached 1.6 implements. The `Q` forms are quiet: see
-/// [`crate::binary::response::suppressed`].
+/// [`crate::binary::Reply::suppressed`].
 pub mod opcode {
     #![allow(missing_docs)]
     pub const GET: u8 = 0x00;
