@@ -21,6 +21,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,10 @@ struct Memcached {
 
 impl Memcached {
     fn start(extra: &[&str]) -> Memcached {
+        Self::start_with_env(extra, &[])
+    }
+
+    fn start_with_env(extra: &[&str], env: &[(&str, &Path)]) -> Memcached {
         let port = reserve_port();
         // memcached refuses to run as root unless told which user to be.
         let root = Command::new("id")
@@ -48,6 +53,7 @@ impl Memcached {
             .args(["-p", &port.to_string(), "-U", "0", "-l", "127.0.0.1"])
             .args(user)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -743,5 +749,60 @@ fn generated_binary_sequences_answer_like_memcached() {
     let seed = seed();
     println!("seed {seed}");
     let packets = generated_binary(&mut StdRng::seed_from_u64(seed), generated_ops());
+    assert_same_binary(&packets, memcached.addr, kai.addr);
+}
+
+#[test]
+fn binary_sasl_answers_like_memcached() {
+    // memcached -S with Cyrus SASL offering PLAIN against a sasldb holding the same user.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sasldb = dir.path().join("sasldb2");
+    std::fs::write(
+        dir.path().join("memcached.conf"),
+        format!("mech_list: plain\nsasldb_path: {}\n", sasldb.display()),
+    )
+    .expect("sasl config");
+    let mut saslpasswd = Command::new("saslpasswd2")
+        .args(["-p", "-c", "-a", "memcached", "-f"])
+        .arg(&sasldb)
+        .arg("alice")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("saslpasswd2 must be installed (apt-get install sasl2-bin): {e}"));
+    saslpasswd
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret")
+        .expect("password");
+    assert!(saslpasswd.wait().expect("saslpasswd2").success());
+    let memcached = Memcached::start_with_env(&["-S"], &[("SASL_CONF_PATH", dir.path())]);
+    let auth_file = dir.path().join("users");
+    std::fs::write(&auth_file, "alice:s3cret\n").expect("auth file");
+    let kai = KaiProcess::start(
+        &dir.path().join("kai"),
+        &[("auth_file", auth_file.to_str().expect("utf-8 path"))],
+    );
+    const SASL_STEP: u8 = 0x22;
+    let auth = |data: &str| packet(op::SASL_AUTH, &[], "PLAIN", data);
+    let packets = vec![
+        packet(op::VERSION, &[], "", ""),
+        packet(op::SASL_LIST_MECHS, &[], "", ""),
+        auth("\0alice\0wrong"),
+        auth("alice\0s3cret"),
+        packet(op::SASL_AUTH, &[], "CRAM-MD5", "x"),
+        auth("\0alice\0s3cret"),
+        packet(op::GET, &[], "k", ""),
+        packet(op::SET, &store_extras(0, 0), "k", "v"),
+        packet(op::GETK, &[], "k", ""),
+        // A step (PLAIN has none) fails and, as any SASL attempt, drops the authentication.
+        packet(SASL_STEP, &[], "PLAIN", "x"),
+        packet(op::GET, &[], "k", ""),
+        // A new connection: unauthenticated requests fail and close it.
+        packet(op::GET, &[], "k", ""),
+        auth("\0alice\0s3cret"),
+        packet(op::DELETE, &[], "k", ""),
+        packet(op::QUIT, &[], "", ""),
+    ];
     assert_same_binary(&packets, memcached.addr, kai.addr);
 }

@@ -10,6 +10,7 @@
 //!   A non-zero cas turns set/add/replace into a cas, as in memcached.
 //! - With an `auth_file`, only SASL and `version` run before a successful SASL PLAIN
 //!   authentication; anything else is `Auth failure.` and closes the connection (memcached -S).
+//!   A SASL attempt first drops the connection's authentication, as in memcached.
 //! - What Kai does not do is answered `Not supported` (never a silent success): flush (as the
 //!   text `flush_all`), and delete/append/prepend/incr/decr carrying a cas.
 //! - Keys Kai cannot store (whitespace or control characters, which binary keys may hold)
@@ -388,7 +389,8 @@ impl Session<'_> {
     }
 
     /// SASL auth/step. Kai offers PLAIN only, which completes in one auth; a step (or any other
-    /// mechanism, or wrong credentials) fails.
+    /// mechanism, or wrong credentials) fails. As in memcached, every attempt starts by dropping
+    /// the connection's authentication: a failed one leaves it unauthenticated.
     fn sasl(&mut self, header: &RequestHeader, step: bool, mechanism: &[u8], data: &[u8]) -> Reply {
         let Some(users) = &self.ctx.shared.auth else {
             return Reply::error(header, Status::UnknownCommand);
@@ -396,8 +398,8 @@ impl Session<'_> {
         let valid = !step
             && mechanism == plain::MECHANISM
             && plain::parse(data).is_some_and(|(user, password)| users.check(user, password));
+        self.authenticated = valid;
         if valid {
-            self.authenticated = true;
             Reply {
                 value: Bytes::from_static(b"Authenticated"),
                 ..Reply::ok(header)
