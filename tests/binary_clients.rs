@@ -294,3 +294,29 @@ fn a_malformed_auth_file_stops_the_node_without_showing_secrets() {
     assert!(stderr.contains("auth_file") && stderr.contains("line 2"), "{stderr}");
     assert!(!stderr.contains("topsecret"), "{stderr}");
 }
+
+#[test]
+fn admin_commands_authenticate_with_the_auth_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = auth_node(dir.path());
+    let node = kai.addr.to_string();
+    let users = dir.path().join("users");
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "kaiuser:nope\n").expect("wrong auth file");
+    let kai_cli = |args: &[&str], auth_file: Option<&Path>| {
+        let mut command = Command::new(common::kai_bin());
+        command.args(args).args(["--node", &node]);
+        if let Some(path) = auth_file {
+            command.arg("--auth-file").arg(path);
+        }
+        command.output().expect("run kai")
+    };
+    let out = kai_cli(&["stats"], Some(&users));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(kai_cli(&["healthcheck"], Some(&users)).status.success());
+    assert!(kai_cli(&["status"], Some(&users)).status.success());
+    assert!(!kai_cli(&["stats"], None).status.success(), "unauthenticated");
+    let out = kai_cli(&["stats"], Some(&wrong));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("authentication"));
+}

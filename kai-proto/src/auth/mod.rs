@@ -62,6 +62,11 @@ impl AuthFile {
         Ok(AuthFile { users })
     }
 
+    /// The first user and password of the file (what an admin tool authenticates as).
+    pub fn first_user(&self) -> Option<(&[u8], &[u8])> {
+        self.users.first().map(|(u, p)| (u.as_slice(), p.as_slice()))
+    }
+
     /// True if `user` has password `password`.
     pub fn check(&self, user: &[u8], password: &[u8]) -> bool {
         self.users
@@ -87,6 +92,7 @@ mod tests {
         assert!(!creds.check(b"alice", b"s3cre"));
         assert!(!creds.check(b"alice", b"pa:ss"));
         assert!(!creds.check(b"carol", b""));
+        assert_eq!(creds.first_user(), Some((&b"alice"[..], &b"s3cret"[..])));
         assert!(!format!("{creds:?}").contains("s3cret"));
     }
 
