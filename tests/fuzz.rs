@@ -1,12 +1,14 @@
-//! Mutation fuzzing of everything a remote party can send: the memcache request parser and the
-//! peer protocol decoders (handshake and established connections). Seeds are valid streams; each
-//! run mutates one (bit flips, byte insertions and deletions, splices, hostile numbers), feeds it
-//! in random chunks, and checks that decoding never panics and memory stays bounded.
+//! Mutation fuzzing of everything a remote party can send: the memcache request parsers (text and
+//! binary) and the peer protocol decoders (handshake and established connections). Seeds are
+//! valid streams; each run mutates one (bit flips, byte insertions and deletions, splices, hostile
+//! numbers), feeds it in random chunks, and checks that decoding never panics and memory stays
+//! bounded.
 //!
 //! `KAITEST_FUZZ_ITERS` sets the runs per target (default 20,000; `docs/reliability.md` records
 //! long runs).
 
 use bytes::{Bytes, BytesMut};
+use kai_proto::binary::BinaryDecoder;
 use kai_proto::cluster::{GossipState, Intent, NodeState, RingId, RingMember, RingState};
 use kai_proto::memcache::{Limits, RequestDecoder};
 use kai_proto::peer::{
@@ -125,6 +127,55 @@ fn the_memcache_parser_survives_mutated_streams() {
         items += feed(&mut rng, &mut RequestDecoder::new(limits), &input, bound);
     }
     eprintln!("memcache parser: {runs} mutated streams, {items} requests decoded, no panic");
+}
+
+/// A binary request packet (for fuzz seeds).
+fn binary_packet(opcode: u8, extras: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x80, opcode];
+    out.extend((key.len() as u16).to_be_bytes());
+    out.extend([extras.len() as u8, 0, 0, 0]);
+    out.extend(((extras.len() + key.len() + value.len()) as u32).to_be_bytes());
+    out.extend([0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9]);
+    out.extend(extras);
+    out.extend(key);
+    out.extend(value);
+    out
+}
+
+#[test]
+fn the_binary_decoder_survives_mutated_streams() {
+    let counter = [&5u64.to_be_bytes()[..], &1u64.to_be_bytes(), &u32::MAX.to_be_bytes()].concat();
+    let seeds: Vec<Vec<u8>> = vec![
+        [
+            binary_packet(0x01, &[0, 0, 0, 1, 0, 0, 0, 0], b"k", b"hello"),
+            binary_packet(0x0d, &[], b"k", &[]),
+            binary_packet(0x0a, &[], &[], &[]),
+        ]
+        .concat(),
+        [
+            binary_packet(0x05, &counter, b"n", &[]),
+            binary_packet(0x1d, &[0, 0, 0, 9], b"k", &[]),
+            binary_packet(0x10, &[], b"settings", &[]),
+        ]
+        .concat(),
+        [
+            binary_packet(0x21, &[], b"PLAIN", b"\0user\0password"),
+            binary_packet(0x0e, &[], b"k", &[7; 300]),
+            binary_packet(0x55, &[1, 2], b"zz", b"unknown"),
+        ]
+        .concat(),
+        binary_packet(0x11, &[0; 8], b"big", &[0; 70_000]),
+    ];
+    let max_value_size = 64 * 1024;
+    // Header, extras and key, plus one value, plus the unread rest of one feed.
+    let bound = 24 + 255 + 250 + max_value_size + 4096;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let (runs, mut items) = (iterations(), 0);
+    for _ in 0..runs {
+        let input = mutate(&mut rng, &seeds);
+        items += feed(&mut rng, &mut BinaryDecoder::new(max_value_size), &input, bound);
+    }
+    eprintln!("binary decoder: {runs} mutated streams, {items} requests decoded, no panic");
 }
 
 fn tag() -> Tag {

@@ -391,7 +391,10 @@ fn flush_all_with_a_delay_flushes_what_is_stored_until_then() {
     assert_eq!(c.set("k", b"v"), "STORED\r\n");
     assert_eq!(c.call("flush_all -1\r\n"), "OK\r\n");
     assert_eq!(c.get("k"), None);
-    assert_eq!(c.call("flush_all soon\r\n"), "CLIENT_ERROR bad command line format\r\n");
+    assert_eq!(
+        c.call("flush_all soon\r\n"),
+        "CLIENT_ERROR invalid exptime argument\r\n"
+    );
 }
 
 #[test]

@@ -79,6 +79,9 @@ pub struct NodeConfig {
     pub cluster_name: String,
     /// Shared secret peers must prove knowledge of; none means no authentication.
     pub cluster_secret: Option<String>,
+    /// memcached's auth file (`user:password` lines): when set, clients must authenticate
+    /// (binary: SASL PLAIN; text: memcached's `set` carrying `user password`).
+    pub auth_file: Option<PathBuf>,
     /// How a non-zero expiry is treated.
     pub expiry: ExpiryPolicy,
     /// Threads serving client connections; 0 = one per CPU core.
@@ -118,6 +121,7 @@ impl Default for NodeConfig {
             request_timeout: Duration::from_secs(1),
             cluster_name: "kai".to_owned(),
             cluster_secret: None,
+            auth_file: None,
             expiry: ExpiryPolicy::Honour,
             worker_threads: 0,
             store_threads: 4,

@@ -29,6 +29,7 @@ use crate::sync::{ReportTo, Shutdown, SyncActor, SyncConfig};
 use crate::ConfigError;
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, MailboxError};
 use bytes::Bytes;
+use kai_proto::auth::AuthFile;
 use kai_proto::cluster::RingMember;
 use kai_proto::memcache::Limits;
 use kai_proto::peer::{ClusterSettings, Credentials};
@@ -79,6 +80,14 @@ pub enum StartError {
     /// The saved transition progress could not be read or written.
     #[error(transparent)]
     Progress(#[from] ProgressError),
+    /// The `auth_file` could not be read or is malformed.
+    #[error("cannot use auth_file {path}: {reason}")]
+    AuthFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (never its contents).
+        reason: String,
+    },
     /// A listen address could not be bound.
     #[error("cannot listen on {addr} (config key `{key}`)")]
     Bind {
@@ -161,6 +170,7 @@ impl NodeBuilder {
             config.validate_quorum()?;
         }
         config.validate_rest()?;
+        let auth = load_auth_file(config.auth_file.as_deref())?;
         let peer_socket = bind("peer_listen", config.peer_listen, peer_socket)?;
         let peer_addr = local_addr("peer_listen", config.peer_listen, &peer_socket)?;
         let client_socket = bind("listen", config.listen, client_socket)?;
@@ -352,6 +362,7 @@ impl NodeBuilder {
             },
             expiry: config.expiry,
             connections: Connections::default(),
+            auth,
         });
         let client_socket = tokio::net::TcpListener::from_std(client_socket).map_err(|source| StartError::Bind {
             key: "listen",
@@ -388,6 +399,20 @@ impl NodeBuilder {
 }
 
 /// `socket` if given, else a fresh non-blocking socket bound to `addr`.
+/// The users of `auth_file`, if one is configured (read once, at start).
+fn load_auth_file(path: Option<&std::path::Path>) -> Result<Option<Arc<AuthFile>>, StartError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let error = |reason: String| StartError::AuthFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+    let users = AuthFile::parse(&text).map_err(|e| error(e.to_string()))?;
+    Ok(Some(Arc::new(users)))
+}
+
 fn bind(
     key: &'static str,
     addr: SocketAddr,

@@ -15,6 +15,10 @@ pub struct NodeArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// For a node with `auth_file`: a file of memcached's `user:password` lines (e.g. the
+    /// node's own) whose first user the command authenticates as.
+    #[arg(long)]
+    auth_file: Option<std::path::PathBuf>,
 }
 
 /// How often `kai leave` checks whether the node has gone.
@@ -57,7 +61,7 @@ fn members(raw: &BTreeMap<String, String>) -> Vec<Member> {
 /// `kai status`: the node's view of the cluster and its transfers.
 pub fn status(args: NodeArgs) -> Result<()> {
     runtime()?.block_on(async {
-        let mut conn = Connection::open(&args.node).await?;
+        let mut conn = Connection::open_as(&args.node, args.auth_file.as_deref()).await?;
         let stats = conn.stats(None).await?;
         let raw_members = conn.stats(Some("members")).await?;
         let members = members(&raw_members);
@@ -117,7 +121,7 @@ pub fn status(args: NodeArgs) -> Result<()> {
 pub fn leave(args: NodeArgs) -> Result<()> {
     runtime()?
         .block_on(async {
-            let mut conn = Connection::open(&args.node).await?;
+            let mut conn = Connection::open_as(&args.node, args.auth_file.as_deref()).await?;
             let reply = conn.command("kai_leave").await?;
             if reply != "OK" {
                 bail!("node refused to leave: {reply}");
@@ -125,7 +129,7 @@ pub fn leave(args: NodeArgs) -> Result<()> {
             println!("{} is handing its data off…", args.node);
             loop {
                 tokio::time::sleep(LEAVE_POLL).await;
-                let Ok(mut conn) = Connection::open(&args.node).await else {
+                let Ok(mut conn) = Connection::open_as(&args.node, args.auth_file.as_deref()).await else {
                     println!("{} has left the cluster and stopped", args.node);
                     return Ok(());
                 };
@@ -157,7 +161,7 @@ pub struct RingArgs {
 /// `kai ring`: how buckets are placed, and the load per node.
 pub fn ring(args: RingArgs) -> Result<()> {
     runtime()?.block_on(async {
-        let mut conn = Connection::open(&args.node.node).await?;
+        let mut conn = Connection::open_as(&args.node.node, args.node.auth_file.as_deref()).await?;
         let stats = conn.stats(None).await?;
         let placement: Vec<(u32, Vec<String>)> = conn
             .stats(Some("ring"))
@@ -215,7 +219,7 @@ pub fn ring(args: RingArgs) -> Result<()> {
 /// `kai stats`: a node's statistics, grouped.
 pub fn stats(args: NodeArgs) -> Result<()> {
     runtime()?.block_on(async {
-        let mut conn = Connection::open(&args.node).await?;
+        let mut conn = Connection::open_as(&args.node, args.auth_file.as_deref()).await?;
         let stats = conn.stats(None).await?;
         if args.json {
             println!("{}", serde_json::json!(stats));
@@ -254,6 +258,10 @@ pub struct HealthArgs {
     /// Also require the node to be in a cluster and to see a majority of it (readiness).
     #[arg(long)]
     ready: bool,
+    /// File of memcached's `user:password` lines to authenticate with; default: the node's
+    /// `auth_file` when `--node` is not given.
+    #[arg(long)]
+    auth_file: Option<std::path::PathBuf>,
 }
 
 /// Longest a health check waits for the node.
@@ -261,21 +269,21 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// `kai healthcheck`: exits 0 if the node answers (and, with `--ready`, serves a cluster).
 pub fn healthcheck(args: HealthArgs) -> Result<()> {
-    let node = match args.node {
-        Some(node) => node,
+    let (node, auth_file) = match args.node {
+        Some(node) => (node, args.auth_file),
         None => {
             let config = crate::settings::load(args.config.as_deref(), &[])?;
             let mut addr = config.listen;
             if addr.ip().is_unspecified() {
                 addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            addr.to_string()
+            (addr.to_string(), args.auth_file.or(config.auth_file))
         }
     };
     runtime()?
         .block_on(async {
             let check = async {
-                let mut conn = Connection::open(&node).await?;
+                let mut conn = Connection::open_as(&node, auth_file.as_deref()).await?;
                 let version = conn.command("version").await?;
                 if !version.starts_with("VERSION ") {
                     bail!("unexpected answer to version: {version}");

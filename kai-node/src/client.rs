@@ -1,7 +1,9 @@
 //! A minimal memcache text-protocol client, for `kai bench` and the admin commands.
 
 use anyhow::{bail, Context, Result};
+use kai_proto::auth::AuthFile;
 use std::collections::BTreeMap;
+use std::path::Path;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -27,6 +29,24 @@ impl Connection {
             line: String::new(),
             request: Vec::new(),
         })
+    }
+
+    /// Connects to `addr` and, with `auth_file` (memcached's `user:password` lines, e.g. the
+    /// node's own `auth_file`), authenticates as its first user with memcached's text
+    /// authentication.
+    pub async fn open_as(addr: &str, auth_file: Option<&Path>) -> Result<Self> {
+        let mut conn = Self::open(addr).await?;
+        if let Some(path) = auth_file {
+            let text = std::fs::read(path).with_context(|| format!("cannot read auth file {}", path.display()))?;
+            let users = AuthFile::parse(&text).with_context(|| format!("bad auth file {}", path.display()))?;
+            let Some((user, password)) = users.first_user() else {
+                bail!("auth file {} names no user", path.display());
+            };
+            if !conn.set("kai_auth", &[user, b" ", password].concat()).await? {
+                bail!("authentication as the first user of {} failed", path.display());
+            }
+        }
+        Ok(conn)
     }
 
     async fn read_line(&mut self) -> Result<&str> {

@@ -43,6 +43,18 @@ pub enum Change {
         /// The new absolute expiry.
         expires_at: u64,
     },
+    /// `incr`/`decr` of the binary protocol: like [`Change::Incr`]/[`Change::Decr`], but a
+    /// missing key is created holding `initial` (flags 0), which is then the answer.
+    Counter {
+        /// Increment (else decrement).
+        incr: bool,
+        /// The amount.
+        delta: u64,
+        /// The value of a created key.
+        initial: u64,
+        /// Absolute expiry of a created key (unix seconds, 0 = never).
+        expires_at: u64,
+    },
 }
 
 /// A value a storage command supplies.
@@ -119,12 +131,24 @@ impl Change {
                 }
             }
             (Change::Incr(_) | Change::Decr(_), None) => (Effect::Keep, Answer::NotFound),
-            (Change::Incr(delta) | Change::Decr(delta), Some((_, flags, expires_at, data))) => {
+            (
+                Change::Counter {
+                    initial, expires_at, ..
+                },
+                None,
+            ) => (
+                store(0, *expires_at, initial.to_string().into_bytes()),
+                Answer::Number(*initial),
+            ),
+            (
+                Change::Incr(delta) | Change::Decr(delta) | Change::Counter { delta, .. },
+                Some((_, flags, expires_at, data)),
+            ) => {
                 let Some(number) = parse_counter(data) else {
                     return (Effect::Keep, Answer::NonNumeric);
                 };
                 let next = match self {
-                    Change::Incr(_) => number.wrapping_add(*delta),
+                    Change::Incr(_) | Change::Counter { incr: true, .. } => number.wrapping_add(*delta),
                     _ => number.saturating_sub(*delta),
                 };
                 (

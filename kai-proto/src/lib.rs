@@ -1,12 +1,15 @@
 //! Kai's wire formats and core types, with no I/O and no actors.
 //!
 //! - [`memcache`]: the memcached text protocol (streaming request parser, reply encoder, limits).
+//! - [`binary`]: the memcached binary protocol; [`auth`]: SASL PLAIN and text authentication.
 //! - [`key`], [`tag`], [`record`], [`bucket`]: the data model shared by every node
 //!   (validated keys, version tags, stored records and their on-disk encoding, key → bucket hashing).
 //!
 //! Everything here is deterministic and unit-tested without a network; the `kai-actors` crate does
 //! the I/O around it.
 
+pub mod auth;
+pub mod binary;
 pub mod bucket;
 pub mod change;
 pub mod cluster;

@@ -1,14 +1,19 @@
 //! The Listener: accepts memcache connections and spreads them over the worker threads.
 //!
 //! Each accepted connection becomes a lightweight session task (`session.rs`) on the next
-//! worker Arbiter, round-robin, so every core serves clients. At most `max_connections` sessions
+//! worker Arbiter, round-robin, so every core serves clients. A session whose first byte is the
+//! binary protocol's request magic (0x80) speaks binary (`binary.rs`), as in memcached; with an
+//! `auth_file`, a text session first authenticates (`auth.rs`). At most `max_connections` sessions
 //! run at once; a connection beyond that gets memcached's `ERROR Too many open connections` and
 //! is closed, without affecting the others. Open connections are listed in [`Connections`]
 //! (`stats conns`).
 
+mod auth;
+mod binary;
 mod connections;
 mod session;
 mod stats_command;
+mod wire;
 
 pub use connections::{Connection, Connections};
 
@@ -16,6 +21,7 @@ use crate::config::ExpiryPolicy;
 use crate::coordinator::Coordinator;
 use crate::stats::{self, NodeInfo, NodeStats};
 use actix::{Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, StreamHandler};
+use kai_proto::auth::AuthFile;
 use kai_proto::memcache::Limits;
 use std::io;
 use std::net::SocketAddr;
@@ -56,6 +62,8 @@ pub struct SessionShared {
     pub expiry: ExpiryPolicy,
     /// The open client connections.
     pub connections: Connections,
+    /// The users clients must authenticate as (`auth_file`); `None`: no authentication.
+    pub auth: Option<Arc<AuthFile>>,
 }
 
 /// What a session needs: its thread's coordinator and the shared state.

@@ -1,5 +1,8 @@
 //! One client connection: parse requests, execute them in order, write replies.
 //!
+//! The first bytes decide the dialect, as in memcached: the binary request magic hands the
+//! connection to `binary.rs`; otherwise it speaks text (after `auth.rs` if `auth_file` is set).
+//!
 //! Invariants:
 //! - Requests of a connection execute one after another, in order, so a pipelined `set` is
 //!   visible to the `get` after it (memcached's semantics).
@@ -9,6 +12,7 @@
 //! - Memory is bounded: input by the parser's limits, output by the flush threshold (a client
 //!   that stops reading stops being read, through TCP back-pressure).
 
+use super::wire::{Wire, READ_CHUNK};
 use super::SessionContext;
 use crate::clock::unix_now;
 use crate::config::ExpiryPolicy;
@@ -17,6 +21,7 @@ use crate::membership::Leave;
 use crate::stats;
 use bytes::BytesMut;
 use futures_util::future::join_all;
+use kai_proto::binary::REQUEST_MAGIC;
 use kai_proto::change::{Answer, Change, NewValue};
 use kai_proto::memcache::{
     absolute_expiry, ConditionalStore, Parsed, Request, RequestDecoder, RequestError, Response, StorageCommand,
@@ -27,8 +32,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
-/// Bytes read from the socket at a time (at least).
-const READ_CHUNK: usize = 16 * 1024;
 /// Buffered reply bytes that force a write even if more requests are waiting.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
@@ -42,10 +45,26 @@ pub(crate) async fn serve(stream: TcpStream, ctx: SessionContext) {
     if let Err(e) = stream.set_nodelay(true) {
         log::debug!("set_nodelay failed: {e}");
     }
-    let (mut rd, mut wr) = stream.into_split();
+    let mut wire = Wire::new(stream);
+    if !wire.read(&ctx).await {
+        return;
+    }
+    // memcached's protocol detection: a binary request starts with its magic byte.
+    if wire.input.first() == Some(&REQUEST_MAGIC) {
+        return super::binary::serve(wire, ctx).await;
+    }
+    if let Some(users) = ctx.shared.auth.clone() {
+        if !super::auth::authenticate_text(&mut wire, &ctx, &users).await {
+            return;
+        }
+    }
+    let Wire {
+        mut rd,
+        mut wr,
+        mut input,
+        mut output,
+    } = wire;
     let mut decoder = RequestDecoder::new(ctx.shared.limits);
-    let mut input = BytesMut::with_capacity(READ_CHUNK);
-    let mut output = BytesMut::with_capacity(READ_CHUNK);
     loop {
         match decoder.decode(&mut input) {
             Ok(Some(parsed)) => {

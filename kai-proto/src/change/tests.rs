@@ -135,3 +135,28 @@ fn touch_sets_the_expiry_of_a_live_value_only() {
     );
     assert_eq!(touch.apply(None, NOW), (Effect::Keep, Answer::NotFound));
 }
+
+#[test]
+fn counter_creates_a_missing_key_with_its_initial_value() {
+    let incr = Change::Counter {
+        incr: true,
+        delta: 5,
+        initial: 10,
+        expires_at: NOW + 60,
+    };
+    assert_eq!(incr.apply(None, NOW), (stored(0, NOW + 60, "10"), Answer::Number(10)));
+    let tombstone = Record::tombstone(tag(5), NOW);
+    assert_eq!(incr.apply(Some(&tombstone), NOW).1, Answer::Number(10));
+    assert_eq!(
+        incr.apply(Some(&value(b"7")), NOW),
+        (stored(9, 0, "12"), Answer::Number(12))
+    );
+    let decr = Change::Counter {
+        incr: false,
+        delta: 9,
+        initial: 0,
+        expires_at: 0,
+    };
+    assert_eq!(decr.apply(Some(&value(b"7")), NOW).1, Answer::Number(0));
+    assert_eq!(decr.apply(Some(&value(b"x")), NOW), (Effect::Keep, Answer::NonNumeric));
+}

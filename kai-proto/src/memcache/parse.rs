@@ -377,16 +377,14 @@ fn parse_delete(args: &[Bytes]) -> Result<Request, RequestError> {
 
 /// A command Kai recognises but does not execute, with as many arguments as memcached accepts.
 /// `flush_all [delay] [noreply]`. As in memcached, a lone `noreply` is no delay, and a delay
-/// that is not a 32-bit number is `CLIENT_ERROR bad command line format`.
+/// that is not a 32-bit number is `CLIENT_ERROR invalid exptime argument`.
 fn parse_flush_all(args: &[Bytes]) -> Result<Request, RequestError> {
     if args.len() > 2 {
         return Err(RequestError::WrongArgumentCount);
     }
     let noreply = ends_with_noreply(args);
     let delay = match args.first() {
-        Some(token) if !(noreply && args.len() == 1) => {
-            parse_number::<i32>(token).ok_or(RequestError::BadCommandLine)?
-        }
+        Some(token) if !(noreply && args.len() == 1) => parse_number::<i32>(token).ok_or(RequestError::BadExptime)?,
         _ => 0,
     };
     Ok(Request::FlushAll { delay, noreply })

@@ -363,10 +363,10 @@ fn flush_all_takes_an_optional_delay_and_noreply_like_memcached() {
     assert_eq!(
         requests(b"flush_all x\r\nflush_all 99999999999\r\nflush_all x noreply\r\n"),
         vec![
-            rejected(RequestError::BadCommandLine),
-            rejected(RequestError::BadCommandLine),
+            rejected(RequestError::BadExptime),
+            rejected(RequestError::BadExptime),
             Parsed::Rejected {
-                error: RequestError::BadCommandLine,
+                error: RequestError::BadExptime,
                 noreply: true
             },
         ]
