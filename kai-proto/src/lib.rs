@@ -1,6 +1,7 @@
 //! Kai's wire formats and core types, with no I/O and no actors.
 //!
 //! - [`memcache`]: the memcached text protocol (streaming request parser, reply encoder, limits).
+//! - [`meta`]: memcached's meta commands, parsed by the same decoder, and their replies.
 //! - [`key`], [`tag`], [`record`], [`bucket`]: the data model shared by every node
 //!   (validated keys, version tags, stored records and their on-disk encoding, key → bucket hashing).
 //!
@@ -12,6 +13,7 @@ pub mod change;
 pub mod cluster;
 pub mod key;
 pub mod memcache;
+pub mod meta;
 pub mod peer;
 pub mod record;
 pub mod replica;
@@ -20,5 +22,5 @@ pub mod tag;
 
 pub use bucket::BucketId;
 pub use key::{Key, KeyError};
-pub use record::{Record, RecordBody, RecordDecodeError};
+pub use record::{Record, RecordBody, RecordDecodeError, ValueState};
 pub use tag::{NodeId, Tag, WriterId};

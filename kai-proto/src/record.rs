@@ -5,9 +5,14 @@
 //! delete can never resurrect the key: the tombstone's higher tag wins.
 //!
 //! Encoding (format version 1, big-endian integers):
-//! `[version u8][kind u8][counter u64][writer u64]` then, for a value,
-//! `[flags u32][expires_at u64][data…]`, for a tombstone `[deleted_at u64]`.
+//! `[version u8][kind u8][counter u64][writer u64]` then, for a value (kind 0),
+//! `[flags u32][expires_at u64][data…]`, for a tombstone (kind 1) `[deleted_at u64]`, for a
+//! value with a [`ValueState`] other than the default (kind 2, the meta protocol's
+//! stale-while-revalidate marks) `[flags u32][expires_at u64][state u8][data…]`.
 //! `expires_at` and `deleted_at` are unix seconds; `expires_at == 0` means "never expires".
+//! Kind 2 was added without changing the format version: everything stored before it decodes
+//! as before, and a value without marks is still written as kind 0. A node of an older version
+//! refuses kind 2 records (`UnknownKind`).
 
 use crate::tag::{Tag, WriterId};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -16,9 +21,36 @@ use serde::{Deserialize, Serialize};
 const FORMAT_VERSION: u8 = 1;
 const KIND_VALUE: u8 = 0;
 const KIND_TOMBSTONE: u8 = 1;
+const KIND_MARKED_VALUE: u8 = 2;
+const STATE_STALE: u8 = 1;
+const STATE_WIN_SENT: u8 = 2;
 const HEADER_LEN: usize = 1 + 1 + 8 + 8;
 const VALUE_META_LEN: usize = 4 + 8;
 const TOMBSTONE_LEN: usize = 8;
+
+/// The meta protocol's stale-while-revalidate marks of a value (memcached's `ITEM_STALE` and
+/// `ITEM_TOKEN_SENT`). Every change of them is a new version written by a read-modify-write,
+/// so exactly one client is ever told it won.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ValueState {
+    /// Invalidated (`md … I`, or `ms … I` with an old cas): readers see `X`.
+    pub stale: bool,
+    /// A client was handed the recache win (`W`); later readers see `Z`.
+    pub win_sent: bool,
+}
+
+impl ValueState {
+    fn encode(self) -> u8 {
+        (if self.stale { STATE_STALE } else { 0 }) | (if self.win_sent { STATE_WIN_SENT } else { 0 })
+    }
+
+    fn decode(byte: u8) -> Self {
+        ValueState {
+            stale: byte & STATE_STALE != 0,
+            win_sent: byte & STATE_WIN_SENT != 0,
+        }
+    }
+}
 
 /// What a record holds besides its tag.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +63,8 @@ pub enum RecordBody {
         expires_at: u64,
         /// The value's bytes.
         data: Bytes,
+        /// Stale-while-revalidate marks (default: none).
+        state: ValueState,
     },
     /// The key was deleted at `deleted_at` (unix seconds).
     Tombstone {
@@ -74,7 +108,24 @@ impl Record {
                 flags,
                 expires_at,
                 data,
+                state: ValueState::default(),
             },
+        }
+    }
+
+    /// This record with the value's marks set to `state` (no effect on a tombstone).
+    pub fn with_state(mut self, new: ValueState) -> Self {
+        if let RecordBody::Value { state, .. } = &mut self.body {
+            *state = new;
+        }
+        self
+    }
+
+    /// The value's marks (default for a tombstone).
+    pub fn state(&self) -> ValueState {
+        match &self.body {
+            RecordBody::Value { state, .. } => *state,
+            RecordBody::Tombstone { .. } => ValueState::default(),
         }
     }
 
@@ -103,7 +154,9 @@ impl Record {
     pub fn encoded_len(&self) -> usize {
         HEADER_LEN
             + match &self.body {
-                RecordBody::Value { data, .. } => VALUE_META_LEN + data.len(),
+                RecordBody::Value { data, state, .. } => {
+                    VALUE_META_LEN + usize::from(*state != ValueState::default()) + data.len()
+                }
                 RecordBody::Tombstone { .. } => TOMBSTONE_LEN,
             }
     }
@@ -112,7 +165,8 @@ impl Record {
     pub fn encode_into(&self, out: &mut BytesMut) {
         out.reserve(self.encoded_len());
         out.put_u8(FORMAT_VERSION);
-        out.put_u8(match self.body {
+        out.put_u8(match &self.body {
+            RecordBody::Value { state, .. } if *state != ValueState::default() => KIND_MARKED_VALUE,
             RecordBody::Value { .. } => KIND_VALUE,
             RecordBody::Tombstone { .. } => KIND_TOMBSTONE,
         });
@@ -123,9 +177,13 @@ impl Record {
                 flags,
                 expires_at,
                 data,
+                state,
             } => {
                 out.put_u32(*flags);
                 out.put_u64(*expires_at);
+                if *state != ValueState::default() {
+                    out.put_u8(state.encode());
+                }
                 out.put_slice(data);
             }
             RecordBody::Tombstone { deleted_at } => out.put_u64(*deleted_at),
@@ -148,7 +206,7 @@ impl Record {
     /// Decodes only the absolute expiry of a value (0 for tombstones and non-expiring values).
     pub fn decode_expiry(bytes: &[u8]) -> Result<u64, RecordDecodeError> {
         let header = Header::parse(bytes)?;
-        if header.kind != KIND_VALUE {
+        if header.kind == KIND_TOMBSTONE {
             return Ok(0);
         }
         let meta = rest(bytes, VALUE_META_LEN)?;
@@ -159,12 +217,18 @@ impl Record {
     pub fn decode(bytes: Bytes) -> Result<Record, RecordDecodeError> {
         let header = Header::parse(&bytes)?;
         let body = match header.kind {
-            KIND_VALUE => {
-                let meta = rest(&bytes, VALUE_META_LEN)?;
+            KIND_VALUE | KIND_MARKED_VALUE => {
+                let marked = usize::from(header.kind == KIND_MARKED_VALUE);
+                let meta = rest(&bytes, VALUE_META_LEN + marked)?;
                 RecordBody::Value {
                     flags: u32::from_be_bytes([meta[0], meta[1], meta[2], meta[3]]),
                     expires_at: be_u64(&meta[4..12]),
-                    data: bytes.slice(HEADER_LEN + VALUE_META_LEN..),
+                    data: bytes.slice(HEADER_LEN + VALUE_META_LEN + marked..),
+                    state: if marked == 1 {
+                        ValueState::decode(meta[12])
+                    } else {
+                        ValueState::default()
+                    },
                 }
             }
             _ => {
@@ -192,7 +256,7 @@ impl Header {
             return Err(RecordDecodeError::UnknownVersion(bytes[0]));
         }
         let kind = bytes[1];
-        if kind != KIND_VALUE && kind != KIND_TOMBSTONE {
+        if kind != KIND_VALUE && kind != KIND_TOMBSTONE && kind != KIND_MARKED_VALUE {
             return Err(RecordDecodeError::UnknownKind(kind));
         }
         Ok(Header {
@@ -242,6 +306,35 @@ mod tests {
     }
 
     #[test]
+    fn marked_values_round_trip_and_unmarked_ones_keep_the_old_layout() {
+        let plain = Record::value(tag(3, 7), 5, 9, Bytes::from_static(b"v"));
+        let old_layout = [
+            &[1u8, 0][..],
+            &3u64.to_be_bytes(),
+            &7u64.to_be_bytes(),
+            &5u32.to_be_bytes(),
+            &9u64.to_be_bytes(),
+            b"v",
+        ]
+        .concat();
+        assert_eq!(plain.encode(), old_layout, "records without marks are stored as before");
+        for (stale, win_sent) in [(true, false), (false, true), (true, true)] {
+            let marked = plain.clone().with_state(ValueState { stale, win_sent });
+            let encoded = marked.encode();
+            assert_eq!(encoded.len(), marked.encoded_len());
+            assert_eq!(encoded[1], KIND_MARKED_VALUE);
+            assert_eq!(Record::decode(encoded.clone()), Ok(marked.clone()));
+            assert_eq!(Record::decode_expiry(&encoded), Ok(9));
+            assert_eq!(marked.state(), ValueState { stale, win_sent });
+        }
+        let tombstone = Record::tombstone(tag(1, 1), 0).with_state(ValueState {
+            stale: true,
+            win_sent: true,
+        });
+        assert_eq!(tombstone.state(), ValueState::default());
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert_eq!(
             Record::decode(Bytes::from_static(b"\x01\x00")),
@@ -269,8 +362,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_value_round_trips(counter: u64, node: u64, flags: u32, exp: u64, data: Vec<u8>) {
-            let r = Record::value(tag(counter, node), flags, exp, data.into());
+        fn any_value_round_trips(counter: u64, node: u64, flags: u32, exp: u64, data: Vec<u8>, stale: bool, win_sent: bool) {
+            let r = Record::value(tag(counter, node), flags, exp, data.into()).with_state(ValueState { stale, win_sent });
             prop_assert_eq!(Record::decode(r.encode()), Ok(r));
         }
 

@@ -1,6 +1,7 @@
 //! Parsed memcache requests.
 
 use crate::key::Key;
+use crate::meta::MetaRequest;
 use bytes::Bytes;
 
 /// A storage command whose data block has been read in full.
@@ -119,6 +120,9 @@ pub enum Request {
     Quit,
     /// `kai_leave` (Kai extension): the node hands its data off and leaves the cluster.
     Leave,
+    /// A meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`). Its reply decides itself what
+    /// quiet mode hides, so [`Request::noreply`] is false for it.
+    Meta(MetaRequest),
     /// A well-formed memcached command Kai does not execute yet (its data block, if any, has
     /// been consumed so the stream stays in sync).
     Unsupported {
@@ -149,6 +153,7 @@ impl Request {
             | Request::Version
             | Request::Quit
             | Request::Leave
+            | Request::Meta(_)
             | Request::Unsupported { .. } => false,
         }
     }
