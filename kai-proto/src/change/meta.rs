@@ -6,7 +6,8 @@
 //! - The recache win (`W`) is handed out only when the applied state has no `win_sent` mark,
 //!   and the stored result always has it set: of all clients racing for one key, exactly one
 //!   is told it won until the item is invalidated again or replaced.
-//! - A cas of 0 compares nothing for `ms` and `ma` (memcached's rule); the listener maps it.
+//! - A cas of 0 (`C0`) follows memcached: `ms` in set/replace mode compares it (and, since no
+//!   item has cas 0, never matches, stale or not); append/prepend, `ma` ignore it; `md` compares it.
 
 use super::{parse_counter, Answer, Effect, Live, NewValue};
 use crate::meta::SetMode;
@@ -99,7 +100,7 @@ impl MetaSet {
         match self.mode {
             SetMode::Add => (Effect::Keep, Answer::NotStored),
             SetMode::Set | SetMode::Replace if matches => stored(self.value.clone()),
-            SetMode::Set | SetMode::Replace if self.invalidate => stored(NewValue {
+            SetMode::Set | SetMode::Replace if self.invalidate && self.compare != Some(0) => stored(NewValue {
                 expires_at: item.expires_at,
                 state: ValueState {
                     stale: true,
@@ -108,7 +109,7 @@ impl MetaSet {
                 ..self.value.clone()
             }),
             SetMode::Set | SetMode::Replace => (Effect::Keep, Answer::Exists),
-            SetMode::Append | SetMode::Prepend if !matches => (Effect::Keep, Answer::Exists),
+            SetMode::Append | SetMode::Prepend if !matches && self.compare != Some(0) => (Effect::Keep, Answer::Exists),
             SetMode::Append | SetMode::Prepend => {
                 let (new, old) = (self.value.data.as_ref(), item.data.as_ref());
                 let joined = match self.mode {
@@ -175,7 +176,7 @@ pub struct MetaArithmetic {
     pub incr: bool,
     /// `D`: the delta (default 1).
     pub delta: u64,
-    /// `C`: only if the item's cas unique is this.
+    /// `C`: only if the item's cas unique is this (0: no comparison).
     pub compare: Option<u64>,
     /// `N` (with `J`): on a miss, create the item with this expiry and initial number.
     pub vivify: Option<(u64, u64)>,
@@ -200,7 +201,7 @@ impl MetaArithmetic {
                 None => (Effect::Keep, Answer::NotFound),
             };
         };
-        if self.compare.is_some_and(|cas| cas != item.cas) {
+        if self.compare.is_some_and(|cas| cas != 0 && cas != item.cas) {
             return (Effect::Keep, Answer::Exists);
         }
         let Some(current) = parse_counter(item.data) else {

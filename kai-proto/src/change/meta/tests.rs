@@ -159,6 +159,19 @@ fn ms_modes_follow_memcached() {
         set(SetMode::Set, Some(cas), false, None).apply(None, NOW),
         (Effect::Keep, Answer::NotFound)
     );
+    // C0 never matches in set/replace mode (not even as stale) and is ignored by append.
+    assert_eq!(
+        set(SetMode::Set, Some(0), true, None).apply(Some(&current), NOW),
+        (Effect::Keep, Answer::Exists)
+    );
+    assert_eq!(
+        set(SetMode::Replace, Some(0), false, None).apply(None, NOW),
+        (Effect::Keep, Answer::NotFound)
+    );
+    assert_eq!(
+        set(SetMode::Append, Some(0), false, None).apply(Some(&current), NOW).1,
+        Answer::Stored
+    );
     // Append and prepend keep flags and expiry, and respect a cas.
     assert_eq!(
         set(SetMode::Append, None, false, None).apply(Some(&current), NOW),
@@ -282,6 +295,11 @@ fn ma_counts_vivifies_and_compares() {
     assert_eq!(
         arith(true, 1, Some(cas + 1), None, None).apply(Some(&current), NOW),
         (Effect::Keep, Answer::Exists)
+    );
+    assert_eq!(
+        arith(true, 1, Some(0), None, None).apply(Some(&current), NOW).1,
+        Answer::Number(11),
+        "C0 compares nothing"
     );
     assert_eq!(
         arith(true, 1, None, None, None).apply(None, NOW),
