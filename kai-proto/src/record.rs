@@ -8,7 +8,9 @@
 //! `[version u8][kind u8][counter u64][writer u64]` then, for a value (kind 0),
 //! `[flags u32][expires_at u64][data…]`, for a tombstone (kind 1) `[deleted_at u64]`, for a
 //! value with a [`ValueState`] other than the default (kind 2, the meta protocol's
-//! stale-while-revalidate marks) `[flags u32][expires_at u64][state u8][data…]`.
+//! stale-while-revalidate marks) `[flags u32][expires_at u64][marks u8][winner?][data…]`, where
+//! `winner` (present when marks bit 2 is set) is the tag `[counter u64][writer u64]` of the
+//! version whose proposal handed the recache win out.
 //! `expires_at` and `deleted_at` are unix seconds; `expires_at == 0` means "never expires".
 //! Kind 2 was added without changing the format version: everything stored before it decodes
 //! as before, and a value without marks is still written as kind 0. A node of an older version
@@ -24,6 +26,8 @@ const KIND_TOMBSTONE: u8 = 1;
 const KIND_MARKED_VALUE: u8 = 2;
 const STATE_STALE: u8 = 1;
 const STATE_WIN_SENT: u8 = 2;
+const STATE_WINNER: u8 = 4;
+const WINNER_LEN: usize = 16;
 const HEADER_LEN: usize = 1 + 1 + 8 + 8;
 const VALUE_META_LEN: usize = 4 + 8;
 const TOMBSTONE_LEN: usize = 8;
@@ -37,18 +41,48 @@ pub struct ValueState {
     pub stale: bool,
     /// A client was handed the recache win (`W`); later readers see `Z`.
     pub win_sent: bool,
+    /// The tag of the version whose proposal handed the win out (set by the proposer, kept
+    /// while `win_sent` holds): lets a proposer whose accept had an unknown outcome tell
+    /// whether its win took effect.
+    pub winner: Option<Tag>,
 }
 
 impl ValueState {
-    fn encode(self) -> u8 {
-        (if self.stale { STATE_STALE } else { 0 }) | (if self.win_sent { STATE_WIN_SENT } else { 0 })
+    /// Bytes the marks take in a kind 2 record.
+    fn encoded_len(&self) -> usize {
+        1 + if self.winner.is_some() { WINNER_LEN } else { 0 }
     }
 
-    fn decode(byte: u8) -> Self {
-        ValueState {
-            stale: byte & STATE_STALE != 0,
-            win_sent: byte & STATE_WIN_SENT != 0,
+    fn encode_into(&self, out: &mut BytesMut) {
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        out.put_u8(
+            flag(self.stale, STATE_STALE)
+                | flag(self.win_sent, STATE_WIN_SENT)
+                | flag(self.winner.is_some(), STATE_WINNER),
+        );
+        if let Some(winner) = self.winner {
+            out.put_u64(winner.counter);
+            out.put_u64(winner.writer.0);
         }
+    }
+
+    /// Decodes marks from the start of `bytes`.
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let marks = *bytes.first()?;
+        let winner = if marks & STATE_WINNER != 0 {
+            let tag = bytes.get(1..1 + WINNER_LEN)?;
+            Some(Tag {
+                counter: be_u64(&tag[..8]),
+                writer: WriterId(be_u64(&tag[8..])),
+            })
+        } else {
+            None
+        };
+        Some(ValueState {
+            stale: marks & STATE_STALE != 0,
+            win_sent: marks & STATE_WIN_SENT != 0,
+            winner,
+        })
     }
 }
 
@@ -154,9 +188,7 @@ impl Record {
     pub fn encoded_len(&self) -> usize {
         HEADER_LEN
             + match &self.body {
-                RecordBody::Value { data, state, .. } => {
-                    VALUE_META_LEN + usize::from(*state != ValueState::default()) + data.len()
-                }
+                RecordBody::Value { data, state, .. } => VALUE_META_LEN + marks_len(state) + data.len(),
                 RecordBody::Tombstone { .. } => TOMBSTONE_LEN,
             }
     }
@@ -182,7 +214,7 @@ impl Record {
                 out.put_u32(*flags);
                 out.put_u64(*expires_at);
                 if *state != ValueState::default() {
-                    out.put_u8(state.encode());
+                    state.encode_into(out);
                 }
                 out.put_slice(data);
             }
@@ -218,17 +250,18 @@ impl Record {
         let header = Header::parse(&bytes)?;
         let body = match header.kind {
             KIND_VALUE | KIND_MARKED_VALUE => {
-                let marked = usize::from(header.kind == KIND_MARKED_VALUE);
-                let meta = rest(&bytes, VALUE_META_LEN + marked)?;
+                let meta = rest(&bytes, VALUE_META_LEN)?;
+                let state = if header.kind == KIND_MARKED_VALUE {
+                    ValueState::decode(&bytes[HEADER_LEN + VALUE_META_LEN..])
+                        .ok_or(RecordDecodeError::Truncated { len: bytes.len() })?
+                } else {
+                    ValueState::default()
+                };
                 RecordBody::Value {
                     flags: u32::from_be_bytes([meta[0], meta[1], meta[2], meta[3]]),
                     expires_at: be_u64(&meta[4..12]),
-                    data: bytes.slice(HEADER_LEN + VALUE_META_LEN + marked..),
-                    state: if marked == 1 {
-                        ValueState::decode(meta[12])
-                    } else {
-                        ValueState::default()
-                    },
+                    data: bytes.slice(HEADER_LEN + VALUE_META_LEN + marks_len(&state)..),
+                    state,
                 }
             }
             _ => {
@@ -266,6 +299,15 @@ impl Header {
                 writer: WriterId(be_u64(&bytes[10..18])),
             },
         })
+    }
+}
+
+/// Bytes the marks of a value take (none for a value without marks: kind 0).
+fn marks_len(state: &ValueState) -> usize {
+    if *state == ValueState::default() {
+        0
+    } else {
+        state.encoded_len()
     }
 }
 
@@ -318,18 +360,26 @@ mod tests {
         ]
         .concat();
         assert_eq!(plain.encode(), old_layout, "records without marks are stored as before");
-        for (stale, win_sent) in [(true, false), (false, true), (true, true)] {
-            let marked = plain.clone().with_state(ValueState { stale, win_sent });
+        let winner = Some(tag(9, 8));
+        for (stale, win_sent, winner) in [(true, false, None), (false, true, winner), (true, true, None)] {
+            let state = ValueState {
+                stale,
+                win_sent,
+                winner,
+            };
+            let marked = plain.clone().with_state(state);
             let encoded = marked.encode();
             assert_eq!(encoded.len(), marked.encoded_len());
             assert_eq!(encoded[1], KIND_MARKED_VALUE);
             assert_eq!(Record::decode(encoded.clone()), Ok(marked.clone()));
             assert_eq!(Record::decode_expiry(&encoded), Ok(9));
-            assert_eq!(marked.state(), ValueState { stale, win_sent });
+            assert_eq!(marked.state(), state);
+            assert_ne!(Record::decode(encoded.slice(..encoded.len() - 2)), Ok(marked.clone()));
         }
         let tombstone = Record::tombstone(tag(1, 1), 0).with_state(ValueState {
             stale: true,
             win_sent: true,
+            winner: None,
         });
         assert_eq!(tombstone.state(), ValueState::default());
     }
@@ -362,8 +412,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_value_round_trips(counter: u64, node: u64, flags: u32, exp: u64, data: Vec<u8>, stale: bool, win_sent: bool) {
-            let r = Record::value(tag(counter, node), flags, exp, data.into()).with_state(ValueState { stale, win_sent });
+        fn any_value_round_trips(counter: u64, node: u64, flags: u32, exp: u64, data: Vec<u8>, stale: bool, win_sent: bool, winner: Option<(u64, u64)>) {
+            let winner = winner.map(|(c, w)| tag(c, w));
+            let r = Record::value(tag(counter, node), flags, exp, data.into()).with_state(ValueState { stale, win_sent, winner });
             prop_assert_eq!(Record::decode(r.encode()), Ok(r));
         }
 

@@ -7,6 +7,7 @@
 //! (`stats conns`).
 
 mod connections;
+mod meta;
 mod session;
 mod stats_command;
 

@@ -129,11 +129,11 @@ async fn refuse(ctx: &SessionContext, error: RequestError) -> Response {
     Response::rejected(&error)
 }
 
-fn server_error(e: CoordinatorError) -> Response {
+pub(super) fn server_error(e: CoordinatorError) -> Response {
     Response::ServerError(e.to_string())
 }
 
-fn unavailable() -> Response {
+pub(super) fn unavailable() -> Response {
     Response::ServerError("node is shutting down".to_owned())
 }
 
@@ -181,6 +181,7 @@ async fn respond(ctx: &SessionContext, request: Request) -> Option<Response> {
         }
         Request::Version => Response::Version(stats::PROTOCOL_VERSION.to_owned()),
         Request::Verbosity { .. } => Response::Ok,
+        Request::Meta(request) => super::meta::respond(ctx, request).await,
         Request::Unsupported { command, .. } => {
             Response::ServerError(format!("'{}' is not supported by kai", command.name()))
         }
@@ -242,6 +243,7 @@ async fn conditional(ctx: &SessionContext, command: ConditionalStore, cmd: Stora
         flags: cmd.flags,
         expires_at: cmd.expires_at(unix_now()),
         data: cmd.data,
+        ..NewValue::default()
     };
     let change = match command {
         ConditionalStore::Add => Change::Add(value),
@@ -275,6 +277,9 @@ fn answer_response(answer: Answer) -> Response {
         Answer::Touched => Response::Touched,
         Answer::Number(n) => Response::Number(n),
         Answer::NonNumeric => Response::ClientError("cannot increment or decrement non-numeric value".to_owned()),
+        Answer::Deleted => Response::Deleted,
+        // Only meta changes answer this; the text commands never run one.
+        Answer::Fetched { .. } => Response::ServerError("unexpected meta answer".to_owned()),
     }
 }
 

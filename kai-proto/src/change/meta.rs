@@ -5,7 +5,8 @@
 //!   [`Change::apply`](super::Change::apply) stays deterministic.
 //! - The recache win (`W`) is handed out only when the applied state has no `win_sent` mark,
 //!   and the stored result always has it set: of all clients racing for one key, exactly one
-//!   is told it won until the item is invalidated again or replaced.
+//!   is told it won until the item is invalidated again or replaced. The proposer stamps the
+//!   win with its ballot (`ValueState::winner`, see `kai_actors::paxos`).
 //! - A cas of 0 (`C0`) follows memcached: `ms` in set/replace mode compares it (and, since no
 //!   item has cas 0, never matches, stale or not); append/prepend, `ma` ignore it; `md` compares it.
 
@@ -36,6 +37,7 @@ impl MetaGet {
                         state: ValueState {
                             stale: false,
                             win_sent: true,
+                            winner: None,
                         },
                         ..NewValue::default()
                     }),
@@ -104,7 +106,7 @@ impl MetaSet {
                 expires_at: item.expires_at,
                 state: ValueState {
                     stale: true,
-                    win_sent: item.state.win_sent,
+                    ..item.state
                 },
                 ..self.value.clone()
             }),
@@ -163,6 +165,7 @@ impl MetaDelete {
             value.state = ValueState {
                 stale: true,
                 win_sent: false,
+                winner: None,
             };
         }
         (Effect::Store(value), Answer::Deleted)

@@ -20,14 +20,17 @@ fn plain(data: &'static [u8]) -> Record {
 const STALE: ValueState = ValueState {
     stale: true,
     win_sent: false,
+    winner: None,
 };
 const WON: ValueState = ValueState {
     stale: false,
     win_sent: true,
+    winner: None,
 };
 const STALE_WON: ValueState = ValueState {
     stale: true,
     win_sent: true,
+    winner: None,
 };
 
 fn value(flags: u32, expires_at: u64, data: &'static [u8], state: ValueState) -> NewValue {
