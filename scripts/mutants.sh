@@ -32,6 +32,8 @@ mutants=(
   "adopt-without-wipe|lib|sync::plan|kai-actors/src/sync/plan.rs|Some((latest, _)) if *latest > already_adopted => new_buckets(rings, me),|Some((latest, _)) if *latest > already_adopted => Vec::new(),"
   "gc-without-all-owners|safe_movement|tombstones_are_not_purged_while_an_owner_is_unreachable|kai-actors/src/sync/actor.rs|let theirs = mover.digest_of(*peer, bucket).await?;|let Ok(theirs) = mover.digest_of(*peer, bucket).await else { continue };|kai-actors/src/sync/mover.rs|self.call(*node, request).await?;|let _ = self.call(*node, request).await;"
   "r-w-one|in_process_cluster|without_a_quorum_operations_fail_instead_of_answering_stale|kai-actors/src/quorum.rs|let needed = needed.min(members.len());|let needed = needed.min(members.len()).min(1);"
+  "recache-win-twice|meta_protocol|stale_while_revalidate_answers_like_memcached|kai-proto/src/change/meta.rs|let won = !item.state.win_sent \&\& (|let won = (|kai-actors/src/listener/meta.rs|(!state.win_sent \&\& (state.stale|((state.stale"
+  "recache-win-unstamped|lib|paxos::tests|kai-actors/src/paxos.rs|state.winner = Some(ballot);|state.winner = None;"
 )
 
 selected=("$@")
