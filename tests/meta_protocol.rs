@@ -326,6 +326,32 @@ fn stale_while_revalidate_answers_like_memcached() {
     assert_same_as_memcached(&kai, &memcached, &list);
 }
 
+/// `E` (newer than memcached 1.6.18, which refuses it): the client chooses the cas unique of
+/// what a command stores; `gets`, `C` and later replies use it; touches keep it.
+#[test]
+fn e_chooses_the_cas_unique_every_protocol_then_sees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = single_node(&dir);
+    let mut c = Client::connect(kai.addr);
+    assert_eq!(c.call("ms e 1 E12345 c\r\nx\r\n"), "HD c12345\r\n");
+    assert_eq!(c.call("mg e c\r\n"), "HD c12345\r\n");
+    c.send(b"gets e\r\n");
+    assert_eq!(c.values(), vec![("e".to_owned(), 0, b"x".to_vec(), Some(12345))]);
+    assert_eq!(c.call("ms e 1 C12345 E99 c\r\ny\r\n"), "HD c99\r\n");
+    assert_eq!(c.call("ms e 1 C12345\r\nz\r\n"), "EX\r\n");
+    assert_eq!(
+        c.call("cas e 0 0 1 99\r\nw\r\n"),
+        "STORED\r\n",
+        "the text cas compares it too"
+    );
+    assert_eq!(c.call("ms e 1 E99\r\nv\r\n"), "HD\r\n");
+    assert_eq!(c.call("mg e T30 c\r\n"), "HD c99\r\n", "a touch keeps the cas");
+    assert_eq!(c.call("md e I E7\r\n"), "HD\r\n");
+    assert_eq!(c.call("mg e c\r\n"), "HD c7 X W\r\n", "the win keeps the cas");
+    assert_eq!(c.call("ma n N0 J5 E40 c\r\n"), "HD c40\r\n");
+    assert_eq!(c.call("md e C7\r\n"), "HD\r\n");
+}
+
 /// `clients` connections spread over `addrs` send `request` at once (after `setup` on the first
 /// node); returns their reply lines.
 fn race(addrs: &[SocketAddr], setup: &[&str], request: &str, clients: usize) -> Vec<String> {

@@ -119,7 +119,7 @@ impl Change {
                 data,
                 state,
             } => Some(Live {
-                cas: r.tag.cas_unique(),
+                cas: r.cas_unique(),
                 flags: *flags,
                 expires_at: *expires_at,
                 data,

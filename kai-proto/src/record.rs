@@ -8,9 +8,10 @@
 //! `[version u8][kind u8][counter u64][writer u64]` then, for a value (kind 0),
 //! `[flags u32][expires_at u64][data…]`, for a tombstone (kind 1) `[deleted_at u64]`, for a
 //! value with a [`ValueState`] other than the default (kind 2, the meta protocol's
-//! stale-while-revalidate marks) `[flags u32][expires_at u64][marks u8][winner?][data…]`, where
-//! `winner` (present when marks bit 2 is set) is the tag `[counter u64][writer u64]` of the
-//! version whose proposal handed the recache win out.
+//! stale-while-revalidate marks) `[flags u32][expires_at u64][marks u8][winner?][cas?][data…]`,
+//! where `winner` (present when marks bit 2 is set) is the tag `[counter u64][writer u64]` of the
+//! version whose proposal handed the recache win out, and `cas` (bit 3, `u64`) a cas unique the
+//! client chose (meta `E` flag) instead of the one derived from the tag.
 //! `expires_at` and `deleted_at` are unix seconds; `expires_at == 0` means "never expires".
 //! Kind 2 was added without changing the format version: everything stored before it decodes
 //! as before, and a value without marks is still written as kind 0. A node of an older version
@@ -28,6 +29,8 @@ const STATE_STALE: u8 = 1;
 const STATE_WIN_SENT: u8 = 2;
 const STATE_WINNER: u8 = 4;
 const WINNER_LEN: usize = 16;
+const STATE_CAS: u8 = 8;
+const CAS_LEN: usize = 8;
 const HEADER_LEN: usize = 1 + 1 + 8 + 8;
 const VALUE_META_LEN: usize = 4 + 8;
 const TOMBSTONE_LEN: usize = 8;
@@ -45,12 +48,14 @@ pub struct ValueState {
     /// while `win_sent` holds): lets a proposer whose accept had an unknown outcome tell
     /// whether its win took effect.
     pub winner: Option<Tag>,
+    /// A cas unique chosen by the client (meta `E`), shown instead of the tag's.
+    pub cas: Option<u64>,
 }
 
 impl ValueState {
     /// Bytes the marks take in a kind 2 record.
     fn encoded_len(&self) -> usize {
-        1 + if self.winner.is_some() { WINNER_LEN } else { 0 }
+        1 + if self.winner.is_some() { WINNER_LEN } else { 0 } + if self.cas.is_some() { CAS_LEN } else { 0 }
     }
 
     fn encode_into(&self, out: &mut BytesMut) {
@@ -58,11 +63,15 @@ impl ValueState {
         out.put_u8(
             flag(self.stale, STATE_STALE)
                 | flag(self.win_sent, STATE_WIN_SENT)
-                | flag(self.winner.is_some(), STATE_WINNER),
+                | flag(self.winner.is_some(), STATE_WINNER)
+                | flag(self.cas.is_some(), STATE_CAS),
         );
         if let Some(winner) = self.winner {
             out.put_u64(winner.counter);
             out.put_u64(winner.writer.0);
+        }
+        if let Some(cas) = self.cas {
+            out.put_u64(cas);
         }
     }
 
@@ -78,10 +87,17 @@ impl ValueState {
         } else {
             None
         };
+        let cas = if marks & STATE_CAS != 0 {
+            let at = 1 + if winner.is_some() { WINNER_LEN } else { 0 };
+            Some(be_u64(bytes.get(at..at + CAS_LEN)?))
+        } else {
+            None
+        };
         Some(ValueState {
             stale: marks & STATE_STALE != 0,
             win_sent: marks & STATE_WIN_SENT != 0,
             winner,
+            cas,
         })
     }
 }
@@ -153,6 +169,12 @@ impl Record {
             *state = new;
         }
         self
+    }
+
+    /// The memcached cas unique of this version: the one a client chose (meta `E`), else the
+    /// tag's ([`Tag::cas_unique`]).
+    pub fn cas_unique(&self) -> u64 {
+        self.state().cas.unwrap_or_else(|| self.tag.cas_unique())
     }
 
     /// The value's marks (default for a tombstone).
@@ -361,11 +383,19 @@ mod tests {
         .concat();
         assert_eq!(plain.encode(), old_layout, "records without marks are stored as before");
         let winner = Some(tag(9, 8));
-        for (stale, win_sent, winner) in [(true, false, None), (false, true, winner), (true, true, None)] {
+        let cases = [
+            (true, false, None, None),
+            (false, true, winner, None),
+            (true, true, None, Some(7)),
+            (false, true, winner, Some(u64::MAX)),
+            (false, false, None, Some(1)),
+        ];
+        for (stale, win_sent, winner, cas) in cases {
             let state = ValueState {
                 stale,
                 win_sent,
                 winner,
+                cas,
             };
             let marked = plain.clone().with_state(state);
             let encoded = marked.encode();
@@ -374,12 +404,14 @@ mod tests {
             assert_eq!(Record::decode(encoded.clone()), Ok(marked.clone()));
             assert_eq!(Record::decode_expiry(&encoded), Ok(9));
             assert_eq!(marked.state(), state);
+            assert_eq!(marked.cas_unique(), cas.unwrap_or(marked.tag.cas_unique()));
             assert_ne!(Record::decode(encoded.slice(..encoded.len() - 2)), Ok(marked.clone()));
         }
         let tombstone = Record::tombstone(tag(1, 1), 0).with_state(ValueState {
             stale: true,
             win_sent: true,
             winner: None,
+            cas: Some(3),
         });
         assert_eq!(tombstone.state(), ValueState::default());
     }
@@ -412,9 +444,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_value_round_trips(counter: u64, node: u64, flags: u32, exp: u64, data: Vec<u8>, stale: bool, win_sent: bool, winner: Option<(u64, u64)>) {
+        fn any_value_round_trips(counter: u64, node: u64, flags: u32, exp: u64, data: Vec<u8>, stale: bool, win_sent: bool, winner: Option<(u64, u64)>, cas: Option<u64>) {
             let winner = winner.map(|(c, w)| tag(c, w));
-            let r = Record::value(tag(counter, node), flags, exp, data.into()).with_state(ValueState { stale, win_sent, winner });
+            let r = Record::value(tag(counter, node), flags, exp, data.into()).with_state(ValueState { stale, win_sent, winner, cas });
             prop_assert_eq!(Record::decode(r.encode()), Ok(r));
         }
 

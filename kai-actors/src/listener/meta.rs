@@ -56,6 +56,7 @@ async fn get(ctx: &SessionContext, command: MetaCommand, now: u64) -> Reply {
         vivify: at(flags.vivify),
         recache: at(flags.recache),
         touch: at(flags.ttl),
+        new_cas: flags.new_cas,
     };
     // A plain read first: only an item the `mg` would change takes the per-key agreement (its
     // answer may rewrite the value under a new version, which changes the cas).
@@ -129,10 +130,13 @@ async fn set(ctx: &SessionContext, command: MetaCommand, mode: SetMode, data: By
         flags: flags.client_flags.unwrap_or(0),
         expires_at: absolute_expiry(flags.ttl.unwrap_or(0), now),
         data,
-        state: ValueState::default(),
+        state: ValueState {
+            cas: flags.new_cas,
+            ..ValueState::default()
+        },
     };
     let compare = flags.compare_cas;
-    let (status, cas) = if mode == SetMode::Set && compare.is_none() {
+    let (status, cas) = if mode == SetMode::Set && compare.is_none() && flags.new_cas.is_none() {
         let msg = Set {
             key: command.key.clone(),
             flags: value.flags,
@@ -150,7 +154,7 @@ async fn set(ctx: &SessionContext, command: MetaCommand, mode: SetMode, data: By
             vivify: flags.vivify.map(|e| absolute_expiry(e, now)),
         });
         match update(ctx, command.key.clone(), change).await? {
-            (Answer::Stored, Some(record)) => (Status::Done, record.tag.cas_unique()),
+            (Answer::Stored, Some(record)) => (Status::Done, record.cas_unique()),
             (answer, _) => (status_of(&answer)?, 0),
         }
     };
@@ -183,6 +187,7 @@ async fn delete(ctx: &SessionContext, command: MetaCommand, now: u64) -> Reply {
                 expires_at,
                 ..NewValue::default()
             }),
+            new_cas: flags.new_cas,
         });
         match update(ctx, command.key.clone(), change).await? {
             (Answer::Deleted, _) => true,
@@ -212,6 +217,7 @@ async fn arithmetic(ctx: &SessionContext, command: MetaCommand, incr: bool, now:
         compare: flags.compare_cas,
         vivify: flags.vivify.map(|e| (at(e), flags.initial.unwrap_or(0))),
         touch: flags.ttl.map(at),
+        new_cas: flags.new_cas,
     });
     let outcome = match update(ctx, command.key.clone(), change).await? {
         (Answer::Number(n), Some(record)) => Ok((n, view(&record, now))),
@@ -243,7 +249,7 @@ async fn debug(ctx: &SessionContext, key: Key, base64: bool, now: u64) -> Reply 
             } else {
                 now as i64 - expires_at as i64
             },
-            cas: record.tag.cas_unique(),
+            cas: record.cas_unique(),
             size: (key.as_bytes().len() + record.encoded_len()) as u64,
         }
     });
@@ -284,7 +290,7 @@ fn view(record: &Record, now: u64) -> ItemView {
     ItemView {
         flags,
         data,
-        cas: record.tag.cas_unique(),
+        cas: record.cas_unique(),
         ttl: (expires_at != 0).then(|| expires_at.saturating_sub(now)),
     }
 }

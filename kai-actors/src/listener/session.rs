@@ -308,12 +308,13 @@ async fn get_and_touch(ctx: &SessionContext, exptime: i32, keys: Vec<Key>, with_
 
 /// The `VALUE` line of `record` for `key` (its cas unique with `with_cas`); none for a tombstone.
 fn value_entry(key: &Key, record: kai_proto::Record, with_cas: bool) -> Option<ValueEntry> {
+    let cas = with_cas.then(|| record.cas_unique());
     match record.body {
         kai_proto::RecordBody::Value { flags, data, .. } => Some(ValueEntry {
             key: key.to_bytes(),
             flags,
             data,
-            cas: with_cas.then(|| record.tag.cas_unique()),
+            cas,
         }),
         kai_proto::RecordBody::Tombstone { .. } => None,
     }

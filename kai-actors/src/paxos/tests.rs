@@ -102,6 +102,7 @@ fn stale_won_by(winner: Tag) -> ValueState {
         stale: true,
         win_sent: true,
         winner: Some(winner),
+        cas: None,
     }
 }
 

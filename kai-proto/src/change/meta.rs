@@ -25,6 +25,9 @@ pub struct MetaGet {
     pub recache: Option<u64>,
     /// `T`: the item's new expiry.
     pub touch: Option<u64>,
+    /// `E`: the cas unique of a modified item (else a modified hit keeps its cas, as in
+    /// memcached, where neither a touch nor a win changes it).
+    pub new_cas: Option<u64>,
 }
 
 impl MetaGet {
@@ -35,9 +38,9 @@ impl MetaGet {
                     Effect::Store(NewValue {
                         expires_at,
                         state: ValueState {
-                            stale: false,
                             win_sent: true,
-                            winner: None,
+                            cas: self.new_cas,
+                            ..ValueState::default()
                         },
                         ..NewValue::default()
                     }),
@@ -55,6 +58,7 @@ impl MetaGet {
         }
         let state = ValueState {
             win_sent: item.state.win_sent || won,
+            cas: Some(self.new_cas.unwrap_or(item.cas)),
             ..item.state
         };
         let value = NewValue {
@@ -67,7 +71,8 @@ impl MetaGet {
     }
 }
 
-/// `ms` with a mode, `C` or `I` (a plain `ms` is a plain set).
+/// `ms` with a mode, `C`, `I` or `E` (a plain `ms` is a plain set). `E` is the stored value's
+/// `state.cas`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaSet {
     /// The mode.
@@ -106,6 +111,7 @@ impl MetaSet {
                 expires_at: item.expires_at,
                 state: ValueState {
                     stale: true,
+                    cas: self.value.state.cas,
                     ..item.state
                 },
                 ..self.value.clone()
@@ -122,7 +128,10 @@ impl MetaSet {
                     flags: item.flags,
                     expires_at: item.expires_at,
                     data: joined.into(),
-                    state: ValueState::default(),
+                    state: ValueState {
+                        cas: self.value.state.cas,
+                        ..ValueState::default()
+                    },
                 })
             }
         }
@@ -140,6 +149,8 @@ pub struct MetaDelete {
     pub touch: Option<u64>,
     /// `x`: replace the item by an empty value with `flags` and `expires_at` below.
     pub strip: Option<NewValue>,
+    /// `E`: the cas unique of the invalidated or emptied item (else a new one).
+    pub new_cas: Option<u64>,
 }
 
 impl MetaDelete {
@@ -164,10 +175,10 @@ impl MetaDelete {
             value.expires_at = self.touch.unwrap_or(value.expires_at);
             value.state = ValueState {
                 stale: true,
-                win_sent: false,
-                winner: None,
+                ..ValueState::default()
             };
         }
+        value.state.cas = self.new_cas;
         (Effect::Store(value), Answer::Deleted)
     }
 }
@@ -185,6 +196,8 @@ pub struct MetaArithmetic {
     pub vivify: Option<(u64, u64)>,
     /// `T`: the item's new expiry on success.
     pub touch: Option<u64>,
+    /// `E`: the cas unique of the new number (else a new one).
+    pub new_cas: Option<u64>,
 }
 
 impl MetaArithmetic {
@@ -194,7 +207,10 @@ impl MetaArithmetic {
                 flags,
                 expires_at: self.touch.unwrap_or(expires_at),
                 data: Bytes::from(n.to_string()),
-                state: ValueState::default(),
+                state: ValueState {
+                    cas: self.new_cas,
+                    ..ValueState::default()
+                },
             };
             (Effect::Store(value), Answer::Number(n))
         };

@@ -21,17 +21,28 @@ const STALE: ValueState = ValueState {
     stale: true,
     win_sent: false,
     winner: None,
+    cas: None,
 };
 const WON: ValueState = ValueState {
     stale: false,
     win_sent: true,
     winner: None,
+    cas: None,
 };
 const STALE_WON: ValueState = ValueState {
     stale: true,
     win_sent: true,
     winner: None,
+    cas: None,
 };
+
+/// `state` with the cas unique a hit keeps when an `mg` changes it.
+fn keeping(state: ValueState, record: &Record) -> ValueState {
+    ValueState {
+        cas: Some(record.cas_unique()),
+        ..state
+    }
+}
 
 fn value(flags: u32, expires_at: u64, data: &'static [u8], state: ValueState) -> NewValue {
     NewValue {
@@ -43,7 +54,12 @@ fn value(flags: u32, expires_at: u64, data: &'static [u8], state: ValueState) ->
 }
 
 fn get(vivify: Option<u64>, recache: Option<u64>, touch: Option<u64>) -> Change {
-    Change::MetaGet(MetaGet { vivify, recache, touch })
+    Change::MetaGet(MetaGet {
+        vivify,
+        recache,
+        touch,
+        new_cas: None,
+    })
 }
 
 #[test]
@@ -68,7 +84,7 @@ fn mg_wins_a_recache_below_the_threshold_only_once() {
     assert_eq!(
         recache.apply(Some(&expiring), NOW),
         (
-            Effect::Store(value(9, NOW + 5, b"v", WON)),
+            Effect::Store(value(9, NOW + 5, b"v", keeping(WON, &expiring))),
             Answer::Fetched { won: true }
         )
     );
@@ -97,7 +113,7 @@ fn mg_of_a_stale_item_hands_out_one_win_and_touch_keeps_marks() {
     assert_eq!(
         plain_get.apply(Some(&stale), NOW),
         (
-            Effect::Store(value(9, 0, b"old", STALE_WON)),
+            Effect::Store(value(9, 0, b"old", keeping(STALE_WON, &stale))),
             Answer::Fetched { won: true }
         )
     );
@@ -110,7 +126,7 @@ fn mg_of_a_stale_item_hands_out_one_win_and_touch_keeps_marks() {
     assert_eq!(
         touch.apply(Some(&stale_won), NOW),
         (
-            Effect::Store(value(9, NOW + 60, b"old", STALE_WON)),
+            Effect::Store(value(9, NOW + 60, b"old", keeping(STALE_WON, &stale_won))),
             Answer::Fetched { won: false }
         )
     );
@@ -233,6 +249,7 @@ fn delete(compare: Option<u64>, invalidate: bool, touch: Option<u64>, strip: Opt
         invalidate,
         touch,
         strip,
+        new_cas: None,
     })
 }
 
@@ -279,6 +296,7 @@ fn arith(incr: bool, delta: u64, compare: Option<u64>, vivify: Option<(u64, u64)
         compare,
         vivify,
         touch,
+        new_cas: None,
     })
 }
 
@@ -321,5 +339,89 @@ fn ma_counts_vivifies_and_compares() {
         arith(true, 1, None, None, None).apply(Some(&plain(b"18446744073709551615")), NOW),
         (number(9, 0, b"0"), Answer::Number(0)),
         "incr wraps"
+    );
+}
+
+#[test]
+fn e_sets_the_cas_of_what_a_change_stores() {
+    let current = plain(b"5");
+    let with_cas = |cas| ValueState {
+        cas: Some(cas),
+        ..ValueState::default()
+    };
+    let vivify = Change::MetaGet(MetaGet {
+        vivify: Some(0),
+        new_cas: Some(77),
+        ..MetaGet::default()
+    });
+    let (effect, _) = vivify.apply(None, NOW);
+    assert_eq!(
+        effect,
+        Effect::Store(value(
+            0,
+            0,
+            b"",
+            ValueState {
+                win_sent: true,
+                ..with_cas(77)
+            }
+        ))
+    );
+    let touch = Change::MetaGet(MetaGet {
+        touch: Some(NOW + 1),
+        new_cas: Some(78),
+        ..MetaGet::default()
+    });
+    assert_eq!(
+        touch.apply(Some(&current), NOW).0,
+        Effect::Store(value(9, NOW + 1, b"5", with_cas(78)))
+    );
+    let mut set_value = value(1, 0, b"x", with_cas(79));
+    let set = Change::MetaSet(MetaSet {
+        mode: SetMode::Append,
+        value: set_value.clone(),
+        compare: None,
+        invalidate: false,
+        vivify: None,
+    });
+    assert_eq!(
+        set.apply(Some(&current), NOW).0,
+        Effect::Store(value(9, 0, b"5x", with_cas(79)))
+    );
+    set_value.state = ValueState::default();
+    let invalidate = Change::MetaDelete(MetaDelete {
+        invalidate: true,
+        new_cas: Some(80),
+        ..MetaDelete::default()
+    });
+    assert_eq!(
+        invalidate.apply(Some(&current), NOW).0,
+        Effect::Store(value(
+            9,
+            0,
+            b"5",
+            ValueState {
+                stale: true,
+                ..with_cas(80)
+            }
+        ))
+    );
+    let incr = Change::MetaArithmetic(MetaArithmetic {
+        incr: true,
+        delta: 1,
+        compare: None,
+        vivify: None,
+        touch: None,
+        new_cas: Some(81),
+    });
+    assert_eq!(
+        incr.apply(Some(&current), NOW).0,
+        Effect::Store(value(9, 0, b"6", with_cas(81)))
+    );
+    // A chosen cas is what C compares with.
+    let chosen = plain(b"5").with_state(with_cas(81));
+    assert_eq!(
+        arith(true, 1, Some(81), None, None).apply(Some(&chosen), NOW).1,
+        Answer::Number(6)
     );
 }
