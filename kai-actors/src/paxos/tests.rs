@@ -122,7 +122,11 @@ fn a_recache_win_is_stamped_with_its_ballot() {
     assert_eq!(
         d,
         Decision::Accept(
-            num(7, "9").with_state(stale_won_by(tag(7))),
+            num(7, "9").with_state(ValueState {
+                // The win keeps the item's cas unique, as memcached's does.
+                cas: Some(num(6, "9").cas_unique()),
+                ..stale_won_by(tag(7))
+            }),
             Answer::Fetched { won: true }
         )
     );
