@@ -34,6 +34,8 @@ mutants=(
   "r-w-one|in_process_cluster|without_a_quorum_operations_fail_instead_of_answering_stale|kai-actors/src/quorum.rs|let needed = needed.min(members.len());|let needed = needed.min(members.len()).min(1);"
   "add-ignores-present-value|cluster|histories_are_linearizable_while_nodes_are_killed_and_paused|kai-proto/src/change.rs|(Change::Add(v), None) \p (Change::Replace(v), Some(_))|(Change::Add(v), _) \p (Change::Replace(v), Some(_))"
   "flush-mask-disabled|single_node|flush_all_empties_the_cache_and_later_writes_survive_it|kai-actors/src/flush.rs|kai_proto::flush::masked(self.current(), record)|kai_proto::flush::masked(None, record)"
+  "recache-win-twice|meta_protocol|stale_while_revalidate_answers_like_memcached|kai-proto/src/change/meta.rs|let won = !item.state.win_sent \&\& (|let won = (|kai-actors/src/listener/meta.rs|(!state.win_sent \&\& (state.stale|((state.stale"
+  "recache-win-unstamped|lib|paxos::tests|kai-actors/src/paxos.rs|state.winner = Some(ballot);|state.winner = None;"
 )
 
 selected=("$@")

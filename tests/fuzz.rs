@@ -111,6 +111,11 @@ fn the_memcache_parser_survives_mutated_streams() {
         b"add k 0 0 1\r\nx\r\ncas k 0 0 1 99\r\ny\r\nincr k 1\r\ntouch k 5\r\nflush_all\r\n",
         b"set big 0 0 70000\r\n",
         b"kai_leave\r\nstats members\r\nstats ring\r\n",
+        // Meta commands: every flag, base64 keys (valid and not), opaque tokens, quiet batches.
+        b"mg foo v f c t T30 k q s N10 R5 h l Oab u E7\r\nmg Zm9v b k v\r\nmg !!!! b\r\nmn\r\n",
+        b"ms foo 5 c b F7 C9 T60 I MA q O1 N30\r\nhello\r\nms Zm9v 2 b MZ\r\nhi\r\nme foo b\r\n",
+        b"md foo C5 T30 I q O9 x k\r\nma foo v D5 J10 N0 C3 q MD O1 T9 t c k\r\nmn\r\n",
+        b"mg kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk O012345678901234567890123456789012 v v\r\n",
     ]
     .iter()
     .map(|s| s.to_vec())

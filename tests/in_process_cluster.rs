@@ -72,7 +72,8 @@ async fn every_node_serves_every_key() {
                 kai_proto::RecordBody::Value {
                     flags: i as u32,
                     expires_at: 0,
-                    data: format!("v{i}").into()
+                    data: format!("v{i}").into(),
+                    state: Default::default(),
                 }
             );
         }

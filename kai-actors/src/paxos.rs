@@ -11,6 +11,11 @@
 //! - A change that stores nothing still answers from the state read, so that state must be on a
 //!   write quorum before the answer: if the prepare quorum shows it on fewer, the proposer
 //!   accepts it again under its ballot (same value, new tag).
+//! - A meta `mg` that hands out the recache win stamps the stored value with its ballot
+//!   (`ValueState::winner`). So an earlier attempt overtaken by a newer version is not unknown:
+//!   it won if the latest value still carries its stamp, else it never took effect visibly and
+//!   the change is applied afresh (the win is never lost to an unknown outcome). An `mg` that
+//!   won nothing is idempotent and is applied afresh too.
 
 use crate::quorum::decide_read;
 use kai_proto::change::{Answer, Change, Effect};
@@ -58,18 +63,47 @@ pub fn decide(
             Some(tag) if tag == pending.record.tag => {
                 return Decision::Won(pending.answer.clone(), Some(pending.record.clone()))
             }
-            Some(tag) if tag > pending.record.tag => return Decision::Unknown,
+            Some(tag) if tag > pending.record.tag => match pending.answer {
+                // A recache win is stamped with its ballot and kept by the versions built on
+                // it: if the latest still names it, it won; otherwise it never reached the
+                // client and was superseded, so the change is applied afresh.
+                Answer::Fetched { won: true } => {
+                    let stamped = read.latest.as_ref().map(|r| r.state().winner);
+                    if stamped == Some(Some(pending.record.tag)) {
+                        return Decision::Won(pending.answer.clone(), read.latest);
+                    }
+                }
+                // An `mg` that won nothing only rewrote the value (a write-back, or a touch to
+                // an absolute time): applying it again is harmless.
+                Answer::Fetched { won: false } => {}
+                _ => return Decision::Unknown,
+            },
             _ => {}
         }
     }
     let (effect, answer) = change.apply(read.latest.as_ref(), now);
     match effect {
-        Effect::Store(v) => Decision::Accept(Record::value(ballot, v.flags, v.expires_at, v.data), answer),
+        Effect::Store(v) => {
+            let mut state = v.state;
+            if hands_out_a_win(&answer) {
+                state.winner = Some(ballot);
+            }
+            Decision::Accept(
+                Record::value(ballot, v.flags, v.expires_at, v.data).with_state(state),
+                answer,
+            )
+        }
+        Effect::Delete => Decision::Accept(Record::tombstone(ballot, now), answer),
         Effect::Keep => match read.write_back {
             Some((latest, _)) => Decision::Accept(Record { tag: ballot, ..latest }, answer),
             None => Decision::Answer(answer, read.latest),
         },
     }
+}
+
+/// True for the answer of a meta `mg` that hands this client the recache win (`W`).
+fn hands_out_a_win(answer: &Answer) -> bool {
+    *answer == Answer::Fetched { won: true }
 }
 
 #[cfg(test)]

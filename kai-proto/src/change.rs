@@ -11,8 +11,11 @@
 //!   read, which the proposer makes stable before answering.
 //! - Answers are memcached 1.6's: `incr` wraps at 2^64, `decr` floors at 0, a number's length
 //!   changes with its digits, a non-numeric value (or one over 20 digits) is an error.
+//! - The meta protocol's changes ([`meta`]) also set and read a value's stale-while-revalidate
+//!   marks ([`ValueState`]); since every change is applied to the one latest state and its
+//!   result written as a new version, at most one client is handed each recache win.
 
-use crate::record::{Record, RecordBody};
+use crate::record::{Record, RecordBody, ValueState};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -55,10 +58,18 @@ pub enum Change {
         /// Absolute expiry of a created key (unix seconds, 0 = never).
         expires_at: u64,
     },
+    /// `mg` that may change the item (`N`, `R`, `T`, or a stale item to hand the win for).
+    MetaGet(meta::MetaGet),
+    /// `ms` with a mode other than set, a cas to compare, or `I`.
+    MetaSet(meta::MetaSet),
+    /// `md` with a cas to compare, `I` or `x`.
+    MetaDelete(meta::MetaDelete),
+    /// `ma`.
+    MetaArithmetic(meta::MetaArithmetic),
 }
 
 /// A value a storage command supplies.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewValue {
     /// Client flags.
     pub flags: u32,
@@ -66,6 +77,8 @@ pub struct NewValue {
     pub expires_at: u64,
     /// The bytes.
     pub data: Bytes,
+    /// Stale-while-revalidate marks (meta protocol; default: none).
+    pub state: ValueState,
 }
 
 /// What a change answers the client.
@@ -85,6 +98,13 @@ pub enum Answer {
     Number(u64),
     /// `CLIENT_ERROR cannot increment or decrement non-numeric value`
     NonNumeric,
+    /// `mg` found the item; `won`: this client was handed the recache win (`W`).
+    Fetched {
+        /// The win went to this client.
+        won: bool,
+    },
+    /// `md` deleted or invalidated the item (`HD`).
+    Deleted,
 }
 
 /// What the proposer does with the state.
@@ -94,6 +114,8 @@ pub enum Effect {
     Store(NewValue),
     /// Propose nothing; the state read stays.
     Keep,
+    /// Propose a tombstone.
+    Delete,
 }
 
 /// Longest decimal number memcached accepts as a counter value.
@@ -107,24 +129,35 @@ impl Change {
                 flags,
                 expires_at,
                 data,
-            } => Some((r.tag, *flags, *expires_at, data)),
+                state,
+            } => Some(Live {
+                cas: r.cas_unique(),
+                flags: *flags,
+                expires_at: *expires_at,
+                data,
+                state: *state,
+            }),
             RecordBody::Tombstone { .. } => None,
         });
         match (self, live) {
+            (Change::MetaGet(get), live) => get.apply(live),
+            (Change::MetaSet(set), live) => set.apply(live),
+            (Change::MetaDelete(delete), live) => delete.apply(live),
+            (Change::MetaArithmetic(arithmetic), live) => arithmetic.apply(live),
             (Change::Add(v), None) | (Change::Replace(v), Some(_)) => (Effect::Store(v.clone()), Answer::Stored),
             (Change::Add(_), Some(_)) | (Change::Replace(_), None) => (Effect::Keep, Answer::NotStored),
             (Change::Append(_) | Change::Prepend(_), None) => (Effect::Keep, Answer::NotStored),
-            (Change::Append(more), Some((_, flags, expires_at, data))) => {
-                let joined = [data.as_ref(), more.as_ref()].concat();
-                (store(flags, expires_at, joined), Answer::Stored)
+            (Change::Append(more), Some(l)) => {
+                let joined = [l.data.as_ref(), more.as_ref()].concat();
+                (store(l.flags, l.expires_at, joined), Answer::Stored)
             }
-            (Change::Prepend(more), Some((_, flags, expires_at, data))) => {
-                let joined = [more.as_ref(), data.as_ref()].concat();
-                (store(flags, expires_at, joined), Answer::Stored)
+            (Change::Prepend(more), Some(l)) => {
+                let joined = [more.as_ref(), l.data.as_ref()].concat();
+                (store(l.flags, l.expires_at, joined), Answer::Stored)
             }
             (Change::Cas { .. }, None) => (Effect::Keep, Answer::NotFound),
-            (Change::Cas { value, unique }, Some((tag, ..))) => {
-                if tag.cas_unique() == *unique {
+            (Change::Cas { value, unique }, Some(l)) => {
+                if l.cas == *unique {
                     (Effect::Store(value.clone()), Answer::Stored)
                 } else {
                     (Effect::Keep, Answer::Exists)
@@ -140,11 +173,8 @@ impl Change {
                 store(0, *expires_at, initial.to_string().into_bytes()),
                 Answer::Number(*initial),
             ),
-            (
-                Change::Incr(delta) | Change::Decr(delta) | Change::Counter { delta, .. },
-                Some((_, flags, expires_at, data)),
-            ) => {
-                let Some(number) = parse_counter(data) else {
+            (Change::Incr(delta) | Change::Decr(delta) | Change::Counter { delta, .. }, Some(l)) => {
+                let Some(number) = parse_counter(l.data) else {
                     return (Effect::Keep, Answer::NonNumeric);
                 };
                 let next = match self {
@@ -152,16 +182,17 @@ impl Change {
                     _ => number.saturating_sub(*delta),
                 };
                 (
-                    store(flags, expires_at, next.to_string().into_bytes()),
+                    store(l.flags, l.expires_at, next.to_string().into_bytes()),
                     Answer::Number(next),
                 )
             }
             (Change::Touch { .. }, None) => (Effect::Keep, Answer::NotFound),
-            (Change::Touch { expires_at }, Some((_, flags, _, data))) => (
+            (Change::Touch { expires_at }, Some(l)) => (
                 Effect::Store(NewValue {
-                    flags,
+                    flags: l.flags,
                     expires_at: *expires_at,
-                    data: data.clone(),
+                    data: l.data.clone(),
+                    state: l.state,
                 }),
                 Answer::Touched,
             ),
@@ -169,23 +200,37 @@ impl Change {
     }
 }
 
+/// The live value a change sees.
+#[derive(Clone, Copy, Debug)]
+struct Live<'a> {
+    /// Its cas unique.
+    cas: u64,
+    flags: u32,
+    expires_at: u64,
+    data: &'a Bytes,
+    state: ValueState,
+}
+
 fn store(flags: u32, expires_at: u64, data: Vec<u8>) -> Effect {
     Effect::Store(NewValue {
         flags,
         expires_at,
         data: data.into(),
+        state: ValueState::default(),
     })
 }
 
 /// A counter value as memcached reads it: decimal digits only (memcached's `strtoull` also
 /// stops at trailing spaces it wrote when a number shrank; Kai never pads), at most 20 digits,
 /// within 64 bits.
-fn parse_counter(data: &[u8]) -> Option<u64> {
+pub(crate) fn parse_counter(data: &[u8]) -> Option<u64> {
     if data.is_empty() || data.len() > MAX_NUMBER_DIGITS || !data.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(data).ok()?.parse().ok()
 }
+
+pub mod meta;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,11 @@
 //! Validated keys.
 //!
-//! Invariant: a [`Key`] is 1..=[`MAX_KEY_LEN`] bytes with no ASCII whitespace or control
-//! characters (the memcached rule), so it can always be written back into a protocol line.
+//! Invariants: a [`Key`] is 1..=[`MAX_KEY_LEN`] bytes. Keys of the text protocol
+//! ([`Key::new`]) have no ASCII whitespace or control characters (the memcached rule), so they
+//! can always be written back into a protocol line. Binary keys ([`Key::binary`], the meta
+//! protocol's base64 keys) may hold any bytes; they are only written to the wire base64-encoded
+//! (or by meta commands, verbatim, as memcached does). Keys decoded from the peer protocol or
+//! the store are checked as binary keys.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -59,6 +63,22 @@ impl Key {
         Ok(Key(bytes))
     }
 
+    /// Validates `bytes` as a binary key: only the length is checked (meta commands, and keys
+    /// read back from peers or storage).
+    pub fn binary(bytes: impl Into<Bytes>) -> Result<Self, KeyError> {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        if bytes.len() > MAX_KEY_LEN {
+            return Err(KeyError::TooLong {
+                len: bytes.len(),
+                max: MAX_KEY_LEN,
+            });
+        }
+        Ok(Key(bytes))
+    }
+
     /// The key's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
@@ -73,7 +93,7 @@ impl Key {
 impl TryFrom<Bytes> for Key {
     type Error = KeyError;
     fn try_from(bytes: Bytes) -> Result<Self, KeyError> {
-        Key::new(bytes)
+        Key::binary(bytes)
     }
 }
 
@@ -116,5 +136,12 @@ mod tests {
         assert_eq!(Key::new("a b"), Err(KeyError::BadCharacter { position: 1 }));
         assert_eq!(Key::new("ab\x01"), Err(KeyError::BadCharacter { position: 2 }));
         assert_eq!(Key::new("\t"), Err(KeyError::BadCharacter { position: 0 }));
+    }
+
+    #[test]
+    fn binary_keys_check_only_the_length() {
+        assert!(Key::binary(&b"a b\r\n\0"[..]).is_ok());
+        assert_eq!(Key::binary(Bytes::new()), Err(KeyError::Empty));
+        assert!(Key::binary(vec![0u8; MAX_KEY_LEN + 1]).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`memcache`]: the memcached text protocol (streaming request parser, reply encoder, limits).
 //! - [`binary`]: the memcached binary protocol; [`auth`]: SASL PLAIN and text authentication.
+//! - [`meta`]: memcached's meta commands, parsed by the same decoder, and their replies.
 //! - [`key`], [`tag`], [`record`], [`bucket`]: the data model shared by every node
 //!   (validated keys, version tags, stored records and their on-disk encoding, key → bucket hashing).
 //!
@@ -16,6 +17,7 @@ pub mod cluster;
 pub mod flush;
 pub mod key;
 pub mod memcache;
+pub mod meta;
 pub mod peer;
 pub mod record;
 pub mod replica;
@@ -24,5 +26,5 @@ pub mod tag;
 
 pub use bucket::BucketId;
 pub use key::{Key, KeyError};
-pub use record::{Record, RecordBody, RecordDecodeError};
+pub use record::{Record, RecordBody, RecordDecodeError, ValueState};
 pub use tag::{NodeId, Tag, WriterId};

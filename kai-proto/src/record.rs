@@ -5,9 +5,17 @@
 //! delete can never resurrect the key: the tombstone's higher tag wins.
 //!
 //! Encoding (format version 1, big-endian integers):
-//! `[version u8][kind u8][counter u64][writer u64]` then, for a value,
-//! `[flags u32][expires_at u64][data…]`, for a tombstone `[deleted_at u64]`.
+//! `[version u8][kind u8][counter u64][writer u64]` then, for a value (kind 0),
+//! `[flags u32][expires_at u64][data…]`, for a tombstone (kind 1) `[deleted_at u64]`, for a
+//! value with a [`ValueState`] other than the default (kind 2, the meta protocol's
+//! stale-while-revalidate marks) `[flags u32][expires_at u64][marks u8][winner?][cas?][data…]`,
+//! where `winner` (present when marks bit 2 is set) is the tag `[counter u64][writer u64]` of the
+//! version whose proposal handed the recache win out, and `cas` (bit 3, `u64`) a cas unique the
+//! client chose (meta `E` flag) instead of the one derived from the tag.
 //! `expires_at` and `deleted_at` are unix seconds; `expires_at == 0` means "never expires".
+//! Kind 2 was added without changing the format version: everything stored before it decodes
+//! as before, and a value without marks is still written as kind 0. A node of an older version
+//! refuses kind 2 records (`UnknownKind`).
 
 use crate::tag::{Tag, WriterId};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -16,9 +24,83 @@ use serde::{Deserialize, Serialize};
 const FORMAT_VERSION: u8 = 1;
 const KIND_VALUE: u8 = 0;
 const KIND_TOMBSTONE: u8 = 1;
+const KIND_MARKED_VALUE: u8 = 2;
+const STATE_STALE: u8 = 1;
+const STATE_WIN_SENT: u8 = 2;
+const STATE_WINNER: u8 = 4;
+const WINNER_LEN: usize = 16;
+const STATE_CAS: u8 = 8;
+const CAS_LEN: usize = 8;
 const HEADER_LEN: usize = 1 + 1 + 8 + 8;
 const VALUE_META_LEN: usize = 4 + 8;
 const TOMBSTONE_LEN: usize = 8;
+
+/// The meta protocol's stale-while-revalidate marks of a value (memcached's `ITEM_STALE` and
+/// `ITEM_TOKEN_SENT`). Every change of them is a new version written by a read-modify-write,
+/// so exactly one client is ever told it won.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ValueState {
+    /// Invalidated (`md … I`, or `ms … I` with an old cas): readers see `X`.
+    pub stale: bool,
+    /// A client was handed the recache win (`W`); later readers see `Z`.
+    pub win_sent: bool,
+    /// The tag of the version whose proposal handed the win out (set by the proposer, kept
+    /// while `win_sent` holds): lets a proposer whose accept had an unknown outcome tell
+    /// whether its win took effect.
+    pub winner: Option<Tag>,
+    /// A cas unique chosen by the client (meta `E`), shown instead of the tag's.
+    pub cas: Option<u64>,
+}
+
+impl ValueState {
+    /// Bytes the marks take in a kind 2 record.
+    fn encoded_len(&self) -> usize {
+        1 + if self.winner.is_some() { WINNER_LEN } else { 0 } + if self.cas.is_some() { CAS_LEN } else { 0 }
+    }
+
+    fn encode_into(&self, out: &mut BytesMut) {
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        out.put_u8(
+            flag(self.stale, STATE_STALE)
+                | flag(self.win_sent, STATE_WIN_SENT)
+                | flag(self.winner.is_some(), STATE_WINNER)
+                | flag(self.cas.is_some(), STATE_CAS),
+        );
+        if let Some(winner) = self.winner {
+            out.put_u64(winner.counter);
+            out.put_u64(winner.writer.0);
+        }
+        if let Some(cas) = self.cas {
+            out.put_u64(cas);
+        }
+    }
+
+    /// Decodes marks from the start of `bytes`.
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let marks = *bytes.first()?;
+        let winner = if marks & STATE_WINNER != 0 {
+            let tag = bytes.get(1..1 + WINNER_LEN)?;
+            Some(Tag {
+                counter: be_u64(&tag[..8]),
+                writer: WriterId(be_u64(&tag[8..])),
+            })
+        } else {
+            None
+        };
+        let cas = if marks & STATE_CAS != 0 {
+            let at = 1 + if winner.is_some() { WINNER_LEN } else { 0 };
+            Some(be_u64(bytes.get(at..at + CAS_LEN)?))
+        } else {
+            None
+        };
+        Some(ValueState {
+            stale: marks & STATE_STALE != 0,
+            win_sent: marks & STATE_WIN_SENT != 0,
+            winner,
+            cas,
+        })
+    }
+}
 
 /// What a record holds besides its tag.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +113,8 @@ pub enum RecordBody {
         expires_at: u64,
         /// The value's bytes.
         data: Bytes,
+        /// Stale-while-revalidate marks (default: none).
+        state: ValueState,
     },
     /// The key was deleted at `deleted_at` (unix seconds).
     Tombstone {
@@ -74,7 +158,30 @@ impl Record {
                 flags,
                 expires_at,
                 data,
+                state: ValueState::default(),
             },
+        }
+    }
+
+    /// This record with the value's marks set to `state` (no effect on a tombstone).
+    pub fn with_state(mut self, new: ValueState) -> Self {
+        if let RecordBody::Value { state, .. } = &mut self.body {
+            *state = new;
+        }
+        self
+    }
+
+    /// The memcached cas unique of this version: the one a client chose (meta `E`), else the
+    /// tag's ([`Tag::cas_unique`]).
+    pub fn cas_unique(&self) -> u64 {
+        self.state().cas.unwrap_or_else(|| self.tag.cas_unique())
+    }
+
+    /// The value's marks (default for a tombstone).
+    pub fn state(&self) -> ValueState {
+        match &self.body {
+            RecordBody::Value { state, .. } => *state,
+            RecordBody::Tombstone { .. } => ValueState::default(),
         }
     }
 
@@ -103,7 +210,7 @@ impl Record {
     pub fn encoded_len(&self) -> usize {
         HEADER_LEN
             + match &self.body {
-                RecordBody::Value { data, .. } => VALUE_META_LEN + data.len(),
+                RecordBody::Value { data, state, .. } => VALUE_META_LEN + marks_len(state) + data.len(),
                 RecordBody::Tombstone { .. } => TOMBSTONE_LEN,
             }
     }
@@ -112,7 +219,8 @@ impl Record {
     pub fn encode_into(&self, out: &mut BytesMut) {
         out.reserve(self.encoded_len());
         out.put_u8(FORMAT_VERSION);
-        out.put_u8(match self.body {
+        out.put_u8(match &self.body {
+            RecordBody::Value { state, .. } if *state != ValueState::default() => KIND_MARKED_VALUE,
             RecordBody::Value { .. } => KIND_VALUE,
             RecordBody::Tombstone { .. } => KIND_TOMBSTONE,
         });
@@ -123,9 +231,13 @@ impl Record {
                 flags,
                 expires_at,
                 data,
+                state,
             } => {
                 out.put_u32(*flags);
                 out.put_u64(*expires_at);
+                if *state != ValueState::default() {
+                    state.encode_into(out);
+                }
                 out.put_slice(data);
             }
             RecordBody::Tombstone { deleted_at } => out.put_u64(*deleted_at),
@@ -148,7 +260,7 @@ impl Record {
     /// Decodes only the absolute expiry of a value (0 for tombstones and non-expiring values).
     pub fn decode_expiry(bytes: &[u8]) -> Result<u64, RecordDecodeError> {
         let header = Header::parse(bytes)?;
-        if header.kind != KIND_VALUE {
+        if header.kind == KIND_TOMBSTONE {
             return Ok(0);
         }
         let meta = rest(bytes, VALUE_META_LEN)?;
@@ -159,12 +271,19 @@ impl Record {
     pub fn decode(bytes: Bytes) -> Result<Record, RecordDecodeError> {
         let header = Header::parse(&bytes)?;
         let body = match header.kind {
-            KIND_VALUE => {
+            KIND_VALUE | KIND_MARKED_VALUE => {
                 let meta = rest(&bytes, VALUE_META_LEN)?;
+                let state = if header.kind == KIND_MARKED_VALUE {
+                    ValueState::decode(&bytes[HEADER_LEN + VALUE_META_LEN..])
+                        .ok_or(RecordDecodeError::Truncated { len: bytes.len() })?
+                } else {
+                    ValueState::default()
+                };
                 RecordBody::Value {
                     flags: u32::from_be_bytes([meta[0], meta[1], meta[2], meta[3]]),
                     expires_at: be_u64(&meta[4..12]),
-                    data: bytes.slice(HEADER_LEN + VALUE_META_LEN..),
+                    data: bytes.slice(HEADER_LEN + VALUE_META_LEN + marks_len(&state)..),
+                    state,
                 }
             }
             _ => {
@@ -192,7 +311,7 @@ impl Header {
             return Err(RecordDecodeError::UnknownVersion(bytes[0]));
         }
         let kind = bytes[1];
-        if kind != KIND_VALUE && kind != KIND_TOMBSTONE {
+        if kind != KIND_VALUE && kind != KIND_TOMBSTONE && kind != KIND_MARKED_VALUE {
             return Err(RecordDecodeError::UnknownKind(kind));
         }
         Ok(Header {
@@ -202,6 +321,15 @@ impl Header {
                 writer: WriterId(be_u64(&bytes[10..18])),
             },
         })
+    }
+}
+
+/// Bytes the marks of a value take (none for a value without marks: kind 0).
+fn marks_len(state: &ValueState) -> usize {
+    if *state == ValueState::default() {
+        0
+    } else {
+        state.encoded_len()
     }
 }
 
@@ -242,6 +370,53 @@ mod tests {
     }
 
     #[test]
+    fn marked_values_round_trip_and_unmarked_ones_keep_the_old_layout() {
+        let plain = Record::value(tag(3, 7), 5, 9, Bytes::from_static(b"v"));
+        let old_layout = [
+            &[1u8, 0][..],
+            &3u64.to_be_bytes(),
+            &7u64.to_be_bytes(),
+            &5u32.to_be_bytes(),
+            &9u64.to_be_bytes(),
+            b"v",
+        ]
+        .concat();
+        assert_eq!(plain.encode(), old_layout, "records without marks are stored as before");
+        let winner = Some(tag(9, 8));
+        let cases = [
+            (true, false, None, None),
+            (false, true, winner, None),
+            (true, true, None, Some(7)),
+            (false, true, winner, Some(u64::MAX)),
+            (false, false, None, Some(1)),
+        ];
+        for (stale, win_sent, winner, cas) in cases {
+            let state = ValueState {
+                stale,
+                win_sent,
+                winner,
+                cas,
+            };
+            let marked = plain.clone().with_state(state);
+            let encoded = marked.encode();
+            assert_eq!(encoded.len(), marked.encoded_len());
+            assert_eq!(encoded[1], KIND_MARKED_VALUE);
+            assert_eq!(Record::decode(encoded.clone()), Ok(marked.clone()));
+            assert_eq!(Record::decode_expiry(&encoded), Ok(9));
+            assert_eq!(marked.state(), state);
+            assert_eq!(marked.cas_unique(), cas.unwrap_or(marked.tag.cas_unique()));
+            assert_ne!(Record::decode(encoded.slice(..encoded.len() - 2)), Ok(marked.clone()));
+        }
+        let tombstone = Record::tombstone(tag(1, 1), 0).with_state(ValueState {
+            stale: true,
+            win_sent: true,
+            winner: None,
+            cas: Some(3),
+        });
+        assert_eq!(tombstone.state(), ValueState::default());
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert_eq!(
             Record::decode(Bytes::from_static(b"\x01\x00")),
@@ -269,8 +444,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_value_round_trips(counter: u64, node: u64, flags: u32, exp: u64, data: Vec<u8>) {
-            let r = Record::value(tag(counter, node), flags, exp, data.into());
+        fn any_value_round_trips(counter: u64, node: u64, flags: u32, exp: u64, data: Vec<u8>, stale: bool, win_sent: bool, winner: Option<(u64, u64)>, cas: Option<u64>) {
+            let winner = winner.map(|(c, w)| tag(c, w));
+            let r = Record::value(tag(counter, node), flags, exp, data.into()).with_state(ValueState { stale, win_sent, winner, cas });
             prop_assert_eq!(Record::decode(r.encode()), Ok(r));
         }
 

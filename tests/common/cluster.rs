@@ -286,6 +286,7 @@ pub async fn random_workload(cluster: &Cluster, clients: usize, keys: usize, dur
                             flags: 0,
                             expires_at: 0,
                             data: unique.clone().into(),
+                            ..NewValue::default()
                         };
                         let stored = update(node, &k, Change::Add(value)).await.map(|a| a == Answer::Stored);
                         (Op::Add(unique, stored), stored.is_some())

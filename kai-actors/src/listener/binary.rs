@@ -298,6 +298,7 @@ impl Session<'_> {
             flags,
             expires_at,
             data,
+            ..NewValue::default()
         };
         let (change, not_stored) = match mode {
             _ if header.cas != 0 => (
@@ -328,7 +329,7 @@ impl Session<'_> {
             Ok(Err(e)) => return Failure::Coordinator(e).reply(header),
             Err(failure) => return failure.reply(header),
         };
-        let cas = record.map_or(0, |r| r.tag.cas_unique());
+        let cas = record.map_or(0, |r| r.cas_unique());
         match answer {
             Answer::Stored | Answer::Touched => Reply {
                 cas,
@@ -343,6 +344,8 @@ impl Session<'_> {
             Answer::Exists => Reply::error(header, Status::KeyExists),
             Answer::NotFound => Reply::error(header, Status::KeyNotFound),
             Answer::NonNumeric => Reply::error(header, Status::NonNumeric),
+            // Only meta changes answer these.
+            Answer::Fetched { .. } | Answer::Deleted => Reply::error(header, Status::InternalError),
         }
     }
 
@@ -427,13 +430,14 @@ impl Session<'_> {
 /// The reply to a hit on `record` (none for a tombstone): flags as extras, the key for
 /// getk/gatk, the value unless the request is a touch.
 fn hit(header: &RequestHeader, key: &Bytes, record: Record) -> Option<Reply> {
+    let cas = record.cas_unique();
     let RecordBody::Value { flags, data, .. } = record.body else {
         return None;
     };
     let mut extras = BytesMut::with_capacity(4);
     extras.put_u32(flags);
     Some(Reply {
-        cas: record.tag.cas_unique(),
+        cas,
         extras: extras.freeze(),
         key: if returns_key(header.opcode) {
             key.clone()

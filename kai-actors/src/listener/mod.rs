@@ -11,6 +11,7 @@
 mod auth;
 mod binary;
 mod connections;
+mod meta;
 mod session;
 mod stats_command;
 mod wire;

@@ -148,11 +148,11 @@ async fn refuse(ctx: &SessionContext, error: RequestError) -> Response {
     Response::rejected(&error)
 }
 
-fn server_error(e: CoordinatorError) -> Response {
+pub(super) fn server_error(e: CoordinatorError) -> Response {
     Response::ServerError(e.to_string())
 }
 
-fn unavailable() -> Response {
+pub(super) fn unavailable() -> Response {
     Response::ServerError("node is shutting down".to_owned())
 }
 
@@ -200,6 +200,7 @@ async fn respond(ctx: &SessionContext, request: Request) -> Option<Response> {
         }
         Request::Version => Response::Version(stats::PROTOCOL_VERSION.to_owned()),
         Request::Verbosity { .. } => Response::Ok,
+        Request::Meta(request) => super::meta::respond(ctx, request).await,
         Request::FlushAll { delay, .. } => {
             stats::add(&shared.stats.cmd_flush, 1);
             let now = unix_now();
@@ -268,6 +269,7 @@ async fn conditional(ctx: &SessionContext, command: ConditionalStore, cmd: Stora
         flags: cmd.flags,
         expires_at: cmd.expires_at(unix_now()),
         data: cmd.data,
+        ..NewValue::default()
     };
     let change = match command {
         ConditionalStore::Add => Change::Add(value),
@@ -301,6 +303,9 @@ fn answer_response(answer: Answer) -> Response {
         Answer::Touched => Response::Touched,
         Answer::Number(n) => Response::Number(n),
         Answer::NonNumeric => Response::ClientError("cannot increment or decrement non-numeric value".to_owned()),
+        Answer::Deleted => Response::Deleted,
+        // Only meta changes answer this; the text commands never run one.
+        Answer::Fetched { .. } => Response::ServerError("unexpected meta answer".to_owned()),
     }
 }
 
@@ -329,12 +334,13 @@ async fn get_and_touch(ctx: &SessionContext, exptime: i32, keys: Vec<Key>, with_
 
 /// The `VALUE` line of `record` for `key` (its cas unique with `with_cas`); none for a tombstone.
 fn value_entry(key: &Key, record: kai_proto::Record, with_cas: bool) -> Option<ValueEntry> {
+    let cas = with_cas.then(|| record.cas_unique());
     match record.body {
         kai_proto::RecordBody::Value { flags, data, .. } => Some(ValueEntry {
             key: key.to_bytes(),
             flags,
             data,
-            cas: with_cas.then(|| record.tag.cas_unique()),
+            cas,
         }),
         kai_proto::RecordBody::Tombstone { .. } => None,
     }

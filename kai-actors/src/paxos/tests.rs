@@ -1,6 +1,8 @@
 use super::*;
 use bytes::Bytes;
+use kai_proto::change::meta::MetaGet;
 use kai_proto::change::NewValue;
+use kai_proto::ValueState;
 use kai_proto::WriterId;
 
 const A: NodeId = NodeId(1);
@@ -37,6 +39,7 @@ fn a_failed_change_answers_from_a_state_already_on_a_quorum() {
         flags: 0,
         expires_at: 0,
         data: Bytes::from_static(b"x"),
+        ..NewValue::default()
     });
     let d = decide(&add, tag(6), (answers, &owners(), 2), None, NOW);
     assert_eq!(d, Decision::Answer(Answer::NotStored, Some(num(5, "9"))));
@@ -70,4 +73,99 @@ fn an_earlier_attempt_is_never_applied_twice() {
         decide(&Change::Incr(1), tag(8), (lost, &owners(), 2), Some(&pending), NOW),
         Decision::Accept(num(8, "10"), Answer::Number(10))
     );
+}
+
+#[test]
+fn a_meta_delete_proposes_a_tombstone_and_an_invalidation_marks_stale() {
+    use kai_proto::change::meta::MetaDelete;
+    let answers = vec![(A, Some(num(5, "9"))), (B, Some(num(5, "9")))];
+    let delete = Change::MetaDelete(MetaDelete::default());
+    let d = decide(&delete, tag(6), (answers.clone(), &owners(), 2), None, NOW);
+    assert_eq!(d, Decision::Accept(Record::tombstone(tag(6), NOW), Answer::Deleted));
+    let invalidate = Change::MetaDelete(MetaDelete {
+        invalidate: true,
+        ..MetaDelete::default()
+    });
+    let d = decide(&invalidate, tag(6), (answers, &owners(), 2), None, NOW);
+    assert_eq!(d, Decision::Accept(num(6, "9").with_state(stale()), Answer::Deleted));
+}
+
+fn stale() -> ValueState {
+    ValueState {
+        stale: true,
+        ..ValueState::default()
+    }
+}
+
+fn stale_won_by(winner: Tag) -> ValueState {
+    ValueState {
+        stale: true,
+        win_sent: true,
+        winner: Some(winner),
+        cas: None,
+    }
+}
+
+#[test]
+fn a_recache_win_is_stamped_with_its_ballot() {
+    let answers = vec![
+        (A, Some(num(6, "9").with_state(stale()))),
+        (B, Some(num(6, "9").with_state(stale()))),
+    ];
+    let d = decide(
+        &Change::MetaGet(MetaGet::default()),
+        tag(7),
+        (answers, &owners(), 2),
+        None,
+        NOW,
+    );
+    assert_eq!(
+        d,
+        Decision::Accept(
+            num(7, "9").with_state(ValueState {
+                // The win keeps the item's cas unique, as memcached's does.
+                cas: Some(num(6, "9").cas_unique()),
+                ..stale_won_by(tag(7))
+            }),
+            Answer::Fetched { won: true }
+        )
+    );
+}
+
+#[test]
+fn an_overtaken_win_is_settled_by_its_stamp_never_unknown() {
+    let get = Change::MetaGet(MetaGet::default());
+    let ours = Pending {
+        record: num(7, "9").with_state(stale_won_by(tag(7))),
+        answer: Answer::Fetched { won: true },
+    };
+    // A later version (a write-back of ours by a reader who saw Z) still names our win: we won.
+    let built_on_ours = num(9, "9").with_state(stale_won_by(tag(7)));
+    let answers = vec![(A, Some(built_on_ours.clone())), (B, Some(built_on_ours.clone()))];
+    let d = decide(&get, tag(10), (answers, &owners(), 2), Some(&ours), NOW);
+    assert_eq!(d, Decision::Won(Answer::Fetched { won: true }, Some(built_on_ours)));
+    // Another proposer's win superseded ours: ours never reached anyone, apply afresh (Z).
+    let theirs = num(8, "9").with_state(stale_won_by(tag(8)));
+    let answers = vec![(A, Some(theirs.clone())), (B, Some(theirs.clone()))];
+    let d = decide(&get, tag(10), (answers, &owners(), 2), Some(&ours), NOW);
+    assert_eq!(
+        d,
+        Decision::Answer(Answer::Fetched { won: false }, Some(theirs.clone()))
+    );
+    // An overtaken mg that won nothing (a write-back) is simply applied again.
+    let write_back = Pending {
+        record: num(7, "9").with_state(stale_won_by(tag(6))),
+        answer: Answer::Fetched { won: false },
+    };
+    let answers = vec![(A, Some(theirs.clone())), (B, Some(theirs.clone()))];
+    let d = decide(&get, tag(10), (answers, &owners(), 2), Some(&write_back), NOW);
+    assert_eq!(d, Decision::Answer(Answer::Fetched { won: false }, Some(theirs)));
+    // Other overtaken changes stay unknown.
+    let incr = Pending {
+        record: num(7, "10"),
+        answer: Answer::Number(10),
+    };
+    let answers = vec![(A, Some(num(8, "3"))), (B, Some(num(8, "3")))];
+    let d = decide(&Change::Incr(1), tag(10), (answers, &owners(), 2), Some(&incr), NOW);
+    assert_eq!(d, Decision::Unknown);
 }

@@ -19,6 +19,7 @@ fn new(data: &'static [u8]) -> NewValue {
         flags: 1,
         expires_at: 0,
         data: Bytes::from_static(data),
+        state: ValueState::default(),
     }
 }
 
@@ -27,6 +28,7 @@ fn stored(flags: u32, expires_at: u64, data: &str) -> Effect {
         flags,
         expires_at,
         data: Bytes::copy_from_slice(data.as_bytes()),
+        state: ValueState::default(),
     })
 }
 

@@ -6,6 +6,9 @@
 //! - [`request`]: the parsed requests.
 //! - [`response`]: replies and their encoding, including the one mapping from errors to
 //!   `ERROR` / `CLIENT_ERROR` / `SERVER_ERROR` lines.
+//!
+//! Meta commands (`mg`, `ms`, …) share this framing: the decoder hands their lines to
+//! [`crate::meta`] and yields them as [`Request::Meta`].
 
 pub mod parse;
 pub mod request;

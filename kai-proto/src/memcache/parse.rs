@@ -16,6 +16,7 @@
 
 use super::request::{ConditionalStore, Request, StorageCommand};
 use crate::key::{Key, KeyError};
+use crate::meta::{self, MetaError};
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
 use tokio_util::codec::Decoder;
@@ -76,6 +77,9 @@ pub enum RequestError {
     /// The data block was not followed by `\r\n`.
     #[error("bad data chunk")]
     BadDataChunk,
+    /// A malformed meta command (always answered, quiet mode or not).
+    #[error(transparent)]
+    Meta(#[from] MetaError),
     /// The data block exceeds [`Limits::max_value_size`].
     #[error("object too large for cache")]
     TooLarge {
@@ -83,8 +87,8 @@ pub enum RequestError {
         size: u64,
         /// The limit.
         max: usize,
-        /// The key, if the command was a `set`: memcached deletes the key's current value when
-        /// it refuses a `set`, so a stale value cannot outlive a failed overwrite.
+        /// The key, if the command was a `set` or `ms`: memcached deletes the key's current
+        /// value when it refuses one, so a stale value cannot outlive a failed overwrite.
         set_key: Option<Key>,
     },
 }
@@ -129,9 +133,41 @@ enum State {
     #[default]
     Line,
     /// Waiting for `len` data bytes plus `\r\n`.
-    Data { header: StorageHeader, len: usize },
+    Data { header: DataHeader, len: usize },
     /// Discarding `remaining` bytes of a refused data block.
     Swallow { remaining: u64 },
+}
+
+/// The command line of a data block being read.
+#[derive(Debug)]
+enum DataHeader {
+    Storage(StorageHeader),
+    MetaSet(meta::SetHeader),
+}
+
+impl DataHeader {
+    fn into_request(self, data: Bytes) -> Request {
+        match self {
+            DataHeader::Storage(header) => header.into_request(data),
+            DataHeader::MetaSet(header) => Request::Meta(header.into_request(data)),
+        }
+    }
+
+    /// memcached's `noreply` for a bad data chunk: meta commands always get their error.
+    fn noreply(&self) -> bool {
+        match self {
+            DataHeader::Storage(header) => header.noreply,
+            DataHeader::MetaSet(_) => false,
+        }
+    }
+
+    /// The key whose value a refused oversized block deletes (`set` and `ms`, as memcached).
+    fn too_large_key(self) -> Option<Key> {
+        match self {
+            DataHeader::Storage(header) => header.command.is_none().then_some(header.key),
+            DataHeader::MetaSet(header) => Some(header.command.key),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -163,14 +199,14 @@ impl RequestDecoder {
 
     /// Starts reading a storage command's data block of `len` bytes, or refuses it (a malformed
     /// header first, as memcached checks it first) and swallows the block.
-    fn begin_data(&mut self, header: Result<StorageHeader, RequestError>, len: u64, noreply: bool) -> Option<Parsed> {
+    fn begin_data(&mut self, header: Result<DataHeader, RequestError>, len: u64, noreply: bool) -> Option<Parsed> {
         let block = len + 2;
         let error = match header {
             Err(error) => error,
             Ok(header) if len > self.limits.max_value_size as u64 => RequestError::TooLarge {
                 size: len,
                 max: self.limits.max_value_size,
-                set_key: header.command.is_none().then_some(header.key),
+                set_key: header.too_large_key(),
             },
             Ok(header) => {
                 self.state = State::Data {
@@ -194,6 +230,9 @@ impl RequestDecoder {
             return Some(reject(RequestError::UnknownCommand, false));
         };
         let args = &tokens[1..];
+        if meta::parse::is_meta(command) {
+            return self.parse_meta(command, args);
+        }
         let request = match command.as_ref() {
             b"get" => parse_get(args, false),
             b"gets" => parse_get(args, true),
@@ -251,15 +290,28 @@ impl RequestDecoder {
                 )),
                 other => other,
             };
-            Ok(StorageHeader {
+            Ok(DataHeader::Storage(StorageHeader {
                 command,
                 key,
                 flags,
                 exptime,
                 noreply,
-            })
+            }))
         })();
         self.begin_data(header, len, noreply)
+    }
+
+    /// A meta command line (see [`crate::meta`]); its errors are always answered.
+    fn parse_meta(&mut self, command: &[u8], args: &[Bytes]) -> Option<Parsed> {
+        match meta::parse::parse(command, args) {
+            Ok(meta::Line::Request(request)) => Some(Parsed::Request(Request::Meta(request))),
+            Ok(meta::Line::Data { len, header }) => {
+                let header = header.map(DataHeader::MetaSet).map_err(RequestError::Meta);
+                self.begin_data(header, len, false)
+            }
+            Err(meta::LineError::WrongArgumentCount) => Some(reject(RequestError::WrongArgumentCount, false)),
+            Err(meta::LineError::Meta(error)) => Some(reject(RequestError::Meta(error), false)),
+        }
     }
 }
 
@@ -290,7 +342,7 @@ impl Decoder for RequestDecoder {
                         unreachable!("state checked above");
                     };
                     if &data[len..] != b"\r\n" {
-                        return Ok(Some(reject(RequestError::BadDataChunk, header.noreply)));
+                        return Ok(Some(reject(RequestError::BadDataChunk, header.noreply())));
                     }
                     return Ok(Some(Parsed::Request(header.into_request(data.slice(..len)))));
                 }

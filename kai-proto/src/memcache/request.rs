@@ -1,6 +1,7 @@
 //! Parsed memcache requests.
 
 use crate::key::Key;
+use crate::meta::MetaRequest;
 use bytes::Bytes;
 
 /// A storage command whose data block has been read in full.
@@ -103,6 +104,9 @@ pub enum Request {
     Quit,
     /// `kai_leave` (Kai extension): the node hands its data off and leaves the cluster.
     Leave,
+    /// A meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`). Its reply decides itself what
+    /// quiet mode hides, so [`Request::noreply`] is false for it.
+    Meta(MetaRequest),
     /// `flush_all [delay] [noreply]`: everything stored before it (or, with a delay, before
     /// that time) is gone, cluster-wide.
     FlushAll {
@@ -128,7 +132,8 @@ impl Request {
             | Request::Stats { .. }
             | Request::Version
             | Request::Quit
-            | Request::Leave => false,
+            | Request::Leave
+            | Request::Meta(_) => false,
         }
     }
 }

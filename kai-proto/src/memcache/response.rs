@@ -72,6 +72,8 @@ pub enum Response {
     ClientError(String),
     /// `SERVER_ERROR <reason>`
     ServerError(String),
+    /// A meta reply, already encoded by [`crate::meta::reply`] (empty when quiet mode hides it).
+    Meta(Bytes),
 }
 
 impl Response {
@@ -131,6 +133,7 @@ impl Response {
             Response::Error => out.put_slice(b"ERROR\r\n"),
             Response::ClientError(reason) => put_line(out, "CLIENT_ERROR ", reason),
             Response::ServerError(reason) => put_line(out, "SERVER_ERROR ", reason),
+            Response::Meta(reply) => out.put_slice(reply),
         }
     }
 }

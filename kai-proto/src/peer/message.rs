@@ -10,7 +10,9 @@ use crate::sync::{SyncCall, SyncResponse};
 use crate::tag::NodeId;
 use serde::{Deserialize, Serialize};
 
-/// Version of the peer protocol; peers must speak the same one.
+/// Version of the peer protocol; peers must speak the same one. Version 3: records carry the
+/// meta protocol's stale-while-revalidate marks (`RecordBody::Value::state`); `Flush` and
+/// forwarded `Update` requests.
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// 32 random bytes chosen by one side of a handshake.
