@@ -104,7 +104,10 @@ impl ValueSizes {
         let mut sizes = Vec::new();
         for part in text.split(',') {
             let (size, weight) = part.split_once(':').unwrap_or((part, "1"));
-            let size: usize = size.trim().parse().with_context(|| format!("bad value size `{size}`"))?;
+            let size: usize = size
+                .trim()
+                .parse()
+                .with_context(|| format!("bad value size `{size}`"))?;
             let weight: u32 = weight
                 .trim()
                 .parse()
@@ -165,7 +168,11 @@ mod tests {
         let zipf = Zipf::new(1000, 0.99).expect("valid");
         let counts = counts(&KeyChooser::Zipf(zipf.clone()), 1000);
         let top = counts[0] as f64 / SAMPLES as f64;
-        assert!((top - zipf.top_probability()).abs() < 0.01, "top {top} vs {}", zipf.top_probability());
+        assert!(
+            (top - zipf.top_probability()).abs() < 0.01,
+            "top {top} vs {}",
+            zipf.top_probability()
+        );
         // Rank 1 is about 1/2^0.99 as popular as rank 0; the tail is far below the head.
         let ratio = counts[1] as f64 / counts[0] as f64;
         assert!((ratio - 0.5f64.powf(0.99)).abs() < 0.05, "rank1/rank0 = {ratio}");

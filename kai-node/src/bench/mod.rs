@@ -197,7 +197,13 @@ async fn run_async(args: BenchArgs) -> Result<()> {
     }
     let measure_start_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() + plan.measure_from.saturating_duration_since(Instant::now()).as_secs_f64())
+        .map(|d| {
+            d.as_secs_f64()
+                + plan
+                    .measure_from
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64()
+        })
         .unwrap_or(0.0);
     let plan = Arc::new(plan);
     let tasks: Vec<_> = (0..plan.args.connections)
@@ -302,7 +308,9 @@ async fn run_connection(plan: Arc<Plan>, index: usize) -> Result<(Tally, Instant
     let mut conn = Connection::open(args.protocol, addr).await?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed.wrapping_mul(1_000_003) ^ index as u64);
     let mut workload = Workload::new(args.mix, args.get_ratio, index);
-    let schedule = args.rate.map(|rate| Schedule::new(plan.start, rate, args.connections, index));
+    let schedule = args
+        .rate
+        .map(|rate| Schedule::new(plan.start, rate, args.connections, index));
     // Open loop: past this, requests still scheduled are counted as missed, not sent.
     let deadline = plan.end + args.timeout;
     let mut tally = Tally::new()?;
@@ -343,14 +351,15 @@ async fn run_connection(plan: Arc<Plan>, index: usize) -> Result<(Tally, Instant
             Err(_) => Reply::Failed(format!("no reply within {:?}", args.timeout)),
         };
         tally.increments_acknowledged += u64::from(hot && reply == Reply::Done);
-        let broken = matches!(&reply, Reply::Failed(m) if m.starts_with("connection failed") || m.starts_with("no reply"));
+        let broken =
+            matches!(&reply, Reply::Failed(m) if m.starts_with("connection failed") || m.starts_with("no reply"));
         match reply {
             Reply::Done | Reply::Refused if measured => {
                 let latency = match schedule {
                     Some(_) => {
-                        tally.timer_lag.saturating_record(
-                            sent.saturating_duration_since(intended.max(free)).as_micros() as u64,
-                        );
+                        tally
+                            .timer_lag
+                            .saturating_record(sent.saturating_duration_since(intended.max(free)).as_micros() as u64);
                         schedule::open_loop_latency(intended, free, sent, done)
                     }
                     None => done - sent,
@@ -509,7 +518,10 @@ fn print_report(
         s.max_us
     );
     if args.rate.is_some() {
-        println!("client timer lateness p99 {}us (not counted in latency)", s.timer_lag_p99_us);
+        println!(
+            "client timer lateness p99 {}us (not counted in latency)",
+            s.timer_lag_p99_us
+        );
     }
     for sample in &total.error_samples {
         println!("error: {sample}");

@@ -130,7 +130,11 @@ impl Summary {
             ops: tally.ops,
             refused: tally.refused,
             errors,
-            error_rate: if attempts == 0 { 0.0 } else { errors as f64 / attempts as f64 },
+            error_rate: if attempts == 0 {
+                0.0
+            } else {
+                errors as f64 / attempts as f64
+            },
             p50_us: h.value_at_quantile(0.5),
             p90_us: h.value_at_quantile(0.9),
             p99_us: h.value_at_quantile(0.99),
@@ -179,7 +183,9 @@ pub struct Series {
 impl Series {
     /// Slots of `interval` covering `window`.
     pub fn new(interval: Duration, window: Duration) -> Result<Series> {
-        let count = (window.as_secs_f64() / interval.as_secs_f64().max(1e-3)).ceil().max(1.0) as usize;
+        let count = (window.as_secs_f64() / interval.as_secs_f64().max(1e-3))
+            .ceil()
+            .max(1.0) as usize;
         let slots = (0..count)
             .map(|_| {
                 Ok(Slot {
@@ -201,7 +207,8 @@ impl Series {
     pub fn record(&mut self, since_start: Duration, latency: Duration) {
         if let Some(slot) = self.slot(since_start) {
             slot.ops += 1;
-            slot.latencies.saturating_record(micros(latency).min(MAX_SLOT_LATENCY_US));
+            slot.latencies
+                .saturating_record(micros(latency).min(MAX_SLOT_LATENCY_US));
         }
     }
 
@@ -265,7 +272,10 @@ mod tests {
         series.record(Duration::from_millis(1950), Duration::from_micros(900));
         series.error(Duration::from_millis(2100));
         series.record(Duration::from_secs(9), Duration::from_micros(1));
-        let slots: Vec<_> = series.slots().map(|(t, s)| (t, s.ops, s.errors, s.latencies.max())).collect();
+        let slots: Vec<_> = series
+            .slots()
+            .map(|(t, s)| (t, s.ops, s.errors, s.latencies.max()))
+            .collect();
         assert_eq!(slots.len(), 3);
         assert_eq!(slots[0], (0.0, 1, 0, 50));
         assert_eq!((slots[1].0, slots[1].1, slots[1].2), (1.0, 2, 0));
@@ -283,9 +293,13 @@ mod tests {
         let s = Summary::new(&tally, Duration::from_secs(1));
         assert!(s.check_errors(0.001).is_ok(), "1 in 1000 is at the threshold");
         tally.missed = 1;
-        assert!(Summary::new(&tally, Duration::from_secs(1)).check_errors(0.001).is_err());
+        assert!(Summary::new(&tally, Duration::from_secs(1))
+            .check_errors(0.001)
+            .is_err());
         let mut nothing = Tally::new().expect("tally");
         nothing.error(String::new);
-        assert!(Summary::new(&nothing, Duration::from_secs(1)).check_errors(1.0).is_err());
+        assert!(Summary::new(&nothing, Duration::from_secs(1))
+            .check_errors(1.0)
+            .is_err());
     }
 }

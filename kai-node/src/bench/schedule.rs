@@ -53,8 +53,7 @@ impl Schedule {
 pub fn open_loop_latency(intended: Instant, free: Instant, sent: Instant, done: Instant) -> Duration {
     let could_send = intended.max(free);
     let timer_lateness = sent.saturating_duration_since(could_send);
-    done.saturating_duration_since(intended)
-        .saturating_sub(timer_lateness)
+    done.saturating_duration_since(intended).saturating_sub(timer_lateness)
 }
 
 #[cfg(test)]
@@ -98,10 +97,18 @@ mod tests {
         let t = Instant::now();
         // Free since 0, intended at 10 ms, the timer fired at 11 ms, reply at 11.2 ms.
         let done = t + ms(11) + Duration::from_micros(200);
-        assert_eq!(open_loop_latency(t + ms(10), t, t + ms(11), done), Duration::from_micros(200));
+        assert_eq!(
+            open_loop_latency(t + ms(10), t, t + ms(11), done),
+            Duration::from_micros(200)
+        );
         // Previous reply at 20 ms (a stall), sent at 20.5 ms, reply at 21 ms: 10.5 ms counted.
         assert_eq!(
-            open_loop_latency(t + ms(10), t + ms(20), t + ms(20) + Duration::from_micros(500), t + ms(21)),
+            open_loop_latency(
+                t + ms(10),
+                t + ms(20),
+                t + ms(20) + Duration::from_micros(500),
+                t + ms(21)
+            ),
             Duration::from_micros(10_500)
         );
     }
