@@ -11,7 +11,9 @@
 #                        replica requests.
 # Load: `kai bench`, closed loop, 8 connections, 90% get / 10% set, 100-byte values, 10,000
 # keys, for the given time (default 20 s). Prints the instructions per client operation and the
-# top functions (inclusive and self); leaves callgrind.out in out-dir.
+# top functions (inclusive and self); leaves callgrind.out in out-dir. Anti-entropy is slowed to
+# once an hour: its cost is per second, not per request, and valgrind's slowness (a few hundred
+# requests per second) would inflate its share a hundredfold.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 role="${1:-coordinator}"
@@ -22,8 +24,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kai-target}"
 if command -v ccache >/dev/null && [ -z "${CC:-}" ]; then
   export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}" CC="ccache gcc" CXX="ccache g++"
 fi
-cargo build --release -p kai-node --quiet
-kai="$CARGO_TARGET_DIR/release/kai"
+# KAI=path/to/kai profiles that binary instead (e.g. a copy of an earlier build, for before/after).
+if [ -z "${KAI:-}" ]; then
+  cargo build --release -p kai-node --quiet
+fi
+kai="${KAI:-$CARGO_TARGET_DIR/release/kai}"
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 1; }
 
 work="$(mktemp -d)"
@@ -42,7 +47,8 @@ for i in 0 1 2; do
   fi
   "${launcher[@]}" "$kai" start --data-dir "$work/n$i" --listen "127.0.0.1:${c[$i]}" \
     --peer-listen "127.0.0.1:${p[$i]}" --set "seeds=$seeds" --set n=3 --set r=2 --set w=2 \
-    --set worker_threads=1 --set request_timeout=10s --set down_after=10m >"$work/n$i.out" 2>"$work/n$i.log" &
+    --set worker_threads=1 --set request_timeout=10s --set down_after=10m --set anti_entropy_interval=1h \
+    >"$work/n$i.out" 2>"$work/n$i.log" &
   pids+=("$!")
 done
 stat() { python3 - "$1" "$2" <<'PY'
@@ -74,14 +80,15 @@ callgrind_control --dump "${pids[0]}" >/dev/null
 measured_ops="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["ops"])' "$result")"
 errors="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["errors"])' "$result")"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
-dump="$(ls -t "$out"/callgrind.out* | head -1)"
-total="$(callgrind_annotate "$dump" 2>/dev/null | sed -n 's/^\([0-9,]*\) (100.0%).*PROGRAM TOTALS.*/\1/p' | tr -d ,)"
+# The counts from --zero to --dump are in the numbered dump file (callgrind.out is what ran after).
+dump="$(ls -t "$out"/callgrind.out.* | head -1)"
+total="$(callgrind_annotate "$dump" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) (100.0%) *PROGRAM TOTALS.*/\1/p' | tr -d ,)"
 echo "role $role: $measured_ops client operations ($errors errors), $total instructions on the profiled node"
 echo "instructions per client operation: $(( total / measured_ops ))"
 echo
 echo "top functions by inclusive cost:"
-callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | head -40
+callgrind_annotate --threshold=100 --inclusive=yes "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | head -80
 echo
 echo "top functions by self cost:"
-callgrind_annotate "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | head -30
+callgrind_annotate --threshold=100 "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | head -40
 echo "(full profile: $dump)"
