@@ -87,8 +87,8 @@ echo "role $role: $measured_ops client operations ($errors errors), $total instr
 echo "instructions per client operation: $(( total / measured_ops ))"
 echo
 echo "top functions by inclusive cost:"
-callgrind_annotate --threshold=100 --inclusive=yes "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | head -80
+callgrind_annotate --threshold=100 --inclusive=yes "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | sed -n '1,80p'
 echo
 echo "top functions by self cost:"
-callgrind_annotate --threshold=100 "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | head -40
+callgrind_annotate --threshold=100 "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | sed -n '1,40p'
 echo "(full profile: $dump)"
