@@ -130,7 +130,9 @@ impl Replicas {
         let reply = if node == routes.me {
             routes.local.serve(request).await
         } else {
-            let sent = routes.peers.send(node, routes.lane, Call(PeerRequest::Replica(request)));
+            let sent = routes
+                .peers
+                .send(node, routes.lane, Call(PeerRequest::Replica(request)));
             match sent.ok_or(ReplicaError::NoRoute(node))?.await {
                 Ok(Ok(PeerResponse::Replica(reply))) => reply,
                 Ok(Ok(PeerResponse::Error(e))) => return Err(ReplicaError::Remote(e)),
