@@ -1,131 +1,102 @@
 #!/usr/bin/env python3
-"""Measures how fast a Kai node that missed writes catches up, and what it costs clients.
+"""How fast a Kai node that missed writes catches up, and what clients see *during* it;
+prints a Markdown table.
 
-    scripts/bench-catchup.py [--keys 200000] [--rate 5000]
+    scripts/bench-catchup.py [--keys 200000] [--rate 5000] [--server-cpus 1] [--client-cpus 0]
 
-Starts a 3-node cluster (N:R:W = 3:2:2, release build, RocksDB), measures client latency at a
-fixed offered load, kills one node (-9), writes KEYS keys through the other two, restarts it and
-measures (1) how long until its replica holds every key (anti-entropy catch-up, records/s) and
-(2) client latency at the same offered load while it catches up.
+Three nodes (N:R:W = 3:2:2, release build, RocksDB, one worker thread each, all on the server
+CPUs; `down_after` 10 min so the restarted node is still a member and anti-entropy brings it up
+to date). Steps:
+ 1. idle: clients offer RATE ops/s (open loop, 90/10 get/set, 16 connections) to nodes 1 and 2;
+ 2. kill -9 node 3; store KEYS keys through nodes 1 and 2 (pipelined);
+ 3. start the same client load again, with per-slot latency histograms (`kai bench --series`);
+    restart node 3 and poll its `curr_items` until it holds every key;
+ 4. latency during the catch-up = the slots that lie entirely between the restart and the
+    moment node 3 held every key, merged; catch-up rate = records node 3 gained / that time.
 """
-import argparse, json, os, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+import argparse, json, subprocess, sys, time
+from benchlib import Kai, build, cpu_count, machine, stats, table, wait
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+SLOT = 0.2  # seconds per latency slot
 
 
-def stats(addr, group=""):
-    host, port = addr.split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as s:
-        s.sendall(f"stats {group}\r\n".encode())
-        data = b""
-        while not data.endswith(b"END\r\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    out = {}
-    for line in data.decode().splitlines():
-        parts = line.split(" ", 2)
-        if parts[0] == "STAT" and len(parts) == 3:
-            out[parts[1]] = parts[2]
-    return out
-
-
-def wait(what, cond, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if cond():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"timed out waiting for {what}")
+def percentile(pairs, q):
+    """The q-quantile of merged [value, count] pairs."""
+    total = sum(c for _, c in pairs)
+    if total == 0:
+        return 0
+    seen = 0
+    for value, count in sorted(pairs):
+        seen += count
+        if seen >= q * total:
+            return value
+    return pairs[-1][0]
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keys", type=int, default=200_000)
     ap.add_argument("--rate", type=int, default=5_000, help="offered client load during the measurements")
+    ap.add_argument("--server-cpus", default="1")
+    ap.add_argument("--client-cpus", default="0")
     args = ap.parse_args()
-    env = dict(os.environ)
-    env.setdefault("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/kai-target"))
-    if shutil.which("ccache") and "CC" not in env:
-        env.update(CCACHE_DIR=env.get("CCACHE_DIR", os.path.expanduser("~/.cache/ccache")), CC="ccache gcc", CXX="ccache g++")
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "kai-node"], cwd=ROOT, env=env, check=True)
-    kai = os.path.join(env["CARGO_TARGET_DIR"], "release", "kai")
-    work = tempfile.mkdtemp()
-    peers = [free_port() for _ in range(3)]
-    clients = [free_port() for _ in range(3)]
-    seeds = ",".join(f"127.0.0.1:{p}" for p in peers)
-    procs = [None] * 3
+    kai = build()
 
-    def start(i):
-        cmd = [kai, "start", "--data-dir", f"{work}/n{i}", "--listen", f"127.0.0.1:{clients[i]}",
-               "--peer-listen", f"127.0.0.1:{peers[i]}", "--set", f"seeds={seeds}",
-               "--set", "n=3", "--set", "r=2", "--set", "w=2", "--set", "worker_threads=1",
-               "--set", "down_after=10m"]
-        log = open(f"{work}/n{i}.log", "a")
-        procs[i] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+    def load(targets, duration, extra=()):
+        return subprocess.Popen(["taskset", "-c", args.client_cpus, kai, "bench", "--target", ",".join(targets),
+                                 "--json", "--quiet", "--threads", str(cpu_count(args.client_cpus)),
+                                 "--rate", str(args.rate), "--connections", "16", "--duration", duration,
+                                 "--series", f"{SLOT}s", *extra], stdout=subprocess.PIPE, text=True)
 
-    def settled(i):
-        wait(f"node {i}", lambda: stats(f"127.0.0.1:{clients[i]}").get("kai_rings_active") == "1")
+    def result(proc):
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            sys.exit(f"kai bench failed: {out}")
+        return json.loads(out.splitlines()[-1])
 
-    def bench(targets, duration, extra=()):
-        out = subprocess.run([kai, "bench", "--target", ",".join(targets), "--duration", duration,
-                              "--json", "--quiet", *extra], check=True, capture_output=True, text=True).stdout
-        return json.loads(out)
-
-    try:
-        for i in range(3):
-            start(i)
-        for i in range(3):
-            settled(i)
-        addr = [f"127.0.0.1:{p}" for p in clients]
-        live = addr[:2]
-        idle = bench(live, "8s", ["--rate", str(args.rate), "--connections", "16"])
-        procs[2].send_signal(signal.SIGKILL)
-        procs[2].wait()
+    with Kai(kai, args.server_cpus, 3, ["--set", "down_after=10m"]) as cluster:
+        live = cluster.targets[:2]
+        idle = result(load(live, "8s"))
+        cluster.kill(2)
         t = time.time()
-        bench(live, "1s", ["--keys", str(args.keys), "--get-ratio", "0", "--connections", "4", "--warmup", "0s"])
-        print(f"wrote {args.keys} keys with node 3 down in {time.time() - t:.1f}s")
-        target = int(stats(addr[0])["curr_items"])
-        result = {}
+        subprocess.run(["taskset", "-c", args.client_cpus, kai, "bench", "--target", ",".join(live), "--quiet",
+                        "--keys", str(args.keys), "--get-ratio", "0", "--connections", "4", "--duration", "1s",
+                        "--warmup", "0s"], check=True, stdout=subprocess.DEVNULL)
+        print(f"stored {args.keys} keys with node 3 down in {time.time() - t:.1f}s", file=sys.stderr)
+        target = int(stats(live[0])["curr_items"])
+        busy_proc = load(live, "30s", ["--no-prefill", "--keys", str(args.keys), "--warmup", "1s"])
+        time.sleep(2)  # let the client load run before the restart
+        restarted = time.time()
+        cluster.start(2)
+        cluster.settled(2)
+        before = int(stats(cluster.targets[2])["curr_items"])
+        wait("catch-up", lambda: int(stats(cluster.targets[2])["curr_items"]) >= target, timeout=600)
+        caught_up = time.time()
+        busy = result(busy_proc)
 
-        def load_during_catchup():
-            result["busy"] = bench(live, "8s", ["--rate", str(args.rate), "--connections", "16", "--no-prefill",
-                                                "--keys", str(args.keys)])
+    took = caught_up - restarted
+    start = busy["measure_start_unix"]
+    inside = [s for s in busy["series"] if start + s["t"] >= restarted and start + s["t"] + SLOT <= caught_up]
+    if caught_up > start + busy["duration_s"]:
+        print("warning: the catch-up outlasted the client load; only its start is measured", file=sys.stderr)
 
-        started = time.time()
-        start(2)
-        settled(2)
-        before = int(stats(addr[2])["curr_items"])
-        loader = threading.Thread(target=load_during_catchup)
-        loader.start()
-        wait("catch-up", lambda: int(stats(addr[2])["curr_items"]) >= target, timeout=600)
-        took = time.time() - started
-        loader.join()
-        caught = target - before
-        print(f"node 3 restarted holding {before} of {target} keys; caught up {caught} in {took:.1f}s "
-              f"= {caught / took:,.0f} keys/s (includes restart)")
-        busy = result["busy"]
-        for name, r in (("idle", idle), ("during catch-up", busy)):
-            print(f"clients {name:<16} {r['ops_per_sec']:>8.0f} ops/s  p50 {r['p50_us']}us  p99 {r['p99_us']}us  "
-                  f"p99.9 {r['p999_us']}us")
-        print(f"p99 during catch-up / idle = {busy['p99_us'] / max(idle['p99_us'], 1):.2f}")
-    finally:
-        for p in procs:
-            if p and p.poll() is None:
-                p.kill()
-        shutil.rmtree(work, ignore_errors=True)
+    def figures(slots):
+        pairs = [p for s in slots for p in s["histogram"]]
+        secs = len(slots) * SLOT
+        return (sum(s["ops"] for s in slots) / max(secs, 1e-9), percentile(pairs, 0.5), percentile(pairs, 0.99),
+                percentile(pairs, 0.999), sum(s["errors"] for s in slots), secs)
+
+    idle_f, busy_f = figures(idle["series"]), figures(inside)
+    print(f"Machine: {machine()}; servers on CPUs {args.server_cpus}, client on CPUs {args.client_cpus}.")
+    print(f"Node 3 restarted holding {before} of {target} keys and caught up {target - before} in {took:.1f} s "
+          f"(from the restart, process start included) = {(target - before) / took:,.0f} records/s.\n")
+    rows = [[name, f"{secs:.1f}", f"{ops:,.0f}", p50, p99, p999, errors]
+            for name, (ops, p50, p99, p999, errors, secs) in (("idle", idle_f), ("during catch-up", busy_f))]
+    table(["clients (open loop, %d ops/s offered)" % args.rate, "seconds measured", "ops/s", "p50 µs", "p99 µs",
+           "p99.9 µs", "errors"], rows)
+    print(f"\np99 during catch-up / idle = {busy_f[2] / max(idle_f[2], 1):.2f}")
+    if not inside:
+        sys.exit("the catch-up was shorter than one slot: nothing measured during it")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-//! A minimal memcache text-protocol client, for `kai bench` and the admin commands.
+//! A minimal memcache text-protocol client for the admin commands.
 
 use anyhow::{bail, Context, Result};
 use kai_proto::auth::AuthFile;
 use std::collections::BTreeMap;
 use std::path::Path;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// One connection to a memcache server.
@@ -12,7 +12,6 @@ pub struct Connection {
     reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
     writer: tokio::net::tcp::OwnedWriteHalf,
     line: String,
-    request: Vec<u8>,
 }
 
 impl Connection {
@@ -27,7 +26,6 @@ impl Connection {
             reader: BufReader::new(r),
             writer: w,
             line: String::new(),
-            request: Vec::new(),
         })
     }
 
@@ -42,11 +40,21 @@ impl Connection {
             let Some((user, password)) = users.first_user() else {
                 bail!("auth file {} names no user", path.display());
             };
-            if !conn.set("kai_auth", &[user, b" ", password].concat()).await? {
+            if !conn.authenticate(user, password).await? {
                 bail!("authentication as the first user of {} failed", path.display());
             }
         }
         Ok(conn)
+    }
+
+    /// memcached's text authentication: a `set` whose data is `user password`.
+    async fn authenticate(&mut self, user: &[u8], password: &[u8]) -> Result<bool> {
+        let data = [user, b" ", password].concat();
+        let mut request = format!("set kai_auth 0 0 {}\r\n", data.len()).into_bytes();
+        request.extend_from_slice(&data);
+        request.extend_from_slice(b"\r\n");
+        self.writer.write_all(&request).await?;
+        Ok(self.read_line().await? == "STORED")
     }
 
     async fn read_line(&mut self) -> Result<&str> {
@@ -61,33 +69,6 @@ impl Connection {
     pub async fn command(&mut self, line: &str) -> Result<String> {
         self.writer.write_all(format!("{line}\r\n").as_bytes()).await?;
         Ok(self.read_line().await?.to_owned())
-    }
-
-    /// `set`; true if the server answered `STORED`.
-    pub async fn set(&mut self, key: &str, value: &[u8]) -> Result<bool> {
-        self.request.clear();
-        self.request
-            .extend_from_slice(format!("set {key} 0 0 {}\r\n", value.len()).as_bytes());
-        self.request.extend_from_slice(value);
-        self.request.extend_from_slice(b"\r\n");
-        self.writer.write_all(&self.request).await?;
-        Ok(self.read_line().await? == "STORED")
-    }
-
-    /// `get`; true if the server answered a well-formed hit or miss.
-    pub async fn get(&mut self, key: &str) -> Result<bool> {
-        self.writer.write_all(format!("get {key}\r\n").as_bytes()).await?;
-        let line = self.read_line().await?.to_owned();
-        if line == "END" {
-            return Ok(true);
-        }
-        let Some(len) = line.strip_prefix("VALUE ").and_then(|rest| rest.split(' ').nth(2)) else {
-            return Ok(false);
-        };
-        let len: usize = len.parse().context("bad VALUE line")?;
-        let mut data = vec![0u8; len + 2];
-        self.reader.read_exact(&mut data).await?;
-        Ok(self.read_line().await? == "END")
     }
 
     /// `stats [group]` as name → value, in order.

@@ -118,6 +118,14 @@ impl PeerDirectory {
         lanes.get(lane % lanes.len().max(1)).cloned()
     }
 
+    /// Sends `call` to the Peer actor of `node` for `lane`, if the node is known, without
+    /// cloning its address (a clone allocates; this is on every remote replica call).
+    pub fn send(&self, node: NodeId, lane: usize, call: Call) -> Option<actix::dev::Request<PeerActor, Call>> {
+        let map = self.0.load();
+        let lanes = map.get(&node)?;
+        Some(lanes.get(lane % lanes.len().max(1))?.send(call))
+    }
+
     /// Adds or replaces the Peer actors of `node`.
     pub fn insert(&self, node: NodeId, lanes: Vec<actix::Addr<PeerActor>>) {
         self.0.rcu(|map| {

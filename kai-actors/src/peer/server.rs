@@ -196,6 +196,9 @@ async fn serve_connection(
         outgoing,
     ));
     let in_flight = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    // Shared by the connection's requests: cloning the service clones actix addresses, which
+    // allocates (see `Replicas`).
+    let service = Arc::new(service);
     let mut frames = FramedRead::new(read, FrameCodec::new(max_frame));
     while let Some(frame) = frames.next().await {
         match frame {
@@ -203,7 +206,7 @@ async fn serve_connection(
                 let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
                     break;
                 };
-                let (service, replies, from) = (service.clone(), replies.clone(), remote.id);
+                let (service, replies, from) = (Arc::clone(&service), replies.clone(), remote.id);
                 actix_rt::spawn(async move {
                     let body = service.handle(from, body).await;
                     let _ = replies.send(Frame::Response { id, body }).await;

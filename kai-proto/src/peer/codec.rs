@@ -6,7 +6,7 @@
 //! allocation; any malformed frame is an error for that connection only.
 
 use super::message::{Frame, HandshakeFrame};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::marker::PhantomData;
@@ -39,8 +39,12 @@ pub enum CodecError {
 #[derive(Debug)]
 pub struct BincodeCodec<In, Out, const LIMIT: usize> {
     frames: LengthDelimitedCodec,
+    max_frame: usize,
     _types: PhantomData<fn(Out) -> In>,
 }
+
+/// Bytes of the frame length header (`LengthDelimitedCodec`'s default: `u32`, big-endian).
+const LENGTH_HEADER: usize = 4;
 
 /// Codec of established connections.
 pub type FrameCodec = BincodeCodec<Frame, Frame, MAX_FRAME_LIMIT>;
@@ -54,6 +58,7 @@ impl<In, Out, const LIMIT: usize> BincodeCodec<In, Out, LIMIT> {
             frames: LengthDelimitedCodec::builder()
                 .max_frame_length(max_frame.min(LIMIT))
                 .new_codec(),
+            max_frame: max_frame.min(LIMIT),
             _types: PhantomData,
         }
     }
@@ -83,12 +88,39 @@ impl<In: DeserializeOwned, Out, const LIMIT: usize> Decoder for BincodeCodec<In,
     }
 }
 
+/// Appends bincode's output to the frame buffer.
+struct AppendTo<'a>(&'a mut BytesMut);
+
+impl bincode::enc::write::Writer for AppendTo<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
 impl<In, Out: Serialize, const LIMIT: usize> Encoder<Out> for BincodeCodec<In, Out, LIMIT> {
     type Error = CodecError;
 
+    /// Encodes straight into `dst` behind a length header patched afterwards (the same bytes as
+    /// `LengthDelimitedCodec`), so a frame costs no allocation or copy of its own.
     fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), CodecError> {
-        let payload = bincode::serde::encode_to_vec(&item, bincode::config::standard())?;
-        self.frames.encode(Bytes::from(payload), dst)?;
+        let start = dst.len();
+        dst.extend_from_slice(&[0; LENGTH_HEADER]);
+        if let Err(e) = bincode::serde::encode_into_writer(&item, AppendTo(dst), bincode::config::standard()) {
+            dst.truncate(start);
+            return Err(e.into());
+        }
+        let len = dst.len() - start - LENGTH_HEADER;
+        if len > self.max_frame {
+            dst.truncate(start);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("frame of {len} bytes is over the limit of {}", self.max_frame),
+            )
+            .into());
+        }
+        let header = u32::try_from(len).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        dst[start..start + LENGTH_HEADER].copy_from_slice(&header.to_be_bytes());
         Ok(())
     }
 }
@@ -99,6 +131,7 @@ mod tests {
     use crate::peer::message::{PeerRequest, PeerResponse};
     use crate::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
     use crate::{BucketId, Key, Record, Tag, WriterId};
+    use bytes::Bytes;
     use proptest::prelude::*;
 
     fn sample_frames() -> Vec<Frame> {
@@ -143,6 +176,31 @@ mod tests {
             out.push(f);
         }
         assert_eq!(out, sample_frames());
+    }
+
+    #[test]
+    fn encoded_frames_are_length_delimited_codec_frames() {
+        let mut ours = BytesMut::new();
+        let mut reference = BytesMut::new();
+        for frame in sample_frames() {
+            let payload = bincode::serde::encode_to_vec(&frame, bincode::config::standard()).expect("encode");
+            LengthDelimitedCodec::new()
+                .encode(Bytes::from(payload), &mut reference)
+                .expect("reference encode");
+            FrameCodec::new(1 << 20).encode(frame, &mut ours).expect("encode");
+        }
+        assert_eq!(ours, reference);
+    }
+
+    #[test]
+    fn oversized_frames_are_not_sent() {
+        let mut buf = BytesMut::from(&b"earlier frames"[..]);
+        let big = sample_frames().into_iter().next().expect("a frame");
+        assert!(matches!(
+            FrameCodec::new(8).encode(big, &mut buf),
+            Err(CodecError::Io(_))
+        ));
+        assert_eq!(&buf[..], b"earlier frames", "nothing of the refused frame is left");
     }
 
     #[test]
