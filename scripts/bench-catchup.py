@@ -72,7 +72,7 @@ def main():
         cmd = [kai, "start", "--data-dir", f"{work}/n{i}", "--listen", f"127.0.0.1:{clients[i]}",
                "--peer-listen", f"127.0.0.1:{peers[i]}", "--set", f"seeds={seeds}",
                "--set", "n=3", "--set", "r=2", "--set", "w=2", "--set", "worker_threads=1",
-               "--set", "down_after=10m"]
+               "--set", "down_after=10m", "--set", "admin_listen=127.0.0.1:0"]
         log = open(f"{work}/n{i}.log", "a")
         procs[i] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
 

@@ -34,7 +34,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # Starts a kai node; prints its memcache address once it is ready.
 start_kai() {
   local name="$1"; shift
-  "$kai" start --data-dir "$work/$name" "$@" >"$work/$name.out" 2>"$work/$name.log" &
+  "$kai" start --data-dir "$work/$name" --set admin_listen=127.0.0.1:0 "$@" >"$work/$name.out" 2>"$work/$name.log" &
   pids+=("$!")
   for _ in $(seq 1 600); do
     if grep -q "kai ready" "$work/$name.out" 2>/dev/null; then

@@ -263,7 +263,7 @@ impl NodeBuilder {
         .start();
         sync.do_send(ReportTo(membership.clone()));
 
-        let replica = LocalReplica::new(store.clone(), Arc::clone(&fence));
+        let replica = LocalReplica::new(store.clone(), Arc::clone(&fence), Arc::clone(&stats));
         let peer_listener = PeerListener::new(
             tokio::net::TcpListener::from_std(peer_socket).map_err(|source| StartError::Bind {
                 key: "peer_listen",
@@ -342,6 +342,7 @@ impl NodeBuilder {
             addr: config.listen,
             source,
         })?;
+        let info = shared.info.clone();
         let listener = Listener::new(client_socket, worker_handles, shared, config.max_connections).start();
         log::info!(
             "node {name} ({}) serving memcache on {client_addr}, peers on {peer_addr}; N:R:W = {}:{}:{}, store {}",
@@ -352,6 +353,7 @@ impl NodeBuilder {
             store.backend()
         );
         Ok(NodeHandle {
+            info,
             id: me.id,
             name,
             client_addr,
@@ -420,6 +422,7 @@ async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, StartError> {
 
 /// A running node.
 pub struct NodeHandle {
+    info: NodeInfo,
     id: NodeId,
     name: String,
     client_addr: SocketAddr,
@@ -466,6 +469,17 @@ impl NodeHandle {
     /// The node's counters.
     pub fn stats(&self) -> &NodeStats {
         &self.stats
+    }
+
+    /// The node's counters, to read from other threads (an admin endpoint).
+    pub fn shared_stats(&self) -> Arc<NodeStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Static facts about the node and handles to its live state (ring, membership, store), for
+    /// reports; [`NodeInfo::leave`] asks the node to leave.
+    pub fn info(&self) -> NodeInfo {
+        self.info.clone()
     }
 
     /// The current ring.

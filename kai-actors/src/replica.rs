@@ -6,6 +6,7 @@
 
 use crate::fence::{Fence, Refusal};
 use crate::peer::{Call, PeerDirectory, PeerError};
+use crate::stats::{self, NodeStats, ReplicaCall};
 use crate::store::{Applied, Guarded, Prepared, StoreHandle, WriteKind};
 use kai_proto::cluster::RingId;
 use kai_proto::peer::{PeerRequest, PeerResponse};
@@ -18,12 +19,13 @@ use std::sync::Arc;
 pub struct LocalReplica {
     store: StoreHandle,
     fence: Arc<Fence>,
+    stats: Arc<NodeStats>,
 }
 
 impl LocalReplica {
-    /// The replica over `store`, guarded by `fence`.
-    pub fn new(store: StoreHandle, fence: Arc<Fence>) -> Self {
-        LocalReplica { store, fence }
+    /// The replica over `store`, guarded by `fence`, counting refusals and calls in `stats`.
+    pub fn new(store: StoreHandle, fence: Arc<Fence>, stats: Arc<NodeStats>) -> Self {
+        LocalReplica { store, fence, stats }
     }
 
     /// Executes `request`; the one implementation of a replica, for local and remote coordinators.
@@ -31,11 +33,18 @@ impl LocalReplica {
         let ReplicaRequest { ring, bucket, key, op } = request;
         let _admitted = match self.fence.admit(ring).await {
             Ok(guard) => guard,
-            Err(Refusal::StaleRing(adopted)) => return ReplicaReply::StaleRing(adopted),
-            Err(Refusal::Minority) => {
-                return ReplicaReply::Failed("replica cannot see a majority of the cluster".to_owned())
+            Err(Refusal::StaleRing(adopted)) => {
+                stats::add(&self.stats.fence_stale_ring, 1);
+                return ReplicaReply::StaleRing(adopted);
             }
-            Err(Refusal::Refilling) => return ReplicaReply::Failed("replica is refilling its store".to_owned()),
+            Err(Refusal::Minority) => {
+                stats::add(&self.stats.fence_minority, 1);
+                return ReplicaReply::Failed("replica cannot see a majority of the cluster".to_owned());
+            }
+            Err(Refusal::Refilling) => {
+                stats::add(&self.stats.fence_refilling, 1);
+                return ReplicaReply::Failed("replica is refilling its store".to_owned());
+            }
         };
         let store = &self.store;
         let key = key.to_bytes();
@@ -118,8 +127,23 @@ impl Replicas {
         self.me
     }
 
-    /// Executes `request` on `node`.
+    /// Executes `request` on `node`, counting it in the node's replica call statistics.
     pub async fn call(&self, node: NodeId, request: ReplicaRequest) -> Result<ReplicaReply, ReplicaError> {
+        let kind = match &request.op {
+            ReplicaOp::ReadVersion => ReplicaCall::ReadVersion,
+            ReplicaOp::Read => ReplicaCall::Read,
+            ReplicaOp::Write(_) => ReplicaCall::Write,
+            ReplicaOp::Prepare(_) => ReplicaCall::Prepare,
+            ReplicaOp::Accept(_) => ReplicaCall::Accept,
+        };
+        let started = std::time::Instant::now();
+        let result = self.execute(node, request).await;
+        let timed = self.local.stats.replica_calls.of(kind, node != self.me);
+        timed.record(started.elapsed(), result.is_err());
+        result
+    }
+
+    async fn execute(&self, node: NodeId, request: ReplicaRequest) -> Result<ReplicaReply, ReplicaError> {
         let reply = if node == self.me {
             self.local.serve(request).await
         } else {

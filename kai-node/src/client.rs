@@ -1,7 +1,6 @@
-//! A minimal memcache text-protocol client, for `kai bench` and the admin commands.
+//! A minimal memcache text-protocol client, for `kai bench`.
 
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -37,12 +36,6 @@ impl Connection {
         Ok(self.line.trim_end())
     }
 
-    /// Sends a one-line command and returns the one-line reply.
-    pub async fn command(&mut self, line: &str) -> Result<String> {
-        self.writer.write_all(format!("{line}\r\n").as_bytes()).await?;
-        Ok(self.read_line().await?.to_owned())
-    }
-
     /// `set`; true if the server answered `STORED`.
     pub async fn set(&mut self, key: &str, value: &[u8]) -> Result<bool> {
         self.request.clear();
@@ -68,23 +61,5 @@ impl Connection {
         let mut data = vec![0u8; len + 2];
         self.reader.read_exact(&mut data).await?;
         Ok(self.read_line().await? == "END")
-    }
-
-    /// `stats [group]` as name → value, in order.
-    pub async fn stats(&mut self, group: Option<&str>) -> Result<BTreeMap<String, String>> {
-        let command = group.map_or("stats".to_owned(), |g| format!("stats {g}"));
-        self.writer.write_all(format!("{command}\r\n").as_bytes()).await?;
-        let mut out = BTreeMap::new();
-        loop {
-            let line = self.read_line().await?;
-            if line == "END" {
-                return Ok(out);
-            }
-            let Some(rest) = line.strip_prefix("STAT ") else {
-                bail!("unexpected reply to `{command}`: {line}");
-            };
-            let (name, value) = rest.split_once(' ').unwrap_or((rest, ""));
-            out.insert(name.to_owned(), value.to_owned());
-        }
     }
 }

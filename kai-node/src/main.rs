@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod client;
+mod http;
 mod settings;
 
 use anyhow::{bail, Context, Result};
@@ -124,21 +125,32 @@ fn start(args: StartArgs) -> Result<()> {
         Ok(_) => {}
         Err(e) => log::warn!("cannot raise the open file limit: {e}"),
     }
+    let admin_socket = http::bind(config.admin_listen)?;
+    let admin_token = config.admin_token.clone();
     let system = actix::System::new();
     system.block_on(async move {
         let node = kai_actors::start(config).await.context("node failed to start")?;
+        let admin = match http::serve(admin_socket, node.info(), node.shared_stats(), admin_token) {
+            Ok(admin) => admin,
+            Err(e) => {
+                node.shutdown().await;
+                return Err(e.context("admin endpoint failed to start"));
+            }
+        };
         // One machine-readable line on stdout: scripts and tests wait for it.
         println!(
-            "kai ready node={} memcache={} peer={}",
+            "kai ready node={} memcache={} peer={} admin={}",
             node.name(),
             node.client_addr(),
-            node.peer_addr()
+            node.peer_addr(),
+            admin.addr()
         );
         tokio::select! {
             signal = wait_for_shutdown_signal() => signal?,
             () = node.left() => log::info!("left the cluster"),
         }
         log::info!("shutting down");
+        admin.stop().await;
         node.shutdown().await;
         Ok(())
     })

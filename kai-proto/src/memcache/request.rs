@@ -117,8 +117,6 @@ pub enum Request {
     },
     /// `quit`: close the connection.
     Quit,
-    /// `kai_leave` (Kai extension): the node hands its data off and leaves the cluster.
-    Leave,
     /// A well-formed memcached command Kai does not execute yet (its data block, if any, has
     /// been consumed so the stream stays in sync).
     Unsupported {
@@ -148,7 +146,6 @@ impl Request {
             | Request::Stats { .. }
             | Request::Version
             | Request::Quit
-            | Request::Leave
             | Request::Unsupported { .. } => false,
         }
     }
