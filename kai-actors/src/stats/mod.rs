@@ -1,5 +1,5 @@
 //! Observability of a node, in two layers: at the bottom [`counters`], [`latency`] and
-//! [`operations`] (atomics on the request path, no knowledge of actors); on top [`report`]
+//! [`operations`] (atomics on the request path, no knowledge of actors); on top [`mod@report`]
 //! (views over the counters and the node's live state, for the memcache `stats` command and the
 //! admin endpoint). A lower layer never reads a higher one.
 
