@@ -34,6 +34,20 @@ fn the_dashboard_shows_a_killed_node_turning_suspect_or_down() {
         .as_str()
         .expect("node name")
         .to_owned();
+    // Traffic through node 0 (which stays up) for the page's ops/s and p99 charts.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, addr) = (std::sync::Arc::clone(&stop), cluster.nodes[0].addr);
+        std::thread::spawn(move || {
+            let mut c = common::Client::connect(addr);
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                c.try_set(&format!("load{}", i % 100), b"x");
+            }
+        })
+    };
     let shots = env!("CARGO_TARGET_TMPDIR");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/dashboard/browser.py");
     let mut browser = Command::new("python3")
@@ -59,6 +73,8 @@ fn the_dashboard_shows_a_killed_node_turning_suspect_or_down() {
     let seen = next();
     assert!(seen == "SEEN suspect" || seen == "SEEN down", "{seen:?}");
     assert!(browser.wait().expect("browser script").success());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().expect("load thread");
     let shot = std::path::Path::new(shots).join(format!("dashboard-{}.png", &seen[5..]));
     assert!(shot.exists(), "screenshot {} saved", shot.display());
     eprintln!("screenshots in {shots}");

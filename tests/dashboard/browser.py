@@ -46,9 +46,11 @@ def main():
         driver.get(url)
         wait_for(f"{members} members up", driver,
                  lambda: (s := statuses(driver)) and len(s) == members and all(v == "up" for v in s.values()))
-        buckets = wait_for("the ring", driver, lambda: len(driver.find_elements(By.CSS_SELECTOR, "#ring path.bucket")))
-        colours = {p.get_attribute("fill") for p in driver.find_elements(By.CSS_SELECTOR, "#ring path.bucket")}
-        print(f"RING {buckets} buckets in {len(colours)} colours", flush=True)
+        # One script reads the whole ring: the page redraws it now and then.
+        buckets, colours = wait_for("the ring", driver, lambda: driver.execute_script(
+            "const fills = [...document.querySelectorAll('#ring path.bucket')].map(p => p.getAttribute('fill'));"
+            "return fills.length ? [fills.length, new Set(fills).size] : null;"))
+        print(f"RING {buckets} buckets in {colours} colours", flush=True)
         wait_for("a point on the ops chart", driver,
                  lambda: driver.find_element(By.CSS_SELECTOR, "#chart-ops path").get_attribute("d"))
         driver.save_screenshot(f"{shots}/dashboard-healthy.png")
