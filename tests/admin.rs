@@ -56,6 +56,23 @@ fn metrics_probes_and_status_describe_the_node() {
         assert!(metrics.lines().any(|l| l == line), "no `{line}` in:\n{metrics}");
     }
     assert!(metrics.contains("# TYPE kai_quorum_failures counter"), "{metrics}");
+    // Per-command and per-replica-call latency histograms, and RocksDB's own figures.
+    for prefix in [
+        "kai_command_seconds_count{command=\"get\"} 2",
+        "kai_command_seconds_count{command=\"set\"} 1",
+        "kai_command_seconds_bucket{le=\"+Inf\",command=\"get\"} 2",
+        "kai_command_errors_total{command=\"get\"} 0",
+        "kai_replica_call_seconds_count{call=\"read\",replica=\"local\"}",
+        "kai_fence_refusals_total{reason=\"minority\"} 0",
+        "kai_spare_calls_total ",
+        "kai_store_sst_bytes ",
+        "kai_store_block_cache_hits_total ",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(prefix)),
+            "no `{prefix}…` in:\n{metrics}"
+        );
+    }
     assert!(metrics.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
 
     let status = json(kai.admin, "/api/v1/status");

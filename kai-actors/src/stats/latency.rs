@@ -69,18 +69,6 @@ impl Snapshot {
         self.counts.iter().sum()
     }
 
-    /// `(upper bound in seconds, durations at most that long)` for each bounded bucket, as
-    /// Prometheus histograms list them (the `+Inf` bucket is [`Snapshot::count`]).
-    pub fn cumulative(&self) -> Vec<(f64, u64)> {
-        let mut total = 0;
-        (0..BOUNDED)
-            .map(|i| {
-                total += self.counts[i];
-                (bound(i).as_secs_f64(), total)
-            })
-            .collect()
-    }
-
     /// Adds `other`'s counts to these.
     pub fn merge(&mut self, other: &Snapshot) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
@@ -136,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn quantiles_and_cumulative_counts_follow_the_recordings() {
+    fn quantiles_and_counts_follow_the_recordings() {
         let h = Histogram::default();
         assert_eq!(h.snapshot().quantile(0.99), None);
         for _ in 0..98 {
@@ -150,10 +138,7 @@ mod tests {
         assert_eq!(s.quantile(0.5), Some(Duration::from_micros(128)));
         assert_eq!(s.quantile(0.99), Some(Duration::from_micros(4096)));
         assert_eq!(s.quantile(1.0), None);
-        let cumulative = s.cumulative();
-        assert_eq!(cumulative.len(), BOUNDED);
-        assert_eq!(cumulative[2], (128e-6, 98));
-        assert_eq!(cumulative[BOUNDED - 1].1, 99);
+        assert_eq!((s.counts[2], s.counts[7], s.counts[BOUNDED]), (98, 1, 1));
         let mut merged = s;
         merged.merge(&s);
         assert_eq!(merged.count(), 200);

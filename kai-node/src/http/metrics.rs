@@ -4,7 +4,7 @@
 //! [`kai_actors::stats::counters`]); a [`Collector`] reads them at scrape time, so serving
 //! metrics adds no work to requests. Counter names get `_total` from the encoder.
 
-use kai_actors::stats::latency::Snapshot;
+use kai_actors::stats::latency::{self, Snapshot};
 use kai_actors::stats::operations::Timed;
 use kai_actors::stats::{get, Command, NodeInfo, NodeStats, ReplicaCall};
 use prometheus_client::collector::Collector;
@@ -59,7 +59,11 @@ fn signed(value: u64) -> i64 {
 
 fn histogram(encoder: &mut MetricEncoder, snapshot: &Snapshot) -> std::fmt::Result {
     let sum = snapshot.sum_micros as f64 / 1e6;
-    let buckets = snapshot.cumulative();
+    // Per-bucket counts (the encoder accumulates them); `f64::MAX` is its `+Inf` bucket.
+    let buckets: Vec<(f64, u64)> = (0..latency::BOUNDED)
+        .map(|i| (latency::bound(i).as_secs_f64(), snapshot.counts[i]))
+        .chain([(f64::MAX, snapshot.counts[latency::BOUNDED])])
+        .collect();
     encoder.encode_histogram::<NoLabelSet>(sum, snapshot.count(), &buckets, None)
 }
 
