@@ -96,6 +96,20 @@ fn metrics_probes_and_status_describe_the_node() {
     assert_eq!(printed["node"], "single");
     let out = kai_cli(&["status", "--admin", &admin]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("sees a majority"));
+    // `--watch --json`: one document per second until stopped.
+    let mut watch = Command::new(common::kai_bin())
+        .args(["status", "--admin", &admin, "--watch", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kai status --watch");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().expect("stdout")));
+    for _ in 0..2 {
+        let line = lines.next().expect("a line").expect("read");
+        let doc: serde_json::Value = serde_json::from_str(&line).expect("each line is JSON");
+        assert_eq!(doc["node"], "single");
+    }
+    watch.kill().expect("stop the watch");
+    let _ = watch.wait();
     assert!(kai_cli(&["healthcheck", "--admin", &admin, "--ready"]).status.success());
     assert!(kai_cli(&["ring", "--admin", &admin]).status.success());
     assert!(kai_cli(&["stats", "--admin", &admin]).status.success());

@@ -123,13 +123,42 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// `kai status`: the node's view of the cluster and its transfers.
-pub fn status(args: NodeArgs) -> Result<()> {
-    let status = args.target.endpoint(REQUEST_TIMEOUT)?.json("/api/v1/status")?;
-    if args.json {
-        println!("{status}");
-        return Ok(());
+/// Options of `kai status`.
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Redraw every second until interrupted (with `--json`, one document per line).
+    #[arg(long)]
+    watch: bool,
+}
+
+/// How often `kai status --watch` redraws.
+const WATCH_PERIOD: Duration = Duration::from_secs(1);
+/// ANSI: clear the screen and move the cursor home.
+const CLEAR_SCREEN: &str = "\x1b[2J\x1b[H";
+
+/// `kai status`: the node's view of the cluster and its transfers (`--watch`: live).
+pub fn status(args: StatusArgs) -> Result<()> {
+    let endpoint = args.node.target.endpoint(REQUEST_TIMEOUT)?;
+    loop {
+        let status = endpoint.json("/api/v1/status")?;
+        if args.node.json {
+            println!("{status}");
+        } else {
+            if args.watch {
+                print!("{CLEAR_SCREEN}");
+            }
+            print_status(&status);
+        }
+        if !args.watch {
+            return Ok(());
+        }
+        std::thread::sleep(WATCH_PERIOD);
     }
+}
+
+fn print_status(status: &Value) {
     let transition = if status["rings_active"] == 1 {
         "settled"
     } else {
@@ -178,7 +207,6 @@ pub fn status(args: NodeArgs) -> Result<()> {
         text(&t["keys_repaired"]),
         text(&t["buckets_compared"]),
     );
-    Ok(())
 }
 
 /// `kai leave`: asks the node to hand its data off and leave, then shows the handoff until the

@@ -27,8 +27,8 @@ enum Command {
     Version,
     /// Load-test any memcache server and print throughput and latency percentiles.
     Bench(bench::BenchArgs),
-    /// Show a running node's view of the cluster: members, ring, transfers.
-    Status(admin::NodeArgs),
+    /// Show a running node's view of the cluster: members, ring, transfers (`--watch`: live).
+    Status(admin::StatusArgs),
     /// Make a running node hand its data off and leave the cluster, then stop.
     Leave(admin::NodeArgs),
     /// Show how buckets are placed on the ring and the load per node.
