@@ -477,7 +477,8 @@ impl NodeHandle {
     }
 
     /// Static facts about the node and handles to its live state (ring, membership, store), for
-    /// reports; [`NodeInfo::leave`] asks the node to leave.
+    /// reports; [`NodeInfo::leave`] asks the node to leave. Drop every copy before
+    /// [`NodeHandle::shutdown`]: the store closes only once no one else holds it.
     pub fn info(&self) -> NodeInfo {
         self.info.clone()
     }
@@ -559,6 +560,7 @@ impl NodeHandle {
     pub async fn shutdown(self) {
         let NodeHandle {
             name,
+            info,
             listener,
             peer_listener,
             membership,
@@ -567,6 +569,8 @@ impl NodeHandle {
             store,
             ..
         } = self;
+        // It holds the store too: the store closes once it is the last user.
+        drop(info);
         let _ = listener.send(StopListening).await;
         let _ = peer_listener.send(StopListening).await;
         let _ = membership.send(Stop).await;
