@@ -8,10 +8,14 @@
 #   deploy/demo.sh down     stop it and delete its volumes
 #
 # Needs docker and docker-compose; talks to the nodes through 127.0.0.1:11211-11213 with bash's
-# /dev/tcp, so no memcache client is needed on the host.
+# /dev/tcp, so no memcache client is needed on the host. Dashboards: http://127.0.0.1:11311/
+# (kai1), 11312 (kai2), 11313 (kai3). Environment: KAI_IMAGE (image tag), KAI_BINARY (build the
+# image from this binary instead of a release build), COMPOSE_PROJECT_NAME, KAI<i>_PORT and
+# KAI<i>_ADMIN_PORT (published ports), KAI_ADMIN_TOKEN.
 set -euo pipefail
 cd "$(dirname "$0")"
 project="${COMPOSE_PROJECT_NAME:-kai}"
+export KAI_IMAGE="${KAI_IMAGE:-kai:latest}"
 compose() { docker-compose -p "$project" -f docker-compose.yml "$@"; }
 port() { case "$1" in kai1) echo "${KAI1_PORT:-11211}" ;; kai2) echo "${KAI2_PORT:-11212}" ;; kai3) echo "${KAI3_PORT:-11213}" ;; esac; }
 
@@ -43,6 +47,14 @@ wait_healthy() {
   done
 }
 
+# first_line COMMAND…: the first line COMMAND prints, whatever its exit status. (Piping into
+# `head -1` would end COMMAND with SIGPIPE, and pipefail would then abort the demo.)
+first_line() {
+  local out
+  out="$("$@" 2>&1)" || true
+  printf '%s\n' "${out%%$'\n'*}"
+}
+
 check_all() { # check_all PREFIX COUNT NODE: every key readable through NODE
   local prefix="$1" count="$2" node="$3" bad=0 i
   for i in $(seq 1 "$count"); do
@@ -54,7 +66,7 @@ check_all() { # check_all PREFIX COUNT NODE: every key readable through NODE
 
 case "${1:-}" in
   up)
-    ./build-image.sh --tag kai:latest
+    ./build-image.sh ${KAI_BINARY:+--binary "$KAI_BINARY"} --tag "$KAI_IMAGE"
     compose up -d kai1 kai2 kai3
     wait_healthy kai1 kai2 kai3
     docker exec "$project-kai1" /kai status
@@ -83,15 +95,19 @@ case "${1:-}" in
     check_all demo 100 kai3
     say "4. partition kai2 from the others (docker network disconnect)"
     docker network disconnect "${project}_kai" "$project-kai2"
-    sleep 6  # kai2 stops serving after half of down_after (10 s) without a majority
+    printf 'waiting for kai2 to notice it lost its majority'
+    for _ in $(seq 1 60); do
+      docker exec "$project-kai2" /kai healthcheck --ready >/dev/null 2>&1 || break
+      printf '.'; sleep 1
+    done
+    echo
     echo "set through kai1: $(set_key kai1 during-partition yes)"
     echo "get through kai3: $(get_key kai3 during-partition)"
     echo "kai2's own view (it refuses requests while it cannot see a majority):"
-    docker exec "$project-kai2" /kai status | head -1
+    first_line docker exec "$project-kai2" /kai status
     say "5. heal the partition"
     docker network connect "${project}_kai" "$project-kai2"
     wait_healthy kai2
-    sleep 2
     echo "get through kai2: $(get_key kai2 during-partition)"
     check_all demo 100 kai2
     say "6. cluster status"

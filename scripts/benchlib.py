@@ -106,7 +106,8 @@ class Kai:
 
     def command(self, i):
         cmd = ["taskset", "-c", self.cpus, self.kai, "start", "--data-dir", f"{self.work}/n{i}",
-               "--listen", f"127.0.0.1:{self.clients[i]}", "--peer-listen", f"127.0.0.1:{self.peers[i]}"]
+               "--listen", f"127.0.0.1:{self.clients[i]}", "--peer-listen", f"127.0.0.1:{self.peers[i]}",
+               "--set", "admin_listen=127.0.0.1:0"]
         if self.nodes == 1:
             cmd += ["--set", f"worker_threads={cpu_count(self.cpus)}"]
         else:

@@ -26,13 +26,26 @@ fn container(docs: &[Yaml]) -> &Yaml {
     &kind(docs, "StatefulSet", "kai")["spec"]["template"]["spec"]["containers"][0]
 }
 
-/// `KAI_*` environment variables of the container.
+/// Stands for a value the container reads from a Secret.
+const FROM_SECRET: &str = "<from secret>";
+
+/// `KAI_*` environment variables of the container (those read from a Secret as
+/// [`FROM_SECRET`]).
 fn kai_env(docs: &[Yaml]) -> BTreeMap<String, String> {
     container(docs)["env"]
         .as_vec()
         .expect("env list")
         .iter()
-        .filter_map(|e| Some((e["name"].as_str()?.to_owned(), e["value"].as_str()?.to_owned())))
+        .filter_map(|e| {
+            let value = match e["value"].as_str() {
+                Some(v) => v.to_owned(),
+                None => {
+                    e["valueFrom"]["secretKeyRef"]["name"].as_str()?;
+                    FROM_SECRET.to_owned()
+                }
+            };
+            Some((e["name"].as_str()?.to_owned(), value))
+        })
         .filter(|(k, _)| k.starts_with("KAI_"))
         .collect()
 }
@@ -80,6 +93,7 @@ fn ports_agree_between_settings_container_and_services() {
     assert_eq!(port_of(&env["KAI_LISTEN"]), container_port(&docs, "memcache"));
     assert_eq!(port_of(&env["KAI_PEER_LISTEN"]), container_port(&docs, "peer"));
     assert_eq!(port_of(&env["KAI_ADVERTISE"]), container_port(&docs, "peer"));
+    assert_eq!(port_of(&env["KAI_ADMIN_LISTEN"]), container_port(&docs, "admin"));
     let client = &kind(&docs, "Service", "kai")["spec"]["ports"][0];
     assert_eq!(str_of(&client["targetPort"]), "memcache");
     let peers = kind(&docs, "Service", "kai-peers");
@@ -112,16 +126,9 @@ fn seeds_are_the_stable_names_the_pods_advertise() {
 fn probes_storage_and_disruption_budget_fit_the_cluster() {
     let docs = manifests();
     let c = container(&docs);
-    let probe = |p: &str| -> Vec<String> {
-        c[p]["exec"]["command"]
-            .as_vec()
-            .expect("exec probe")
-            .iter()
-            .map(|s| str_of(s).to_owned())
-            .collect()
-    };
-    assert_eq!(probe("livenessProbe"), ["/kai", "healthcheck"]);
-    assert_eq!(probe("readinessProbe"), ["/kai", "healthcheck", "--ready"]);
+    let probe = |p: &str| (str_of(&c[p]["httpGet"]["path"]), str_of(&c[p]["httpGet"]["port"]));
+    assert_eq!(probe("livenessProbe"), ("/health", "admin"));
+    assert_eq!(probe("readinessProbe"), ("/ready", "admin"));
     assert!(!c["resources"]["requests"]["cpu"].is_badvalue() && !c["resources"]["requests"]["memory"].is_badvalue());
 
     let set = kind(&docs, "StatefulSet", "kai");
@@ -140,5 +147,25 @@ fn probes_storage_and_disruption_budget_fit_the_cluster() {
     assert!(
         min_available >= w && min_available < replicas,
         "keep a write quorum, allow one disruption"
+    );
+}
+
+#[test]
+fn prometheus_finds_the_metrics_and_the_admin_token_comes_from_a_secret() {
+    let docs = manifests();
+    let set = kind(&docs, "StatefulSet", "kai");
+    let annotations = &set["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(str_of(&annotations["prometheus.io/scrape"]), "true");
+    assert_eq!(str_of(&annotations["prometheus.io/path"]), "/metrics");
+    let port: i64 = str_of(&annotations["prometheus.io/port"]).parse().expect("port");
+    assert_eq!(port, container_port(&docs, "admin"));
+    let env = kai_env(&docs);
+    assert!(
+        !env["KAI_ADMIN_LISTEN"].starts_with("127."),
+        "probes and Prometheus reach the admin port from outside the pod"
+    );
+    assert_eq!(
+        env["KAI_ADMIN_TOKEN"], FROM_SECRET,
+        "the admin token must not be written in the manifest"
     );
 }

@@ -731,6 +731,8 @@ fn two_nodes_cannot_share_a_data_dir() {
             "127.0.0.1:0",
             "--peer-listen",
             "127.0.0.1:0",
+            "--set",
+            "admin_listen=127.0.0.1:0",
             "--data-dir",
         ])
         .arg(dir.path())

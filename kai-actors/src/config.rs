@@ -96,6 +96,12 @@ pub struct NodeConfig {
     /// Tombstones older than this that every replica holds are purged; 0 keeps them forever.
     #[serde(with = "humantime_serde")]
     pub tombstone_grace: Duration,
+    /// Admin HTTP address (metrics, health, status, dashboard, `leave`), served by the `kai`
+    /// binary; embedded nodes serve none.
+    pub admin_listen: SocketAddr,
+    /// Bearer token that mutating admin requests must carry; required when `admin_listen` is not
+    /// a loopback address.
+    pub admin_token: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -128,6 +134,8 @@ impl Default for NodeConfig {
             sync_rate: 60_000,
             anti_entropy_interval: Duration::from_millis(50),
             tombstone_grace: Duration::from_secs(24 * 60 * 60),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 11311)),
+            admin_token: None,
         }
     }
 }
@@ -297,7 +305,23 @@ impl NodeConfig {
             ));
         }
         self.seed_list()?;
-        Ok(())
+        self.validate_admin()
+    }
+
+    /// Anyone who can reach a non-loopback admin address could make the node leave: such an
+    /// address needs a token. An empty token would accept an empty `Authorization` header.
+    fn validate_admin(&self) -> Result<(), ConfigError> {
+        match self.admin_token.as_deref() {
+            Some("") => Err(invalid("admin_token", "must not be empty")),
+            None if !self.admin_listen.ip().is_loopback() => Err(invalid(
+                "admin_token",
+                format!(
+                    "must be set when admin_listen ({}) is not a loopback address",
+                    self.admin_listen
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The address peers use to reach this node, given the address its peer listener is bound
@@ -392,5 +416,23 @@ mod tests {
             Err("request_timeout")
         );
         assert_eq!(with(|c| c.cluster_name.clear()).map_err(|e| e.key), Err("cluster_name"));
+    }
+
+    #[test]
+    fn a_reachable_admin_address_needs_a_token() {
+        let public: SocketAddr = "0.0.0.0:11311".parse().expect("addr");
+        assert_eq!(with(|c| c.admin_listen = public).map_err(|e| e.key), Err("admin_token"));
+        assert_eq!(
+            with(|c| c.admin_token = Some(String::new())).map_err(|e| e.key),
+            Err("admin_token")
+        );
+        assert_eq!(
+            with(|c| {
+                c.admin_listen = public;
+                c.admin_token = Some("s3cret".into());
+            }),
+            Ok(())
+        );
+        assert_eq!(with(|c| c.admin_listen = "[::1]:0".parse().expect("addr")), Ok(()));
     }
 }

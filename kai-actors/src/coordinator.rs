@@ -282,6 +282,7 @@ impl CoordinatorCore {
                         }
                         if let Some(spare) = round.replacement(node, spares.make_contiguous()) {
                             spares.retain(|n| *n != spare);
+                            stats::add(&self.stats.spare_calls, 1);
                             calls.push(call(spare));
                         }
                         if round.fail(node, e) == Progress::Impossible {
@@ -289,10 +290,16 @@ impl CoordinatorCore {
                         }
                     }
                     // Every call answered and no quorum yet: ask whoever is left.
-                    None if !spares.is_empty() => calls.extend(spares.drain(..).map(call)),
+                    None if !spares.is_empty() => {
+                        stats::add(&self.stats.spare_calls, spares.len() as u64);
+                        calls.extend(spares.drain(..).map(call));
+                    }
                     None => break Err(Ended::NoQuorum { timed_out: false }),
                 },
-                () = &mut hedge, if !spares.is_empty() => calls.extend(spares.drain(..).map(call)),
+                () = &mut hedge, if !spares.is_empty() => {
+                    stats::add(&self.stats.spare_calls, spares.len() as u64);
+                    calls.extend(spares.drain(..).map(call));
+                }
                 () = &mut deadline => break Err(Ended::NoQuorum { timed_out: true }),
             }
         };
@@ -406,6 +413,7 @@ impl CoordinatorCore {
                 if !learned {
                     return Err(CoordinatorError::StaleRing(newer));
                 }
+                stats::add(&self.stats.stale_ring_retries, 1);
                 op(self.placement(key)?).await
             }
             other => other,
@@ -555,6 +563,7 @@ impl CoordinatorCore {
                     if !learned {
                         return Err(CoordinatorError::StaleRing(newer));
                     }
+                    stats::add(&self.stats.stale_ring_retries, 1);
                 }
                 other => return Err(other),
             }

@@ -282,7 +282,12 @@ impl NodeBuilder {
         sync.do_send(ReportTo(membership.clone()));
 
         let proposers = Proposers::default();
-        let replica = LocalReplica::new(store.clone(), Arc::clone(&fence), Arc::clone(&flushes));
+        let replica = LocalReplica::new(
+            store.clone(),
+            Arc::clone(&fence),
+            Arc::clone(&flushes),
+            Arc::clone(&stats),
+        );
         let peer_listener = PeerListener::new(
             tokio::net::TcpListener::from_std(peer_socket).map_err(|source| StartError::Bind {
                 key: "peer_listen",
@@ -369,6 +374,7 @@ impl NodeBuilder {
             addr: config.listen,
             source,
         })?;
+        let info = shared.info.clone();
         let listener = Listener::new(client_socket, worker_handles, shared, config.max_connections).start();
         log::info!(
             "node {name} ({}) serving memcache on {client_addr}, peers on {peer_addr}; N:R:W = {}:{}:{}, store {}",
@@ -379,6 +385,7 @@ impl NodeBuilder {
             store.backend()
         );
         Ok(NodeHandle {
+            info,
             id: me.id,
             name,
             client_addr,
@@ -461,6 +468,7 @@ async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, StartError> {
 
 /// A running node.
 pub struct NodeHandle {
+    info: NodeInfo,
     id: NodeId,
     name: String,
     client_addr: SocketAddr,
@@ -507,6 +515,18 @@ impl NodeHandle {
     /// The node's counters.
     pub fn stats(&self) -> &NodeStats {
         &self.stats
+    }
+
+    /// The node's counters, to read from other threads (an admin endpoint).
+    pub fn shared_stats(&self) -> Arc<NodeStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Static facts about the node and handles to its live state (ring, membership, store), for
+    /// reports; [`NodeInfo::leave`] asks the node to leave. Drop every copy before
+    /// [`NodeHandle::shutdown`]: the store closes only once no one else holds it.
+    pub fn info(&self) -> NodeInfo {
+        self.info.clone()
     }
 
     /// The current ring.
@@ -586,6 +606,7 @@ impl NodeHandle {
     pub async fn shutdown(self) {
         let NodeHandle {
             name,
+            info,
             listener,
             peer_listener,
             membership,
@@ -594,6 +615,8 @@ impl NodeHandle {
             store,
             ..
         } = self;
+        // It holds the store too: the store closes once it is the last user.
+        drop(info);
         let _ = listener.send(StopListening).await;
         let _ = peer_listener.send(StopListening).await;
         let _ = membership.send(Stop).await;

@@ -12,6 +12,7 @@
 use crate::fence::{Fence, Refusal};
 use crate::flush::Flushes;
 use crate::peer::{Call, PeerDirectory, PeerError};
+use crate::stats::{self, NodeStats, ReplicaCall};
 use crate::store::{Applied, Guarded, Prepared, StoreHandle, WriteKind};
 use kai_proto::change::Answer;
 use kai_proto::cluster::RingId;
@@ -27,12 +28,19 @@ pub struct LocalReplica {
     store: StoreHandle,
     fence: Arc<Fence>,
     flushes: Arc<Flushes>,
+    stats: Arc<NodeStats>,
 }
 
 impl LocalReplica {
-    /// The replica over `store`, guarded by `fence`, answering through `flushes`.
-    pub fn new(store: StoreHandle, fence: Arc<Fence>, flushes: Arc<Flushes>) -> Self {
-        LocalReplica { store, fence, flushes }
+    /// The replica over `store`, guarded by `fence`, answering through `flushes`, counting
+    /// refusals and calls in `stats`.
+    pub fn new(store: StoreHandle, fence: Arc<Fence>, flushes: Arc<Flushes>, stats: Arc<NodeStats>) -> Self {
+        LocalReplica {
+            store,
+            fence,
+            flushes,
+            stats,
+        }
     }
 
     /// The mark's tag if it is at or above `tag`.
@@ -54,11 +62,18 @@ impl LocalReplica {
         let ReplicaRequest { ring, bucket, key, op } = request;
         let _admitted = match self.fence.admit(ring).await {
             Ok(guard) => guard,
-            Err(Refusal::StaleRing(adopted)) => return ReplicaReply::StaleRing(adopted),
-            Err(Refusal::Minority) => {
-                return ReplicaReply::Failed("replica cannot see a majority of the cluster".to_owned())
+            Err(Refusal::StaleRing(adopted)) => {
+                stats::add(&self.stats.fence_stale_ring, 1);
+                return ReplicaReply::StaleRing(adopted);
             }
-            Err(Refusal::Refilling) => return ReplicaReply::Failed("replica is refilling its store".to_owned()),
+            Err(Refusal::Minority) => {
+                stats::add(&self.stats.fence_minority, 1);
+                return ReplicaReply::Failed("replica cannot see a majority of the cluster".to_owned());
+            }
+            Err(Refusal::Refilling) => {
+                stats::add(&self.stats.fence_refilling, 1);
+                return ReplicaReply::Failed("replica is refilling its store".to_owned());
+            }
         };
         let store = &self.store;
         let key = key.to_bytes();
@@ -214,8 +229,23 @@ impl Replicas {
         }
     }
 
-    /// Executes `request` on `node`.
+    /// Executes `request` on `node`, counting it in the node's replica call statistics.
     pub async fn call(&self, node: NodeId, request: ReplicaRequest) -> Result<ReplicaReply, ReplicaError> {
+        let kind = match &request.op {
+            ReplicaOp::ReadVersion => ReplicaCall::ReadVersion,
+            ReplicaOp::Read => ReplicaCall::Read,
+            ReplicaOp::Write(_) => ReplicaCall::Write,
+            ReplicaOp::Prepare(_) => ReplicaCall::Prepare,
+            ReplicaOp::Accept(_) => ReplicaCall::Accept,
+        };
+        let started = std::time::Instant::now();
+        let result = self.execute(node, request).await;
+        let timed = self.0.local.stats.replica_calls.of(kind, node != self.0.me);
+        timed.record(started.elapsed(), result.is_err());
+        result
+    }
+
+    async fn execute(&self, node: NodeId, request: ReplicaRequest) -> Result<ReplicaReply, ReplicaError> {
         let routes = &self.0;
         let reply = if node == routes.me {
             routes.local.serve(request).await

@@ -2,7 +2,7 @@
 
 mod admin;
 mod bench;
-mod client;
+mod http;
 mod settings;
 
 use anyhow::{bail, Context, Result};
@@ -26,8 +26,8 @@ enum Command {
     Version,
     /// Load-test any memcache server and print throughput and latency percentiles.
     Bench(bench::BenchArgs),
-    /// Show a running node's view of the cluster: members, ring, transfers.
-    Status(admin::NodeArgs),
+    /// Show a running node's view of the cluster: members, ring, transfers (`--watch`: live).
+    Status(admin::StatusArgs),
     /// Make a running node hand its data off and leave the cluster, then stop.
     Leave(admin::NodeArgs),
     /// Show how buckets are placed on the ring and the load per node.
@@ -124,21 +124,32 @@ fn start(args: StartArgs) -> Result<()> {
         Ok(_) => {}
         Err(e) => log::warn!("cannot raise the open file limit: {e}"),
     }
+    let admin_socket = http::bind(config.admin_listen)?;
+    let admin_token = config.admin_token.clone();
     let system = actix::System::new();
     system.block_on(async move {
         let node = kai_actors::start(config).await.context("node failed to start")?;
+        let admin = match http::serve(admin_socket, node.info(), node.shared_stats(), admin_token) {
+            Ok(admin) => admin,
+            Err(e) => {
+                node.shutdown().await;
+                return Err(e.context("admin endpoint failed to start"));
+            }
+        };
         // One machine-readable line on stdout: scripts and tests wait for it.
         println!(
-            "kai ready node={} memcache={} peer={}",
+            "kai ready node={} memcache={} peer={} admin={}",
             node.name(),
             node.client_addr(),
-            node.peer_addr()
+            node.peer_addr(),
+            admin.addr()
         );
         tokio::select! {
             signal = wait_for_shutdown_signal() => signal?,
             () = node.left() => log::info!("left the cluster"),
         }
         log::info!("shutting down");
+        admin.stop().await;
         node.shutdown().await;
         Ok(())
     })

@@ -1,6 +1,7 @@
 //! Test harness: real `kai` processes on loopback and a raw memcache text client.
 #![allow(dead_code)] // each test binary uses a different subset of the harness
 
+pub mod admin;
 pub mod cluster;
 pub mod history;
 pub mod linearizability;
@@ -29,6 +30,8 @@ pub struct KaiProcess {
     child: Option<Child>,
     /// Its memcache address.
     pub addr: SocketAddr,
+    /// Its admin HTTP address.
+    pub admin: SocketAddr,
     /// Its data directory.
     pub data_dir: PathBuf,
     /// The command it was started with (for restarts).
@@ -50,6 +53,9 @@ impl KaiProcess {
             "start".to_owned(),
             "--data-dir".to_owned(),
             data_dir.display().to_string(),
+            // Many nodes share the host: each gets its own admin port (`args` may override).
+            "--set".to_owned(),
+            "admin_listen=127.0.0.1:0".to_owned(),
         ]);
         command.extend(args);
         Self::spawn(data_dir, command)
@@ -92,13 +98,21 @@ impl KaiProcess {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("memcache=")) {
-                    let _ = tx.send(addr.to_owned());
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .map(String::from)
+                };
+                if let (Some(addr), Some(admin)) = (field("memcache="), field("admin=")) {
+                    let _ = tx.send((addr, admin));
                 }
             }
         });
-        let addr = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => addr.parse().expect("ready line has an address"),
+        let (addr, admin) = match rx.recv_timeout(START_TIMEOUT) {
+            Ok((addr, admin)) => (
+                addr.parse().expect("ready line has an address"),
+                admin.parse().expect("ready line has an admin address"),
+            ),
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -110,6 +124,7 @@ impl KaiProcess {
         KaiProcess {
             child: Some(child),
             addr,
+            admin,
             data_dir: data_dir.to_owned(),
             command,
             log,

@@ -17,8 +17,8 @@ use super::SessionContext;
 use crate::clock::unix_now;
 use crate::config::ExpiryPolicy;
 use crate::coordinator::{CoordinatorError, Delete, FlushAll, Get, Set, Update};
-use crate::membership::Leave;
 use crate::stats;
+use crate::stats::Command;
 use bytes::BytesMut;
 use futures_util::future::join_all;
 use kai_proto::binary::REQUEST_MAGIC;
@@ -117,20 +117,45 @@ async fn flush(ctx: &SessionContext, wr: &mut tokio::net::tcp::OwnedWriteHalf, o
 
 async fn execute(ctx: &SessionContext, parsed: Parsed, output: &mut BytesMut) -> Flow {
     ctx.connection.touch();
-    let (response, noreply) = match parsed {
-        Parsed::Rejected { error, noreply } => (refuse(ctx, error).await, noreply),
+    let started = std::time::Instant::now();
+    let (response, noreply, command) = match parsed {
+        Parsed::Rejected { error, noreply } => (refuse(ctx, error).await, noreply, Command::Other),
         Parsed::Request(request) => {
             let noreply = request.noreply();
+            let command = command_of(&request);
             match respond(ctx, request).await {
-                Some(response) => (response, noreply),
+                Some(response) => (response, noreply, command),
                 None => return Flow::Close,
             }
         }
     };
+    let failed = matches!(response, Response::ServerError(_));
+    ctx.shared.stats.commands.of(command).record(started.elapsed(), failed);
     if !noreply {
         response.encode_into(output);
     }
     Flow::Continue
+}
+
+/// How `request` is counted.
+fn command_of(request: &Request) -> Command {
+    match request {
+        Request::Get { with_cas: false, .. } => Command::Get,
+        Request::Get { with_cas: true, .. } => Command::Gets,
+        Request::Set(_) => Command::Set,
+        Request::Conditional(ConditionalStore::Add, _) => Command::Add,
+        Request::Conditional(ConditionalStore::Replace, _) => Command::Replace,
+        Request::Conditional(ConditionalStore::Append, _) => Command::Append,
+        Request::Conditional(ConditionalStore::Prepend, _) => Command::Prepend,
+        Request::Conditional(ConditionalStore::Cas(_), _) => Command::Cas,
+        Request::Arithmetic { incr: true, .. } => Command::Incr,
+        Request::Arithmetic { incr: false, .. } => Command::Decr,
+        Request::Touch { .. } => Command::Touch,
+        Request::GetAndTouch { .. } => Command::Gat,
+        Request::Delete { .. } => Command::Delete,
+        Request::Stats { .. } => Command::Stats,
+        _ => Command::Other,
+    }
 }
 
 /// The reply to a refused request. A `set` refused as too large first deletes the key's current
@@ -194,10 +219,6 @@ async fn respond(ctx: &SessionContext, request: Request) -> Option<Response> {
             Err(_) => unavailable(),
         },
         Request::Stats { group } => super::stats_command::respond(shared, group.as_deref()),
-        Request::Leave => {
-            shared.info.membership.do_send(Leave);
-            Response::Ok
-        }
         Request::Version => Response::Version(stats::PROTOCOL_VERSION.to_owned()),
         Request::Verbosity { .. } => Response::Ok,
         Request::Meta(request) => super::meta::respond(ctx, request).await,

@@ -156,7 +156,7 @@ pub struct LogOnce(Arc<Mutex<HashSet<String>>>);
 
 impl LogOnce {
     /// Logs `what` about `peer`: at warn the first time since it last succeeded.
-    pub(crate) fn failed(&self, peer: &str, what: &dyn std::fmt::Display) {
+    pub fn failed(&self, peer: &str, what: &dyn std::fmt::Display) {
         let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() < LOG_ONCE_REMEMBERED && seen.insert(peer.to_owned()) {
             log::warn!("{what}");
@@ -166,7 +166,7 @@ impl LogOnce {
     }
 
     /// `peer` succeeded: its next failure is logged again.
-    pub(crate) fn succeeded(&self, peer: &str) {
+    pub fn succeeded(&self, peer: &str) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(peer);
     }
 }

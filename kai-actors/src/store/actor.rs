@@ -249,4 +249,9 @@ impl StoreHandle {
     pub fn backend(&self) -> &'static str {
         self.store.backend()
     }
+
+    /// See [`Store::engine_figures`] (reads in-memory properties; no disk I/O).
+    pub fn engine_figures(&self) -> super::EngineFigures {
+        self.store.engine_figures()
+    }
 }

@@ -196,6 +196,30 @@ pub trait Store: Send + Sync + 'static {
     /// Saves `mark` durably — synced whatever the store's fsync setting — unless a higher
     /// one is saved.
     fn save_flush_mark(&self, mark: FlushMark) -> Result<(), StoreError>;
+
+    /// The storage engine's own figures, for metrics (none for engines that keep none).
+    fn engine_figures(&self) -> EngineFigures {
+        EngineFigures::default()
+    }
+}
+
+/// What a storage engine reports about itself; `None` where it cannot tell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineFigures {
+    /// Bytes in memtables (not yet flushed to files).
+    pub memtable_bytes: Option<u64>,
+    /// Bytes of the engine's sorted files on disk.
+    pub sst_bytes: Option<u64>,
+    /// Estimated bytes compaction still has to rewrite.
+    pub compaction_pending_bytes: Option<u64>,
+    /// Compactions running now.
+    pub compactions_running: Option<u64>,
+    /// Bytes held by the block cache.
+    pub block_cache_bytes: Option<u64>,
+    /// Block-cache lookups that found their block, since start.
+    pub block_cache_hits: Option<u64>,
+    /// Block-cache lookups that had to read the disk, since start.
+    pub block_cache_misses: Option<u64>,
 }
 
 /// What [`Store::highest_counters`] reports.

@@ -10,8 +10,8 @@
 //! same stored key; a proposal's record and its promise are written in one batch.
 
 use super::{
-    guard, item_size, promise_check, split_stored_key, stored_key, value_size, Applied, CachedRead, Counters, Guarded,
-    HighestCounters, Prepared, Store, StoreError, ValueCounts, WriteKind,
+    guard, item_size, promise_check, split_stored_key, stored_key, value_size, Applied, CachedRead, Counters,
+    EngineFigures, Guarded, HighestCounters, Prepared, Store, StoreError, ValueCounts, WriteKind,
 };
 use crate::sync::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
@@ -49,6 +49,8 @@ const BLOOM_BITS_PER_KEY: f64 = 10.0;
 /// A [`Store`] on RocksDB.
 pub struct RocksStore {
     db: DB,
+    /// The options the store was opened with: they hold RocksDB's statistics.
+    options: Options,
     write_options: WriteOptions,
     /// Reads that may only use the memtables and the block cache.
     cached_read: ReadOptions,
@@ -120,6 +122,9 @@ impl RocksStore {
         table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
         table.set_cache_index_and_filter_blocks(true);
         options.set_block_based_table_factory(&table);
+        // Counters only (block-cache hits and misses): no timers on the request path.
+        options.enable_statistics();
+        options.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
         options.set_write_buffer_size(WRITE_BUFFER_BYTES);
         let (purged, purged_digests) = (Arc::clone(&values), Arc::clone(&digests));
         options.set_compaction_filter("kai-expired-values", move |_level, key, value| {
@@ -139,6 +144,7 @@ impl RocksStore {
         cached_read.set_read_tier(ReadTier::BlockCache);
         let store = RocksStore {
             db,
+            options,
             write_options,
             cached_read,
             key_locks: (0..KEY_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -421,6 +427,26 @@ impl Store for RocksStore {
             .map_err(engine)?;
         *saved = Some(mark);
         Ok(())
+    }
+
+    fn engine_figures(&self) -> EngineFigures {
+        let property = |name: &str| match self.db.property_int_value(name) {
+            Ok(value) => value,
+            Err(e) => {
+                log::debug!("RocksDB property {name}: {e}");
+                None
+            }
+        };
+        use rocksdb::statistics::Ticker;
+        EngineFigures {
+            memtable_bytes: property("rocksdb.cur-size-all-mem-tables"),
+            sst_bytes: property("rocksdb.total-sst-files-size"),
+            compaction_pending_bytes: property("rocksdb.estimate-pending-compaction-bytes"),
+            compactions_running: property("rocksdb.num-running-compactions"),
+            block_cache_bytes: property("rocksdb.block-cache-usage"),
+            block_cache_hits: Some(self.options.get_ticker_count(Ticker::BlockCacheHit)),
+            block_cache_misses: Some(self.options.get_ticker_count(Ticker::BlockCacheMiss)),
+        }
     }
 }
 

@@ -255,7 +255,6 @@ impl RequestDecoder {
             }),
             b"version" => Ok(Request::Version),
             b"quit" => Ok(Request::Quit),
-            b"kai_leave" if args.is_empty() => Ok(Request::Leave),
             b"verbosity" => parse_verbosity(args),
             _ => Err(RequestError::UnknownCommand),
         };

@@ -102,8 +102,6 @@ pub enum Request {
     },
     /// `quit`: close the connection.
     Quit,
-    /// `kai_leave` (Kai extension): the node hands its data off and leaves the cluster.
-    Leave,
     /// A meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`). Its reply decides itself what
     /// quiet mode hides, so [`Request::noreply`] is false for it.
     Meta(MetaRequest),
@@ -132,7 +130,6 @@ impl Request {
             | Request::Stats { .. }
             | Request::Version
             | Request::Quit
-            | Request::Leave
             | Request::Meta(_) => false,
         }
     }

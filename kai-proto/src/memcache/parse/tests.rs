@@ -512,3 +512,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn admin_commands_are_not_memcache_commands() {
+    // `kai_leave` once made any client able to remove a node; it lives on the admin HTTP API now.
+    assert_eq!(
+        requests(b"kai_leave\r\nkai_leave now\r\n"),
+        vec![
+            rejected(RequestError::UnknownCommand),
+            rejected(RequestError::UnknownCommand)
+        ]
+    );
+}

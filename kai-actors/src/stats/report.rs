@@ -1,131 +1,8 @@
-//! Node counters for the memcache `stats` command.
-//!
-//! Counters are plain atomics updated on the request path (relaxed ordering: each is exact on
-//! its own; a report is not a consistent cut across them). `stats reset` zeroes the counters
-//! memcached resets (those counting events since start, [`NodeStats::reset`]); gauges of the
-//! current state (connections, items, sync progress) are never reset.
+//! The top layer of observability: reports built from the counters and the node's live state
+//! (ring, membership, store) — the memcache `stats` groups and the admin API read them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
-/// The version a node reports to memcache clients: the memcached protocol level it implements,
-/// then Kai's own version as a semver pre-release tag. Clients such as libmemcached parse the
-/// leading numbers and refuse a major version of 0, so Kai's own `0.x` cannot lead.
-pub const PROTOCOL_VERSION: &str = concat!("1.6.0-kai.", env!("CARGO_PKG_VERSION"));
-
-/// Counters of one node.
-#[derive(Debug)]
-pub struct NodeStats {
-    started: Instant,
-    /// Open client connections.
-    pub curr_connections: AtomicU64,
-    /// Client connections accepted since start.
-    pub total_connections: AtomicU64,
-    /// Connections refused because `max_connections` was reached.
-    pub rejected_connections: AtomicU64,
-    /// Keys requested by get/gets.
-    pub cmd_get: AtomicU64,
-    /// Storage commands executed.
-    pub cmd_set: AtomicU64,
-    /// `flush_all` commands executed.
-    pub cmd_flush: AtomicU64,
-    /// Items stored since start (successful `set`s).
-    pub total_items: AtomicU64,
-    /// `set`s refused because the value exceeds `max_value_size`.
-    pub store_too_large: AtomicU64,
-    /// Keys found by get/gets.
-    pub get_hits: AtomicU64,
-    /// Keys not found by get/gets.
-    pub get_misses: AtomicU64,
-    /// Deletes of existing keys.
-    pub delete_hits: AtomicU64,
-    /// Deletes of missing keys.
-    pub delete_misses: AtomicU64,
-    /// Bytes received from clients.
-    pub bytes_read: AtomicU64,
-    /// Bytes sent to clients.
-    pub bytes_written: AtomicU64,
-    /// Reads that found replicas disagreeing.
-    pub unreconciled_reads: AtomicU64,
-    /// Records written back to stale replicas by reads.
-    pub read_repairs: AtomicU64,
-    /// Operations that failed for lack of a quorum.
-    pub quorum_failures: AtomicU64,
-    /// Open connections to peers (one per peer per worker thread when all are up).
-    pub peer_connections: AtomicU64,
-    /// Background data movement.
-    pub sync: SyncStats,
-}
-
-impl Default for NodeStats {
-    fn default() -> Self {
-        NodeStats {
-            started: Instant::now(),
-            curr_connections: AtomicU64::new(0),
-            total_connections: AtomicU64::new(0),
-            rejected_connections: AtomicU64::new(0),
-            cmd_get: AtomicU64::new(0),
-            cmd_set: AtomicU64::new(0),
-            cmd_flush: AtomicU64::new(0),
-            total_items: AtomicU64::new(0),
-            store_too_large: AtomicU64::new(0),
-            get_hits: AtomicU64::new(0),
-            get_misses: AtomicU64::new(0),
-            delete_hits: AtomicU64::new(0),
-            delete_misses: AtomicU64::new(0),
-            bytes_read: AtomicU64::new(0),
-            bytes_written: AtomicU64::new(0),
-            unreconciled_reads: AtomicU64::new(0),
-            read_repairs: AtomicU64::new(0),
-            quorum_failures: AtomicU64::new(0),
-            peer_connections: AtomicU64::new(0),
-            sync: SyncStats::default(),
-        }
-    }
-}
-
-/// Adds `n` to a counter.
-pub fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
-}
-
-/// Reads a counter.
-pub fn get(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
-}
-
-impl NodeStats {
-    /// Seconds since the node started.
-    pub fn uptime_secs(&self) -> u64 {
-        self.started.elapsed().as_secs()
-    }
-
-    /// `stats reset`: zeroes the counters of events since start, as memcached does (its
-    /// `total_connections`, `cmd_*`, hits and misses, `bytes_read`/`bytes_written`,
-    /// `total_items`, …) and Kai's request-path counters. Gauges keep their values.
-    pub fn reset(&self) {
-        for counter in [
-            &self.total_connections,
-            &self.rejected_connections,
-            &self.cmd_get,
-            &self.cmd_set,
-            &self.cmd_flush,
-            &self.total_items,
-            &self.store_too_large,
-            &self.get_hits,
-            &self.get_misses,
-            &self.delete_hits,
-            &self.delete_misses,
-            &self.bytes_read,
-            &self.bytes_written,
-            &self.unreconciled_reads,
-            &self.read_repairs,
-            &self.quorum_failures,
-        ] {
-            counter.store(0, Ordering::Relaxed);
-        }
-    }
-}
+use super::counters::{get, NodeStats};
+use super::PROTOCOL_VERSION;
 
 /// Static facts about a node and handles to its live state, for reports.
 #[derive(Clone)]
@@ -152,8 +29,20 @@ pub struct NodeInfo {
     pub ring: crate::ring::RingReader,
     /// This node's view of the cluster.
     pub cluster: crate::membership::StatusReader,
-    /// The Membership actor (for `kai_leave`).
+    /// The Membership actor (the admin endpoint asks it to leave).
     pub membership: actix::Addr<crate::membership::Membership>,
+}
+
+impl NodeInfo {
+    /// Asks the node to hand its buckets off and leave the cluster (it stops once it has left).
+    pub fn leave(&self) {
+        self.membership.do_send(crate::membership::Leave);
+    }
+
+    /// True if the node serves: it knows a ring and sees a majority of its cluster.
+    pub fn ready(&self) -> bool {
+        !self.ring.load().rings.is_empty() && self.cluster.load().majority
+    }
 }
 
 /// The `stats` report: memcached's standard fields, then Kai's `kai_` fields.
@@ -303,37 +192,6 @@ pub fn members_report(info: &NodeInfo) -> Vec<kai_proto::memcache::StatsEntry> {
             )
         })
         .collect()
-}
-
-/// Progress of background data movement.
-#[derive(Debug, Default)]
-pub struct SyncStats {
-    /// Buckets this node still has to pull in the current transition.
-    pub buckets_pending: AtomicU64,
-    /// Buckets pulled since start.
-    pub buckets_pulled: AtomicU64,
-    /// Records received by bucket pulls since start.
-    pub keys_pulled: AtomicU64,
-    /// Records exchanged by anti-entropy since start (both directions).
-    pub keys_repaired: AtomicU64,
-    /// Bucket comparisons made by anti-entropy since start.
-    pub buckets_compared: AtomicU64,
-    /// Tombstones garbage-collected since start.
-    pub tombstones_purged: AtomicU64,
-    /// Buckets dropped because this node no longer owns them.
-    pub buckets_dropped: AtomicU64,
-    /// Sync requests refused (stale or unknown ring, sender not an owner, this node not
-    /// current, minority, refilling).
-    pub refused: AtomicU64,
-    /// 1 while this node's store is new or being refilled (it refuses replica requests).
-    pub refilling: AtomicU64,
-    /// Records per second of the current (or last) handoff.
-    pub keys_per_sec: AtomicU64,
-    /// Estimated seconds until the current handoff completes.
-    pub eta_secs: AtomicU64,
-    /// Estimated records the current handoff still has to pull (pending buckets × records per
-    /// bucket so far).
-    pub keys_remaining: AtomicU64,
 }
 
 /// The `stats buckets` report: for each bucket this node owns in the newest ring,
