@@ -47,9 +47,11 @@ pub struct Flushes {
     store: StoreHandle,
 }
 
-/// A prepare or accept admitted by [`Flushes::admit_update`]: the mark cannot change until it
-/// is dropped.
-pub struct Admitted<'a>(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'a, Option<Instant>>);
+/// A prepare or accept admitted by [`Flushes::admit_update`]: no flush step runs on this node
+/// until it is dropped.
+pub struct Admitted<'a> {
+    _gate: tokio::sync::RwLockReadGuard<'a, Option<Instant>>,
+}
 
 impl Flushes {
     /// The mark saved in `store`, if any; a freeze lasts [`FREEZE_TIMEOUTS`] × `request_timeout`.
@@ -87,7 +89,7 @@ impl Flushes {
         let gate = self.gate.read().await;
         match *gate {
             Some(until) if Instant::now() < until => None,
-            _ => Some(Admitted(gate)),
+            _ => Some(Admitted { _gate: gate }),
         }
     }
 
