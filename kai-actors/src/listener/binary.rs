@@ -87,6 +87,32 @@ fn allowed_unauthenticated(opcode: u8) -> bool {
     )
 }
 
+/// How a binary `command` (with the header's `cas`) is counted in the per-command metrics.
+fn counted_as(command: &Command, cas: u64) -> stats::Command {
+    use stats::Command as Counted;
+    match command {
+        Command::Get { .. } => Counted::Get,
+        Command::GetAndTouch { .. } => Counted::Gat,
+        Command::Store { .. } if cas != 0 => Counted::Cas,
+        Command::Store {
+            mode: StoreMode::Set, ..
+        } => Counted::Set,
+        Command::Store {
+            mode: StoreMode::Add, ..
+        } => Counted::Add,
+        Command::Store {
+            mode: StoreMode::Replace,
+            ..
+        } => Counted::Replace,
+        Command::Concat { append: true, .. } => Counted::Append,
+        Command::Concat { append: false, .. } => Counted::Prepend,
+        Command::Counter { incr: true, .. } => Counted::Incr,
+        Command::Counter { incr: false, .. } => Counted::Decr,
+        Command::Delete { .. } => Counted::Delete,
+        _ => Counted::Other,
+    }
+}
+
 impl Session<'_> {
     async fn execute(&mut self, parsed: BinaryParsed, out: &mut BytesMut) -> Flow {
         let header = match &parsed {
@@ -127,6 +153,7 @@ impl Session<'_> {
     }
 
     async fn run(&mut self, header: RequestHeader, command: Command, out: &mut BytesMut) -> Flow {
+        let (started, counted) = (std::time::Instant::now(), counted_as(&command, header.cas));
         let reply = match command {
             Command::Get { key } => self.get(&header, key).await,
             Command::GetAndTouch { key, exptime } => self.touch(&header, key, exptime).await,
@@ -195,6 +222,13 @@ impl Session<'_> {
             },
             Command::Sasl { step, mechanism, data } => self.sasl(&header, step, &mechanism, &data),
         };
+        let failed = reply.status == Status::InternalError;
+        self.ctx
+            .shared
+            .stats
+            .commands
+            .of(counted)
+            .record(started.elapsed(), failed);
         reply.encode_into(out);
         Flow::Continue
     }
