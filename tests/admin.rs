@@ -41,6 +41,15 @@ fn metrics_probes_and_status_describe_the_node() {
     assert_eq!(c.set("k", b"v"), "STORED\r\n");
     assert_eq!(c.get("k").as_deref(), Some(&b"v"[..]));
     assert_eq!(c.get("missing"), None);
+    // A binary-protocol get counts like a text one.
+    let mut binary = std::net::TcpStream::connect(kai.addr).expect("connect");
+    let mut request = vec![0x80, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+    request.extend_from_slice(&[0; 12]);
+    request.push(b'k');
+    std::io::Write::write_all(&mut binary, &request).expect("send");
+    let mut reply = [0u8; 29];
+    std::io::Read::read_exact(&mut binary, &mut reply).expect("binary reply");
+    assert_eq!((reply[0], reply[7], reply[28]), (0x81, 0, b'v'), "a hit: {reply:?}");
 
     assert_eq!(get(kai.admin, "/health"), (200, "ok\n".to_owned()));
     assert_eq!(get(kai.admin, "/ready").0, 200);
@@ -48,7 +57,7 @@ fn metrics_probes_and_status_describe_the_node() {
     let (code, metrics) = get(kai.admin, "/metrics");
     assert_eq!(code, 200);
     for line in [
-        "kai_get_hits_total 1",
+        "kai_get_hits_total 2",
         "kai_get_misses_total 1",
         "kai_ready 1",
         "kai_items 1",
@@ -58,9 +67,9 @@ fn metrics_probes_and_status_describe_the_node() {
     assert!(metrics.contains("# TYPE kai_quorum_failures counter"), "{metrics}");
     // Per-command and per-replica-call latency histograms, and RocksDB's own figures.
     for prefix in [
-        "kai_command_seconds_count{command=\"get\"} 2",
+        "kai_command_seconds_count{command=\"get\"} 3",
         "kai_command_seconds_count{command=\"set\"} 1",
-        "kai_command_seconds_bucket{le=\"+Inf\",command=\"get\"} 2",
+        "kai_command_seconds_bucket{le=\"+Inf\",command=\"get\"} 3",
         "kai_command_errors_total{command=\"get\"} 0",
         "kai_replica_call_seconds_count{call=\"read\",replica=\"local\"}",
         "kai_fence_refusals_total{reason=\"minority\"} 0",
@@ -86,7 +95,7 @@ fn metrics_probes_and_status_describe_the_node() {
     assert_eq!(ring["nodes"][0]["primary"].as_u64(), Some(buckets));
     assert!(json(kai.admin, "/api/v1/transfers")["buckets_pending"].is_u64());
     assert_eq!(json(kai.admin, "/api/v1/members")[0]["name"], "single");
-    assert_eq!(json(kai.admin, "/api/v1/stats")["get_hits"], "1");
+    assert_eq!(json(kai.admin, "/api/v1/stats")["get_hits"], "2");
     assert_eq!(get(kai.admin, "/api/v1/nothing").0, 404);
 
     let admin = kai.admin.to_string();
