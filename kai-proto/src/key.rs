@@ -44,23 +44,15 @@ pub struct Key(Bytes);
 impl Key {
     /// Validates `bytes` as a key.
     pub fn new(bytes: impl Into<Bytes>) -> Result<Self, KeyError> {
-        let bytes = bytes.into();
-        if bytes.is_empty() {
-            return Err(KeyError::Empty);
-        }
-        if bytes.len() > MAX_KEY_LEN {
-            return Err(KeyError::TooLong {
-                len: bytes.len(),
-                max: MAX_KEY_LEN,
-            });
-        }
-        if let Some(position) = bytes
+        let key = Self::binary(bytes)?;
+        if let Some(position) = key
+            .0
             .iter()
             .position(|b| b.is_ascii_whitespace() || b.is_ascii_control())
         {
             return Err(KeyError::BadCharacter { position });
         }
-        Ok(Key(bytes))
+        Ok(key)
     }
 
     /// Validates `bytes` as a binary key: only the length is checked (meta commands, and keys

@@ -505,7 +505,8 @@ fn ends_with_noreply(args: &[Bytes]) -> bool {
 /// Reads an `exptime` the way memcached 1.6 does: a decimal number with an optional sign that
 /// fits in 64 bits, of which only the low 32 bits are kept, as a signed number. So `4294967295`
 /// (what libmemcached sends for -1) is -1, "already expired", like every negative exptime.
-fn parse_exptime(token: &[u8]) -> Option<i32> {
+/// Meta commands read their signed numbers the same way.
+pub(crate) fn parse_exptime(token: &[u8]) -> Option<i32> {
     let digits = token
         .strip_prefix(b"-")
         .or_else(|| token.strip_prefix(b"+"))

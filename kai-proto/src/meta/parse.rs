@@ -12,6 +12,7 @@
 use super::base64;
 use super::request::{Echo, MetaCommand, MetaFlags, MetaRequest, SetMode};
 use crate::key::{Key, MAX_KEY_LEN};
+use crate::memcache::parse::parse_exptime;
 use bytes::Bytes;
 
 /// Most tokens of a meta line, counting memcached's terminal token (`MFLAG_MAX_OPT_LENGTH`).
@@ -185,7 +186,7 @@ fn parse_set(args: &[Bytes], ntokens: usize) -> Result<Line, LineError> {
     if ntokens > MAX_TOKENS {
         return Err(MetaError::FlagsTooLong.into());
     }
-    let len = parse_i32(len)
+    let len = parse_exptime(len)
         .filter(|n| (0..=i32::MAX - 2).contains(n))
         .ok_or(MetaError::BadCommandLine)?;
     let header = (|| {
@@ -261,9 +262,9 @@ fn scan_flags(raw_key: &Bytes, tokens: &[Bytes]) -> Result<(Key, MetaFlags), Met
                 key = base64::decode(raw_key).map(Bytes::from);
                 key.is_none().then_some(MetaError::KeyDecoding)
             }
-            b'N' => number(parse_i32(arg), &mut flags.vivify, MetaError::BadToken),
-            b'T' => number(parse_i32(arg), &mut flags.ttl, MetaError::BadToken),
-            b'R' => number(parse_i32(arg), &mut flags.recache, MetaError::BadToken),
+            b'N' => number(parse_exptime(arg), &mut flags.vivify, MetaError::BadToken),
+            b'T' => number(parse_exptime(arg), &mut flags.ttl, MetaError::BadToken),
+            b'R' => number(parse_exptime(arg), &mut flags.recache, MetaError::BadToken),
             b'C' => number(parse_u64(arg), &mut flags.compare_cas, MetaError::BadToken),
             b'E' => number(parse_u64(arg), &mut flags.new_cas, MetaError::BadToken),
             // memcached flags a bad `F` without naming it: the message stays the last one.
@@ -328,20 +329,6 @@ fn number<T>(parsed: Option<T>, slot: &mut Option<T>, error: MetaError) -> Optio
         }
         None => Some(error),
     }
-}
-
-/// A signed number as memcached's `safe_strtol` reads it into 32 bits (higher bits dropped).
-fn parse_i32(token: &[u8]) -> Option<i32> {
-    let digits = token
-        .strip_prefix(b"-")
-        .or_else(|| token.strip_prefix(b"+"))
-        .unwrap_or(token);
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let wide: i64 = std::str::from_utf8(token).ok()?.parse().ok()?;
-    // memcached stores the `long` into an `int32_t`.
-    Some(wide as i32)
 }
 
 /// An unsigned 64-bit decimal.
