@@ -87,6 +87,16 @@ pub struct ClusterStatus {
     pub unhealthy: Vec<NodeId>,
 }
 
+impl ClusterStatus {
+    /// The name of node `id`, or its id if this node knows no member by it.
+    pub fn name_of(&self, id: NodeId) -> String {
+        self.members
+            .iter()
+            .find(|m| m.id == id)
+            .map_or_else(|| id.to_string(), |m| m.name.clone())
+    }
+}
+
 /// Lock-free access to the latest [`ClusterStatus`].
 pub type StatusReader = Arc<ArcSwap<ClusterStatus>>;
 

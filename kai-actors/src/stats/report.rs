@@ -223,13 +223,7 @@ pub fn ring_report(info: &NodeInfo) -> Vec<kai_proto::memcache::StatsEntry> {
         return Vec::new();
     };
     let cluster = info.cluster.load();
-    let name = |id: kai_proto::NodeId| {
-        cluster
-            .members
-            .iter()
-            .find(|m| m.id == id)
-            .map_or_else(|| id.to_string(), |m| m.name.clone())
-    };
+    let name = |id: kai_proto::NodeId| cluster.name_of(id);
     (0..placement.buckets())
         .map(kai_proto::BucketId)
         .map(|b| {

@@ -101,13 +101,7 @@ pub fn ring(info: &NodeInfo) -> Value {
         return json!({ "version": 0, "buckets": placement.buckets(), "nodes": [], "placement": [] });
     };
     let cluster = info.cluster.load();
-    let name = |id: kai_proto::NodeId| {
-        cluster
-            .members
-            .iter()
-            .find(|m| m.id == id)
-            .map_or_else(|| id.to_string(), |m| m.name.clone())
-    };
+    let name = |id: kai_proto::NodeId| cluster.name_of(id);
     let nodes: Vec<kai_proto::NodeId> = ring.nodes().to_vec();
     let index: BTreeMap<kai_proto::NodeId, usize> = nodes.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let mut load = vec![(0usize, 0usize); nodes.len()];
