@@ -305,7 +305,7 @@ async fn a_stopped_departed_node_is_forgotten_and_never_reappears() {
 
 #[actix_rt::test]
 async fn the_adopted_ring_is_persisted_for_the_fence_of_the_next_run() {
-    use kai_actors::sync::progress::ProgressStore;
+    use kai_actors::sync::progress::ProgressFile;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = || kai_actors::NodeConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -320,7 +320,7 @@ async fn the_adopted_ring_is_persisted_for_the_fence_of_the_next_run() {
     // The Sync actor's progress file holds the newest adopted ring (written before the fence
     // adopts it).
     let state = dir.path().join("progress.json");
-    let adopted = || ProgressStore::open(Some(state.clone()), false).map(|p| p.get().adopted);
+    let adopted = || ProgressFile::open(Some(state.clone()), false).map(|(_, p)| p.adopted);
     let node = kai_actors::start(config()).await.expect("start");
     assert!(node.wait_ready(SETTLE).await);
     let ring = node.ring().load().latest_id();

@@ -1,6 +1,7 @@
 //! Data movement obeys rings with real `kai` processes: a node removed while paused does not
 //! bring deleted keys back after their tombstones were purged, and a node that comes back with an
-//! empty data dir under its old name refills before it answers for its buckets. (A removed node
+//! empty data dir under its old name — or with a data dir restored from a backup — refills before
+//! it answers for its buckets. (A removed node
 //! restarted from its old data dir: `data_movement.rs`,
 //! `deleted_keys_stay_deleted_when_a_removed_node_returns_after_gc`.)
 
@@ -217,6 +218,83 @@ fn an_empty_data_dir_under_an_old_name_refills_before_it_serves() {
     assert!(
         cluster.nodes[2].log_text().contains("refilling"),
         "node 2 noticed it came back empty"
+    );
+}
+
+/// Copies directory `from` to `to` (which must not exist).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+#[test]
+fn a_data_dir_restored_from_a_backup_refills_before_it_serves() {
+    let _turn = exclusive();
+    let mut cluster =
+        ProcessCluster::start_with(3, (3, 2, 2), &[("down_after", "60s"), ("anti_entropy_interval", "1h")]);
+    let keys = keys(300);
+    let mut client = cluster.client(0);
+    for k in &keys {
+        assert_eq!(client.set(k, b"old"), "STORED\r\n");
+    }
+    // A backup of node 2, then two more runs of it that the backup does not remember.
+    cluster.nodes[2].kill9();
+    let backup = tempfile::tempdir().expect("tempdir").keep().join("backup");
+    let data_dir = cluster.nodes[2].data_dir.clone();
+    copy_dir(&data_dir, &backup);
+    // Each run must be heard (a push-pull exchange with a majority) before it dies.
+    let caught_up = |cluster: &ProcessCluster| {
+        cluster.nodes[2]
+            .log_text()
+            .matches("caught up with the cluster")
+            .count()
+    };
+    for run in 0..3 {
+        let before = caught_up(&cluster);
+        cluster.nodes[2].restart();
+        wait_until(&cluster, "node 2 caught up", || caught_up(&cluster) > before);
+        if run < 2 {
+            cluster.nodes[2].kill9();
+        }
+    }
+    // Writes acknowledged by nodes 1 and 2 only.
+    cluster.nodes[0].kill9();
+    let mut client = cluster.client(1);
+    for k in &keys {
+        set_retrying(&mut client, k, b"new");
+    }
+    // Node 2 is rolled back to the backup, which holds only "old".
+    cluster.nodes[2].kill9();
+    std::fs::remove_dir_all(&data_dir).expect("remove data dir");
+    copy_dir(&backup, &data_dir);
+    cluster.restart(0);
+    cluster.nodes[2].restart();
+    wait_ring(&cluster, &[0, 1, 2], 3);
+    wait_until(&cluster, "node 2 noticed the rollback and refilled", || {
+        cluster.nodes[2].log_text().contains("restored from a backup")
+            && cluster
+                .client(2)
+                .stats()
+                .get("kai_sync_refilling")
+                .is_some_and(|v| v == "0")
+    });
+    // Only nodes 0 and 2 remain: every read needs node 2's copy.
+    cluster.nodes[1].kill9();
+    let mut client = cluster.client(0);
+    let stale: Vec<&String> = keys
+        .iter()
+        .filter(|k| client.get(k).as_deref() != Some(&b"new"[..]))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "{} acknowledged write(s) lost to the rolled-back copy, e.g. {:?}",
+        stale.len(),
+        &stale[..stale.len().min(5)]
     );
 }
 

@@ -335,6 +335,17 @@ impl NodeConfig {
         self.name.clone().unwrap_or_else(|| self.advertised_address(bound))
     }
 
+    /// The settings every member of one cluster must share (peers compare them at the handshake).
+    pub fn cluster_settings(&self) -> kai_proto::peer::ClusterSettings {
+        kai_proto::peer::ClusterSettings {
+            n: self.n as u64,
+            r: self.r as u64,
+            w: self.w as u64,
+            buckets: u64::from(self.buckets),
+            virtual_nodes: u64::from(self.virtual_nodes),
+        }
+    }
+
     /// Threads serving client connections.
     pub fn effective_worker_threads(&self) -> usize {
         if self.worker_threads > 0 {

@@ -12,27 +12,29 @@ use crate::config::{NodeConfig, Seed, StoreBackend};
 use crate::coordinator::{ClusterLink, Coordinator, CoordinatorCore, CoordinatorError, Delete, Get, Set};
 use crate::fence::Fence;
 use crate::flush::Flushes;
-use crate::listener::{Connections, Listener, SessionShared, StopListening, Worker};
+use crate::listener::{Connections, Listener, SessionShared, Worker};
 use crate::membership::persist::{self, Persisted};
-use crate::membership::{ClusterStatus, Leave, Membership, MembershipConfig, MembershipParts, StatusReader, Stop};
+use crate::membership::{ClusterStatus, Leave, Membership, MembershipConfig, MembershipParts, StatusReader};
 use crate::peer::{
     LocalIdentity, LogOnce, NetworkFilter, PeerDirectory, PeerListener, PeerService, PeerSettings, Proposers,
 };
 use crate::quorum::TagClock;
 use crate::replica::{LocalReplica, Replicas};
+use crate::report::NodeInfo;
 use crate::ring::{RingActor, RingReader};
-use crate::stats::{NodeInfo, NodeStats};
+use crate::shutdown::Shutdown;
+use crate::stats::NodeStats;
 use crate::store::{MemStore, RocksStore, Store, StoreError, StoreHandle};
 use crate::sync::gate::{GateReader, SyncGate};
-use crate::sync::progress::{ProgressError, ProgressStore};
-use crate::sync::{ReportTo, Shutdown, SyncActor, SyncConfig};
+use crate::sync::progress::{Progress, ProgressError, ProgressFile};
+use crate::sync::{ReportTo, SyncActor, SyncConfig};
 use crate::ConfigError;
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, MailboxError};
 use bytes::Bytes;
 use kai_proto::auth::AuthFile;
 use kai_proto::cluster::RingMember;
 use kai_proto::memcache::Limits;
-use kai_proto::peer::{ClusterSettings, Credentials};
+use kai_proto::peer::Credentials;
 use kai_proto::{BucketId, Key, NodeId, Record, Tag, WriterId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -183,13 +185,7 @@ impl NodeBuilder {
             advertise: config.advertised_address(peer_addr),
             credentials: Credentials::new(
                 &config.cluster_name,
-                ClusterSettings {
-                    n: config.n as u64,
-                    r: config.r as u64,
-                    w: config.w as u64,
-                    buckets: u64::from(config.buckets),
-                    virtual_nodes: u64::from(config.virtual_nodes),
-                },
+                config.cluster_settings(),
                 config.cluster_secret.as_deref(),
             ),
         });
@@ -199,25 +195,18 @@ impl NodeBuilder {
             .filter(|s| NodeId::from_name(&s.name) != me.id && s.addr != me.advertise)
             .collect();
 
-        let durable = config.store == StoreBackend::Rocksdb;
-        let store_is_new = !durable || !config.data_dir.join(STORE_DIR).join(ROCKSDB_MARKER).exists();
-        let store = StoreHandle::start(open_store(&config).await?, config.store_threads, !config.fsync);
-        let flushes = Flushes::open(store.clone(), config.request_timeout).map_err(|source| StartError::Store {
-            path: config.data_dir.join(STORE_DIR),
-            source,
-        })?;
-        let state_file = durable.then(|| config.data_dir.join(CLUSTER_STATE_FILE));
-        let saved = match &state_file {
-            Some(path) => persist::load(path).map_err(|e| StartError::ClusterState(e.to_string()))?,
-            None => Persisted::default(),
-        };
-        let progress = ProgressStore::open(durable.then(|| config.data_dir.join(PROGRESS_FILE)), store_is_new)?;
+        let LocalState {
+            store,
+            flushes,
+            state_file,
+            saved,
+            progress_file,
+            progress,
+        } = LocalState::open(&config).await?;
         // The fence never serves a ring older than the newest one any earlier run adopted.
-        let fence = Arc::new(Fence::new(progress.get().adopted));
-        let data_id = progress.get().data_id;
+        let fence = Arc::new(Fence::new(progress.adopted));
+        let data_id = progress.data_id;
         let gate = GateReader::default();
-        let (ring_actor, ring) = RingActor::new(config.buckets, config.virtual_nodes, config.n);
-        let ring_actor = ring_actor.start();
         let stats = Arc::new(NodeStats::default());
         let threads = config.effective_worker_threads();
         let workers: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
@@ -233,52 +222,50 @@ impl NodeBuilder {
             refusals: LogOnce::default(),
         });
 
-        let sync = SyncActor::new(
-            me.id,
-            SyncConfig {
-                buckets: config.buckets,
-                virtual_nodes: config.virtual_nodes,
-                n: config.n,
-                w: config.w,
-                rate: config.sync_rate,
-                anti_entropy_pause: config.anti_entropy_interval,
-                tombstone_grace: (!config.tombstone_grace.is_zero()).then_some(config.tombstone_grace),
-            },
-            (store.clone(), Arc::clone(&fence), Arc::clone(&gate)),
-            (peers.clone(), progress),
-            Arc::clone(&stats),
-        )
-        .start();
+        let shutdown = Shutdown::default();
+        let sync_parts = (store.clone(), Arc::clone(&fence), Arc::clone(&gate));
+        let sync_peers = (peers.clone(), progress_file, progress);
+        let sync_stats = Arc::clone(&stats);
+        let sync = SyncActor::create(|ctx| {
+            shutdown.stop_on(ctx);
+            SyncActor::new(me.id, SyncConfig::from(&config), sync_parts, sync_peers, sync_stats)
+        });
+        // The Ring actor hands every placement it publishes to Sync.
+        let (ring_actor, ring) = RingActor::new(config.buckets, config.virtual_nodes, config.n);
+        let ring_actor = ring_actor.notify(sync.clone().recipient()).start();
         let status = StatusReader::default();
         let (left_tx, left) = watch::channel(false);
-        let membership = Membership::new(
-            MembershipConfig {
-                me: RingMember {
-                    id: me.id,
-                    name: name.clone(),
-                    addr: me.advertise.clone(),
+        let membership_parts = MembershipParts {
+            peers: peers.clone(),
+            peer_settings,
+            lanes: lanes.clone(),
+            ring: ring_actor,
+            sync: sync.clone(),
+            fence: Arc::clone(&fence),
+            status: Arc::clone(&status),
+            left: left_tx,
+            flushes: Arc::clone(&flushes),
+        };
+        let membership = Membership::create(|ctx| {
+            shutdown.stop_on(ctx);
+            Membership::new(
+                MembershipConfig {
+                    me: RingMember {
+                        id: me.id,
+                        name: name.clone(),
+                        addr: me.advertise.clone(),
+                    },
+                    seeds,
+                    gossip_interval: config.gossip_interval,
+                    down_after: config.down_after,
+                    request_timeout: config.request_timeout,
+                    state_file,
+                    data_id,
                 },
-                seeds,
-                gossip_interval: config.gossip_interval,
-                down_after: config.down_after,
-                request_timeout: config.request_timeout,
-                state_file,
-                data_id,
-            },
-            saved,
-            MembershipParts {
-                peers: peers.clone(),
-                peer_settings,
-                lanes: lanes.clone(),
-                ring: ring_actor,
-                sync: sync.clone(),
-                fence: Arc::clone(&fence),
-                status: Arc::clone(&status),
-                left: left_tx,
-                flushes: Arc::clone(&flushes),
-            },
-        )
-        .start();
+                saved,
+                membership_parts,
+            )
+        });
         sync.do_send(ReportTo(membership.clone()));
 
         let proposers = Proposers::default();
@@ -288,29 +275,27 @@ impl NodeBuilder {
             Arc::clone(&flushes),
             Arc::clone(&stats),
         );
-        let peer_listener = PeerListener::new(
-            tokio::net::TcpListener::from_std(peer_socket).map_err(|source| StartError::Bind {
-                key: "peer_listen",
-                addr: config.peer_listen,
-                source,
-            })?,
-            lanes.clone(),
-            Arc::clone(&me),
-            PeerService::new(
-                replica.clone(),
-                (
-                    store.clone(),
-                    SyncGate {
-                        fence: Arc::clone(&fence),
-                        view: gate,
-                    },
-                ),
-                Arc::clone(&stats),
-                (membership.clone().recipient(), Arc::clone(&proposers)),
+        let peer_socket = tokio::net::TcpListener::from_std(peer_socket).map_err(|source| StartError::Bind {
+            key: "peer_listen",
+            addr: config.peer_listen,
+            source,
+        })?;
+        let peer_service = PeerService::new(
+            replica.clone(),
+            (
+                store.clone(),
+                SyncGate {
+                    fence: Arc::clone(&fence),
+                    view: gate,
+                },
             ),
-            max_frame,
-        )
-        .start();
+            Arc::clone(&stats),
+            (membership.clone().recipient(), Arc::clone(&proposers)),
+        );
+        PeerListener::create(|ctx| {
+            shutdown.stop_on(ctx);
+            PeerListener::new(peer_socket, lanes.clone(), Arc::clone(&me), peer_service, max_frame)
+        });
 
         let clock = Arc::new(TagClock::new(WriterId::new(me.id, rand::random())));
         let update_locks = Arc::new(crate::coordinator::UpdateLocks::default());
@@ -375,7 +360,10 @@ impl NodeBuilder {
             source,
         })?;
         let info = shared.info.clone();
-        let listener = Listener::new(client_socket, worker_handles, shared, config.max_connections).start();
+        Listener::create(|ctx| {
+            shutdown.stop_on(ctx);
+            Listener::new(client_socket, worker_handles, shared, config.max_connections)
+        });
         log::info!(
             "node {name} ({}) serving memcache on {client_addr}, peers on {peer_addr}; N:R:W = {}:{}:{}, store {}",
             me.id,
@@ -391,10 +379,8 @@ impl NodeBuilder {
             client_addr,
             peer_addr,
             coordinator,
-            listener,
-            peer_listener,
+            shutdown,
             membership,
-            sync,
             workers,
             store,
             ring,
@@ -446,6 +432,44 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     NodeBuilder::new(config).start().await
 }
 
+/// What a node keeps in its data directory, opened at start.
+struct LocalState {
+    store: StoreHandle,
+    flushes: Arc<Flushes>,
+    /// Where the cluster view is remembered (`None` for the memory store: nothing persists).
+    state_file: Option<PathBuf>,
+    saved: Persisted,
+    progress_file: ProgressFile,
+    progress: Progress,
+}
+
+impl LocalState {
+    async fn open(config: &NodeConfig) -> Result<LocalState, StartError> {
+        let durable = config.store == StoreBackend::Rocksdb;
+        let store_is_new = !durable || !config.data_dir.join(STORE_DIR).join(ROCKSDB_MARKER).exists();
+        let store = StoreHandle::start(open_store(config).await?, config.store_threads, !config.fsync);
+        let flushes = Flushes::open(store.clone(), config.request_timeout).map_err(|source| StartError::Store {
+            path: config.data_dir.join(STORE_DIR),
+            source,
+        })?;
+        let state_file = durable.then(|| config.data_dir.join(CLUSTER_STATE_FILE));
+        let saved = match &state_file {
+            Some(path) => persist::load(path).map_err(|e| StartError::ClusterState(e.to_string()))?,
+            None => Persisted::default(),
+        };
+        let (progress_file, progress) =
+            ProgressFile::open(durable.then(|| config.data_dir.join(PROGRESS_FILE)), store_is_new)?;
+        Ok(LocalState {
+            store,
+            flushes,
+            state_file,
+            saved,
+            progress_file,
+            progress,
+        })
+    }
+}
+
 async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, StartError> {
     if config.store == StoreBackend::Memory {
         return Ok(Arc::new(MemStore::new(config.buckets)));
@@ -474,10 +498,8 @@ pub struct NodeHandle {
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
     coordinator: Addr<Coordinator>,
-    listener: Addr<Listener>,
-    peer_listener: Addr<PeerListener>,
+    shutdown: Shutdown,
     membership: Addr<Membership>,
-    sync: Addr<SyncActor>,
     workers: Vec<Arbiter>,
     store: StoreHandle,
     ring: RingReader,
@@ -540,7 +562,7 @@ impl NodeHandle {
     }
 
     /// The segment digests of this node's replica of `bucket` (for inspection).
-    pub fn digest(&self, bucket: BucketId) -> crate::sync::merkle::BucketDigest {
+    pub fn digest(&self, bucket: BucketId) -> crate::store::merkle::BucketDigest {
         self.store.digest(bucket)
     }
 
@@ -599,7 +621,8 @@ impl NodeHandle {
         Ok(self.coordinator.send(Delete { key }).await??)
     }
 
-    /// Stops accepting clients and peers, flushes the store and stops the worker threads.
+    /// Stops accepting clients and peers (one [`Shutdown`] signal stops the listeners, Membership
+    /// and Sync), stops the worker threads, then flushes and closes the store.
     ///
     /// Returns once the store is closed (every actor that used it has stopped), so a process can
     /// exit right after: RocksDB must not be closed by a thread that outlives `main`.
@@ -607,20 +630,14 @@ impl NodeHandle {
         let NodeHandle {
             name,
             info,
-            listener,
-            peer_listener,
-            membership,
-            sync,
+            shutdown,
             workers,
             store,
             ..
         } = self;
         // It holds the store too: the store closes once it is the last user.
         drop(info);
-        let _ = listener.send(StopListening).await;
-        let _ = peer_listener.send(StopListening).await;
-        let _ = membership.send(Stop).await;
-        let _ = sync.send(Shutdown).await;
+        shutdown.trigger();
         for worker in &workers {
             worker.stop();
         }

@@ -20,8 +20,9 @@ pub use connections::{Connection, Connections};
 
 use crate::config::ExpiryPolicy;
 use crate::coordinator::Coordinator;
-use crate::stats::{self, NodeInfo, NodeStats};
-use actix::{Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, StreamHandler};
+use crate::report::NodeInfo;
+use crate::stats::{self, NodeStats};
+use actix::{Actor, Addr, ArbiterHandle, AsyncContext, Context, StreamHandler};
 use kai_proto::auth::AuthFile;
 use kai_proto::memcache::Limits;
 use std::io;
@@ -179,18 +180,5 @@ impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.shared.stats.curr_connections.fetch_sub(1, Ordering::Relaxed);
         self.shared.connections.close(self.id);
-    }
-}
-
-/// Stop accepting connections (open sessions continue).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopListening;
-
-impl Handler<StopListening> for Listener {
-    type Result = ();
-
-    fn handle(&mut self, _msg: StopListening, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }

@@ -12,7 +12,8 @@
 use super::SessionShared;
 use crate::clock::unix_now;
 use crate::config::ExpiryPolicy;
-use crate::stats::{buckets_report, get, limit_maxbytes, members_report, report, ring_report};
+use crate::report::{buckets_report, limit_maxbytes, members_report, report, ring_report};
+use crate::stats::get;
 use kai_proto::memcache::{Response, StatsEntry as S};
 
 /// The reply to `stats` (no group) or `stats <group>`.

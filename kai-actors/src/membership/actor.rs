@@ -17,10 +17,9 @@ use crate::fence::Fence;
 use crate::flush::Flushes;
 use crate::peer::{Call, Disconnect, PeerActor, PeerDirectory, PeerSettings};
 use crate::ring::{RingActor, SetRings};
-use crate::sync::{BarrierReached, CaughtUp, DataConflict, RingsChanged, SyncActor};
+use crate::sync::{BarrierReached, CaughtUp, DataConflict, SyncActor};
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message,
-    ResponseActFuture, WrapFuture,
+    Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, ResponseActFuture, WrapFuture,
 };
 use arc_swap::ArcSwap;
 use kai_proto::cluster::{GossipState, Intent, NodeState, RingId, RingMember, RingState};
@@ -308,8 +307,8 @@ impl Membership {
         let ids: Vec<RingId> = self.view.rings().iter().map(|r| r.id).collect();
         if ids != self.published {
             self.published = ids;
+            // The Ring actor publishes the placement and hands it to the Sync actor.
             self.ring.do_send(SetRings(self.view.rings().to_vec()));
-            self.sync.do_send(RingsChanged(self.view.rings().to_vec()));
             self.persist();
         }
         let single = self.view.latest().is_some_and(|r| r.members.len() == 1);
@@ -462,8 +461,9 @@ impl Membership {
         let mine = self.view.my_state();
         if !self.conflict_sent && theirs.nodes.iter().any(|n| foreign_claim(mine, n)) {
             log::warn!(
-                "the cluster remembers another data dir under this node's name: this node holds \
-                 none of it and will pull what it owns before serving"
+                "the cluster remembers another data dir, or a later run, under this node's name \
+                 (the data dir was replaced or restored from a backup): this node will drop its \
+                 store and pull what it owns before serving"
             );
             self.conflict_sent = true;
             self.sync.do_send(DataConflict);
@@ -539,6 +539,11 @@ impl Actor for Membership {
         // Gossip at once: a fresh node learns (or founds) its cluster without waiting an interval.
         self.tick(ctx);
         ctx.run_interval(self.config.gossip_interval, |act, ctx| act.tick(ctx));
+    }
+
+    fn stopping(&mut self, _ctx: &mut Context<Self>) -> actix::Running {
+        self.persist();
+        actix::Running::Stop
     }
 }
 
@@ -628,19 +633,5 @@ impl Handler<Leave> for Membership {
         log::info!("leaving the cluster");
         self.view.set_intent(Intent::Leave);
         self.reconcile();
-    }
-}
-
-/// Stop gossiping (the node is shutting down).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Stop;
-
-impl Handler<Stop> for Membership {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Stop, ctx: &mut Context<Self>) {
-        self.persist();
-        ctx.stop();
     }
 }

@@ -60,10 +60,15 @@ impl CatchUp {
     }
 }
 
-/// True if `theirs`, gossip about this node, comes from another data dir than `mine`, this
-/// node's own state.
+/// True if `theirs`, gossip about this node, shows that the cluster expects other data from it
+/// than this data dir holds: it comes from another data dir than `mine` (this node's own state),
+/// or it is newer than `mine` — a run this data dir does not remember, so the data dir was
+/// rolled back (restored from a backup). A run saves its incarnation before it gossips, so news
+/// of an earlier run of the same data dir is always older, and this run's own state gossiped back
+/// is never newer. (A later run that lived only a few gossip intervals can go unnoticed: the
+/// incarnation it saved is the one this run starts with, and its heartbeat stayed low.)
 pub fn foreign_claim(mine: &NodeState, theirs: &NodeState) -> bool {
-    theirs.id == mine.id && theirs.data_id != mine.data_id
+    theirs.id == mine.id && (theirs.data_id != mine.data_id || theirs.newer_than(mine))
 }
 
 #[cfg(test)]
@@ -145,13 +150,18 @@ mod tests {
         };
         assert!(foreign_claim(&mine, &other_dir), "another data dir under this name");
         let echoed = NodeState {
-            incarnation: 5,
-            heartbeat: 11,
+            heartbeat: 9,
+            ..mine.clone()
+        };
+        assert!(!foreign_claim(&mine, &echoed), "its own state, gossiped back late");
+        let later_run = NodeState {
+            incarnation: 4,
+            heartbeat: 2,
             ..mine.clone()
         };
         assert!(
-            !foreign_claim(&mine, &echoed),
-            "incarnations race ahead of the state file"
+            foreign_claim(&mine, &later_run),
+            "a run this data dir does not remember: it was restored from a backup"
         );
         let other_node = NodeState {
             id: NodeId(5),

@@ -12,6 +12,6 @@ pub mod view;
 
 pub use actor::{
     Adopted, ClusterStatus, Exchange, Leave, MemberStatus, Membership, MembershipConfig, MembershipParts, StatusReader,
-    Stop, Synced,
+    Synced,
 };
 pub use view::{Liveness, Timeouts, View};

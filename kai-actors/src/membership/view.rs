@@ -237,9 +237,10 @@ impl View {
         let from = incoming.from;
         for state in incoming.nodes {
             if state.id == self.me {
-                // Only this node speaks for itself; if a previous run of it spread a higher
-                // incarnation, continue above it.
-                if state.incarnation >= self.my_state().incarnation {
+                // Only this node speaks for itself; if a previous run of it spread newer news
+                // (a restart without a state file), continue above it. Its own state gossiped
+                // back is never newer.
+                if state.newer_than(self.my_state()) {
                     self.my_state_mut().incarnation = state.incarnation + 1;
                 }
                 continue;

@@ -2,14 +2,14 @@
 
 use super::handshake;
 use super::{write_frames, LocalIdentity, LogOnce, WRITE_QUEUE};
-use crate::listener::{accept_stream, StopListening};
+use crate::listener::accept_stream;
 use crate::membership::Exchange;
 use crate::replica::LocalReplica;
 use crate::stats::NodeStats;
 use crate::store::StoreHandle;
 use crate::sync::gate::SyncGate;
 use crate::sync::serve::serve_sync;
-use actix::{Actor, ActorContext, ArbiterHandle, AsyncContext, Context, Handler, Message, Recipient, StreamHandler};
+use actix::{Actor, ArbiterHandle, AsyncContext, Context, Message, Recipient, StreamHandler};
 use futures_util::StreamExt;
 use kai_proto::change::Answer;
 use kai_proto::peer::{ForwardedUpdate, Frame, FrameCodec, PeerRequest, PeerResponse};
@@ -155,14 +155,6 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for PeerListener {
                 serve_connection(stream, from, me, service, refusals, max_frame).await;
             }
         });
-    }
-}
-
-impl Handler<StopListening> for PeerListener {
-    type Result = ();
-
-    fn handle(&mut self, _msg: StopListening, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }
 

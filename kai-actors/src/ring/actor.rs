@@ -1,10 +1,12 @@
 //! The Ring actor: builds the rings of the active membership and publishes them.
 //!
 //! Readers hold a [`RingReader`] and load the current `Arc<RingSnapshot>` lock-free; a snapshot is
-//! never mutated, so a request sees one consistent placement from start to end.
+//! never mutated, so a request sees one consistent placement from start to end. One subscriber
+//! (the Sync actor) is sent every new snapshot ([`PlacementChanged`]) after it is published,
+//! so it works on the very placement coordinators use instead of building its own copy.
 
 use super::Ring;
-use actix::{Actor, Context, Handler, Message};
+use actix::{Actor, Context, Handler, Message, Recipient};
 use arc_swap::ArcSwap;
 use kai_proto::cluster::{RingId, RingState};
 use kai_proto::{BucketId, NodeId};
@@ -24,6 +26,15 @@ pub struct RingSnapshot {
 }
 
 impl RingSnapshot {
+    /// Snapshot number `version` of `rings` (settled first) over `buckets` buckets.
+    pub fn new(version: u64, rings: Vec<(RingId, Ring)>, buckets: u32) -> Self {
+        RingSnapshot {
+            version,
+            rings,
+            buckets,
+        }
+    }
+
     /// Number of buckets.
     pub fn buckets(&self) -> u32 {
         self.buckets
@@ -79,25 +90,29 @@ pub struct RingActor {
     virtual_nodes: u32,
     n: usize,
     published: Arc<ArcSwap<RingSnapshot>>,
+    subscriber: Option<Recipient<PlacementChanged>>,
 }
 
 impl RingActor {
     /// An actor for rings of the given shape, with nothing published yet, and a reader of what it
     /// will publish.
     pub fn new(buckets: u32, virtual_nodes: u32, n: usize) -> (Self, RingReader) {
-        let empty = RingSnapshot {
-            version: 0,
-            rings: Vec::new(),
-            buckets,
-        };
+        let empty = RingSnapshot::new(0, Vec::new(), buckets);
         let published = Arc::new(ArcSwap::from_pointee(empty));
         let actor = RingActor {
             buckets,
             virtual_nodes,
             n,
             published: Arc::clone(&published),
+            subscriber: None,
         };
         (actor, RingReader(published))
+    }
+
+    /// Sends every placement published from now on to `subscriber`.
+    pub fn notify(mut self, subscriber: Recipient<PlacementChanged>) -> Self {
+        self.subscriber = Some(subscriber);
+        self
     }
 
     fn build(&self, rings: &[RingState], previous: &RingSnapshot) -> Vec<(RingId, Ring)> {
@@ -137,17 +152,21 @@ impl Handler<SetRings> for RingActor {
             return current.version;
         }
         let version = current.version + 1;
-        let snapshot = RingSnapshot {
-            version,
-            rings: self.build(&rings, &current),
-            buckets: self.buckets,
-        };
+        let snapshot = Arc::new(RingSnapshot::new(version, self.build(&rings, &current), self.buckets));
         let sizes: Vec<usize> = snapshot.rings.iter().map(|(_, r)| r.nodes().len()).collect();
         log::info!(
             "placement {version}: rings {:?} with {sizes:?} members",
             ids.iter().map(|id| id.version).collect::<Vec<_>>()
         );
-        self.published.store(Arc::new(snapshot));
+        self.published.store(Arc::clone(&snapshot));
+        if let Some(subscriber) = &self.subscriber {
+            subscriber.do_send(PlacementChanged(snapshot));
+        }
         version
     }
 }
+
+/// A new placement was published (the active rings changed).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct PlacementChanged(pub Arc<RingSnapshot>);

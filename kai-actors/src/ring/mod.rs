@@ -14,7 +14,7 @@
 
 mod actor;
 
-pub use actor::{RingActor, RingReader, RingSnapshot, SetRings};
+pub use actor::{PlacementChanged, RingActor, RingReader, RingSnapshot, SetRings};
 
 use kai_proto::{BucketId, NodeId};
 use xxhash_rust::xxh3::xxh3_64;

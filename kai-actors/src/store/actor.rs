@@ -2,7 +2,7 @@
 //! RocksDB never blocks the async threads that serve connections.
 
 use super::{Applied, CachedRead, Guarded, Prepared, Store, StoreError, WriteKind};
-use crate::sync::merkle::{in_segments, BucketDigest, SegmentSet};
+use crate::store::merkle::{in_segments, BucketDigest, SegmentSet};
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use bytes::Bytes;
 use kai_proto::{BucketId, Record, Tag};

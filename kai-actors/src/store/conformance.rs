@@ -199,19 +199,19 @@ fn concurrent_applies_keep_the_highest(store: &dyn Store) {
 
 fn digests_track_contents(store: &dyn Store) {
     let b = BucketId(3);
-    assert_eq!(store.digest(b), [0; crate::sync::merkle::SEGMENTS]);
+    assert_eq!(store.digest(b), [0; crate::store::merkle::SEGMENTS]);
     store.apply(b, b"k1", &value(1, b"a")).expect("apply");
     store.apply(b, b"k2", &value(1, b"b")).expect("apply");
     let two = store.digest(b);
     store.apply(b, b"k1", &value(2, b"a2")).expect("apply");
     assert_ne!(store.digest(b), two);
     store.apply(b, b"k1", &value(1, b"stale")).expect("kept");
-    let expected = crate::sync::merkle::Digests::new(BUCKETS);
+    let expected = crate::store::merkle::Digests::new(BUCKETS);
     expected.toggle(b, b"k1", tag(2, 1));
     expected.toggle(b, b"k2", tag(1, 1));
     assert_eq!(store.digest(b), expected.get(b));
     store.drop_bucket(b).expect("drop");
-    assert_eq!(store.digest(b), [0; crate::sync::merkle::SEGMENTS]);
+    assert_eq!(store.digest(b), [0; crate::store::merkle::SEGMENTS]);
 }
 
 fn only_matching_tombstones_are_purged(store: &dyn Store) {
@@ -225,7 +225,7 @@ fn only_matching_tombstones_are_purged(store: &dyn Store) {
     );
     assert!(store.purge_tombstone(b, b"t", tag(3, 1)).expect("purge"));
     assert_eq!(store.get(b, b"t").expect("get"), None);
-    let expected = crate::sync::merkle::Digests::new(BUCKETS);
+    let expected = crate::store::merkle::Digests::new(BUCKETS);
     expected.toggle(b, b"v", tag(3, 1));
     assert_eq!(store.digest(b), expected.get(b));
 }

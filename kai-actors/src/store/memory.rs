@@ -4,7 +4,7 @@ use super::{
     guard, promise_check, stored_key, value_size, Applied, CachedRead, Counters, Guarded, HighestCounters, Prepared,
     Store, StoreError, ValueCounts, WriteKind,
 };
-use crate::sync::merkle::{BucketDigest, Digests};
+use crate::store::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
 use kai_proto::flush::FlushMark;
 use kai_proto::{BucketId, Record, RecordBody, Tag};

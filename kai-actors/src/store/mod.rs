@@ -3,7 +3,8 @@
 //! A replica keeps, per key, the record with the highest [`Tag`]: [`Store::apply`] is a
 //! compare-and-store that never replaces a record by an older or equal one, so replaying,
 //! reordering or duplicating writes cannot move a key backwards. Every store keeps per-bucket
-//! digests of its records current ([`Store::digest`]) for anti-entropy. Keys are stored under their
+//! digests of its records current ([`Store::digest`], a two-level Merkle tree: [`merkle`]) for
+//! anti-entropy. Keys are stored under their
 //! bucket's big-endian prefix so a bucket is one contiguous, ordered range ([`Store::scan_bucket`]).
 //!
 //! Per key, a store also keeps a Paxos *promise* (a ballot, which is a [`Tag`]): durable like the
@@ -24,16 +25,17 @@ mod actor;
 #[cfg(test)]
 mod conformance;
 mod memory;
+pub mod merkle;
 mod rocks;
 
 pub use actor::{StoreActor, StoreHandle};
 pub use memory::MemStore;
 pub use rocks::RocksStore;
 
-use crate::sync::merkle::BucketDigest;
 use bytes::Bytes;
 use kai_proto::flush::FlushMark;
 use kai_proto::{BucketId, Record, RecordDecodeError, Tag};
+use merkle::BucketDigest;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// A storage failure.
@@ -173,7 +175,7 @@ pub trait Store: Send + Sync + 'static {
     /// tombstone every replica holds); returns whether it did.
     fn purge_tombstone(&self, bucket: BucketId, key: &[u8], tag: Tag) -> Result<bool, StoreError>;
 
-    /// The bucket's segment digests (see [`crate::sync::merkle`]), always current.
+    /// The bucket's segment digests (see [`merkle`]), always current.
     fn digest(&self, bucket: BucketId) -> BucketDigest;
 
     /// Number of stored values (tombstones excluded; expired values until they are purged).

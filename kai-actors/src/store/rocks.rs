@@ -13,7 +13,7 @@ use super::{
     guard, item_size, promise_check, split_stored_key, stored_key, value_size, Applied, CachedRead, Counters,
     EngineFigures, Guarded, HighestCounters, Prepared, Store, StoreError, ValueCounts, WriteKind,
 };
-use crate::sync::merkle::{BucketDigest, Digests};
+use crate::store::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
 use kai_proto::flush::FlushMark;
 use kai_proto::WriterId;

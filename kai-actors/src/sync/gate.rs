@@ -13,7 +13,7 @@
 //! anything before it has learned that it is no longer an owner.
 
 use crate::fence::{Fence, Refusal};
-use crate::ring::Ring;
+use crate::ring::RingSnapshot;
 use arc_swap::ArcSwap;
 use kai_proto::cluster::RingId;
 use kai_proto::{BucketId, NodeId};
@@ -22,8 +22,8 @@ use std::sync::Arc;
 /// What the gate judges with, published by the Sync actor.
 #[derive(Clone, Debug, Default)]
 pub struct GateView {
-    /// Active rings as placements, settled first.
-    pub rings: Vec<(RingId, Ring)>,
+    /// The placement Sync works on (the one coordinators use), once it knows one.
+    pub placement: Option<Arc<RingSnapshot>>,
     /// True once this node has heard the cluster's current view.
     pub current: bool,
 }
@@ -81,7 +81,8 @@ impl GateView {
         if !self.current {
             return Err(SyncRefusal::NotCurrent);
         }
-        let (Some((settled, _)), Some((latest, _))) = (self.rings.first(), self.rings.last()) else {
+        let rings = self.placement.as_ref().map_or(&[][..], |p| p.rings.as_slice());
+        let (Some((settled, _)), Some((latest, _))) = (rings.first(), rings.last()) else {
             return Err(SyncRefusal::NotCurrent);
         };
         if ring < *settled {
@@ -93,11 +94,7 @@ impl GateView {
         if ring > *latest {
             return Err(SyncRefusal::UnknownRing(ring));
         }
-        if !self
-            .rings
-            .iter()
-            .any(|(_, r)| r.preference_list(bucket).contains(&from))
-        {
+        if !rings.iter().any(|(_, r)| r.preference_list(bucket).contains(&from)) {
             return Err(SyncRefusal::NotOwner { from, bucket });
         }
         Ok(())
@@ -116,6 +113,14 @@ pub struct SyncGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ring::Ring;
+
+    fn view(rings: Vec<(RingId, Ring)>) -> GateView {
+        GateView {
+            placement: Some(Arc::new(RingSnapshot::new(1, rings, 16))),
+            current: true,
+        }
+    }
 
     fn ring_id(version: u64) -> RingId {
         RingId {
@@ -131,10 +136,7 @@ mod tests {
 
     /// Five nodes; node 4 was removed in ring 3.
     fn after_removal() -> GateView {
-        GateView {
-            rings: vec![placement(3, &[1, 2, 3, 5])],
-            current: true,
-        }
+        view(vec![placement(3, &[1, 2, 3, 5])])
     }
 
     #[test]
@@ -159,7 +161,7 @@ mod tests {
     #[test]
     fn owners_on_the_current_ring_are_served_and_others_wait() {
         let gate = after_removal();
-        let (_, ring) = &gate.rings[0];
+        let ring = gate.placement.as_ref().and_then(|p| p.settled()).expect("a ring");
         let bucket = BucketId(5);
         let owner = ring.preference_list(bucket)[0];
         assert_eq!(gate.check(owner, ring_id(3), bucket), Ok(()));
@@ -183,11 +185,8 @@ mod tests {
 
     #[test]
     fn a_new_owner_of_the_newest_ring_may_pull() {
-        let gate = GateView {
-            rings: vec![placement(3, &[1, 2, 3]), placement(4, &[1, 2, 3, 6])],
-            current: true,
-        };
-        let (_, newest) = &gate.rings[1];
+        let gate = view(vec![placement(3, &[1, 2, 3]), placement(4, &[1, 2, 3, 6])]);
+        let newest = gate.placement.as_ref().and_then(|p| p.latest()).expect("a ring");
         let bucket = (0..16)
             .map(BucketId)
             .find(|b| newest.preference_list(*b).contains(&NodeId(6)))

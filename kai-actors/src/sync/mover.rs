@@ -1,22 +1,21 @@
 //! Transfers between this node's store and other replicas, for the Sync actor: pulling a bucket
-//! from enough owners (recording it pulled in the persisted progress), comparing digests,
+//! from enough owners, comparing digests,
 //! repairing differing segments both ways, and purging tombstones on every owner together.
 //! Every request carries the ring it was planned on ([`Mover::ring`]).
 
-use super::merkle::{BucketDigest, SegmentSet};
-use super::progress::ProgressStore;
 use super::rate::TokenBucket;
 use super::serve::digest_from_wire;
 use crate::clock::unix_now;
 use crate::peer::{Call, PeerDirectory};
 use crate::stats::{self, NodeStats};
+use crate::store::merkle::{BucketDigest, SegmentSet};
 use crate::store::StoreHandle;
 use bytes::Bytes;
 use kai_proto::cluster::RingId;
 use kai_proto::peer::{PeerRequest, PeerResponse};
 use kai_proto::sync::{SyncCall, SyncRequest, SyncResponse};
 use kai_proto::{BucketId, NodeId, Record, RecordBody, Tag};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -90,9 +89,6 @@ pub(super) struct Mover {
     pub(super) peers: PeerDirectory,
     pub(super) limiter: Rc<RefCell<TokenBucket>>,
     pub(super) stats: Arc<NodeStats>,
-    pub(super) progress: Rc<RefCell<ProgressStore>>,
-    /// Bumped whenever the active rings change: a pull planned before gives up its retries.
-    pub(super) generation: Rc<Cell<u64>>,
 }
 
 /// Why a transfer failed.
@@ -156,11 +152,10 @@ impl Mover {
         }
     }
 
-    /// Pulls `bucket` from `needed` of `sources` (enough to hold every acknowledged write),
-    /// then records it pulled; retries until it does, or until the rings change. Returns records
-    /// received, `None` if it gave up.
-    pub(super) async fn pull_from_enough(&self, bucket: BucketId, sources: &[NodeId], needed: usize) -> Option<u64> {
-        let generation = self.generation.get();
+    /// Pulls `bucket` from `needed` of `sources` (enough to hold every acknowledged write);
+    /// retries until it has, and returns the records received. The Sync actor drops the future
+    /// when the rings change.
+    pub(super) async fn pull_from_enough(&self, bucket: BucketId, sources: &[NodeId], needed: usize) -> u64 {
         let mut moved = 0;
         loop {
             let mut done = 0;
@@ -177,13 +172,7 @@ impl Mover {
                 }
             }
             if done == needed {
-                self.progress.borrow_mut().update(|p| {
-                    p.unpulled.remove(&bucket.0);
-                });
-                return Some(moved);
-            }
-            if self.generation.get() != generation {
-                return None;
+                return moved;
             }
             log::warn!("bucket {bucket}: only {done} of {needed} sources answered; retrying");
             tokio::time::sleep(PULL_RETRY).await;

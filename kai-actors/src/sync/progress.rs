@@ -5,7 +5,9 @@
 //! Invariants:
 //! - A bucket enters `unpulled` — on disk — before its local copy is wiped, and leaves it only
 //!   after a complete pull of it from enough owners: whatever happens to the rings meanwhile
-//!   (restart, settlement), a wiped bucket is pulled again.
+//!   (restart, settlement), a wiped bucket is pulled again. Leaving is saved in batches (see
+//!   [`super::transition`]): a crash before the batch is saved costs a second pull of those
+//!   buckets, never a missed one.
 //! - `adopted` is the newest ring whose adoption wipe was made: adopting it again (after a
 //!   restart) wipes nothing.
 //! - `data_id` is created with the store and never changes; a store created anew (empty data
@@ -87,52 +89,39 @@ pub enum ProgressError {
     },
 }
 
-/// The progress, and where it is kept (`None`: an in-memory store, nothing persists).
+/// Where the progress is kept (`None`: an in-memory store, nothing persists). It keeps no copy
+/// of the progress: the transition state machine owns that, and asks for it to be saved.
 #[derive(Debug)]
-pub struct ProgressStore {
+pub struct ProgressFile {
     path: Option<PathBuf>,
-    state: Progress,
 }
 
-impl ProgressStore {
+impl ProgressFile {
     /// Loads the progress at `path`. A missing file, or a store created just now
     /// (`store_is_new`), starts fresh with a new data-dir identity, saved at once.
-    pub fn open(path: Option<PathBuf>, store_is_new: bool) -> Result<Self, ProgressError> {
+    pub fn open(path: Option<PathBuf>, store_is_new: bool) -> Result<(Self, Progress), ProgressError> {
         let loaded = match (&path, store_is_new) {
             (Some(path), false) => load(path)?,
             _ => None,
         };
-        let fresh = loaded.is_none();
-        let state = loaded.unwrap_or_else(|| Progress::fresh(rand::random::<u64>().max(1)));
-        let store = ProgressStore { path, state };
-        if fresh {
-            store.save()?;
-        }
-        Ok(store)
-    }
-
-    /// The current progress.
-    pub fn get(&self) -> &Progress {
-        &self.state
-    }
-
-    /// Changes the progress and saves it before returning; a failure to save is logged (the
-    /// node goes on with the change in memory).
-    pub fn update(&mut self, change: impl FnOnce(&mut Progress)) {
-        let before = self.state.clone();
-        change(&mut self.state);
-        if self.state != before {
-            if let Err(e) = self.save() {
-                log::error!("cannot save transition progress: {e}");
+        let file = ProgressFile { path };
+        let progress = match loaded {
+            Some(progress) => progress,
+            None => {
+                let fresh = Progress::fresh(rand::random::<u64>().max(1));
+                file.save(&fresh)?;
+                fresh
             }
-        }
+        };
+        Ok((file, progress))
     }
 
-    fn save(&self) -> Result<(), ProgressError> {
+    /// Saves `progress` atomically and durably.
+    pub fn save(&self, progress: &Progress) -> Result<(), ProgressError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let bytes = serde_json::to_vec_pretty(&self.state).map_err(|source| ProgressError::Corrupt {
+        let bytes = serde_json::to_vec_pretty(progress).map_err(|source| ProgressError::Corrupt {
             path: path.clone(),
             source,
         })?;
@@ -168,28 +157,23 @@ mod tests {
     fn progress_survives_a_restart_and_a_new_store_gets_a_new_identity() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("progress.json");
-        let mut store = ProgressStore::open(Some(path.clone()), false).expect("fresh");
-        assert_eq!(store.get().data, DataState::Fresh);
-        let id = store.get().data_id;
-        let ring = RingId {
+        let (file, mut progress) = ProgressFile::open(Some(path.clone()), false).expect("fresh");
+        assert_eq!(progress.data, DataState::Fresh);
+        let id = progress.data_id;
+        progress.adopted = RingId {
             version: 4,
             proposer: NodeId(2),
         };
-        store.update(|p| {
-            p.adopted = ring;
-            p.unpulled.extend([3, 7]);
-            p.data = DataState::Ready;
-        });
-        let reopened = ProgressStore::open(Some(path.clone()), false).expect("reopen");
-        assert_eq!(reopened.get(), store.get(), "a restart keeps every step");
-        assert_eq!(reopened.get().data_id, id);
-        let recreated = ProgressStore::open(Some(path.clone()), true).expect("new store");
-        assert_eq!(recreated.get().data, DataState::Fresh, "a new store is fresh");
-        assert_ne!(recreated.get().data_id, id, "and has another identity");
-        assert_eq!(
-            ProgressStore::open(Some(path), false).expect("again").get(),
-            recreated.get()
-        );
+        progress.unpulled.extend([3, 7]);
+        progress.data = DataState::Ready;
+        file.save(&progress).expect("save");
+        let (_, reopened) = ProgressFile::open(Some(path.clone()), false).expect("reopen");
+        assert_eq!(reopened, progress, "a restart keeps every step");
+        assert_eq!(reopened.data_id, id);
+        let (_, recreated) = ProgressFile::open(Some(path.clone()), true).expect("new store");
+        assert_eq!(recreated.data, DataState::Fresh, "a new store is fresh");
+        assert_ne!(recreated.data_id, id, "and has another identity");
+        assert_eq!(ProgressFile::open(Some(path), false).expect("again").1, recreated);
     }
 
     #[test]
@@ -198,7 +182,7 @@ mod tests {
         let path = dir.path().join("progress.json");
         std::fs::write(&path, b"{").expect("write");
         assert!(matches!(
-            ProgressStore::open(Some(path), false),
+            ProgressFile::open(Some(path), false),
             Err(ProgressError::Corrupt { .. })
         ));
     }

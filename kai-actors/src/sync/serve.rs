@@ -3,8 +3,8 @@
 
 use super::gate::{SyncGate, SyncRefusal};
 use crate::stats::{self, NodeStats};
+use crate::store::merkle::SEGMENTS;
 use crate::store::StoreHandle;
-use crate::sync::merkle::SEGMENTS;
 use bytes::Bytes;
 use kai_proto::sync::{SyncCall, SyncRequest, SyncResponse};
 use kai_proto::NodeId;

@@ -4,7 +4,8 @@
 //! are part of the API (the `kai` admin commands and the dashboard read them); add fields, do
 //! not rename them.
 
-use kai_actors::stats::{get, latency, Command, NodeInfo, NodeStats, PROTOCOL_VERSION};
+use kai_actors::report::NodeInfo;
+use kai_actors::stats::{get, latency, Command, NodeStats, PROTOCOL_VERSION};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -139,7 +140,7 @@ pub fn ring(info: &NodeInfo) -> Value {
 /// `GET /api/v1/stats`: the memcache `stats` report as one object.
 pub fn stats(info: &NodeInfo, stats: &NodeStats) -> Value {
     Value::Object(
-        kai_actors::stats::report(info, stats)
+        kai_actors::report::report(info, stats)
             .into_iter()
             .map(|entry| (entry.name, Value::String(entry.value)))
             .collect(),

@@ -6,7 +6,8 @@
 
 use kai_actors::stats::latency::{self, Snapshot};
 use kai_actors::stats::operations::Timed;
-use kai_actors::stats::{get, Command, NodeInfo, NodeStats, ReplicaCall};
+use kai_actors::report::NodeInfo;
+use kai_actors::stats::{get, Command, NodeStats, ReplicaCall};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;

@@ -101,6 +101,18 @@ fn a_node_never_accepts_news_about_itself_but_outgrows_old_incarnations() {
 }
 
 #[test]
+fn its_own_state_gossiped_back_leaves_a_nodes_incarnation_alone() {
+    let mut a = View::new(state(1), vec![], TIMEOUTS, 0);
+    let mut b = View::new(state(2), vec![], TIMEOUTS, 0);
+    for round in 1..=5 {
+        a.beat(round * 1000);
+        b.merge(a.gossip(), round * 1000);
+        a.merge(b.gossip(), round * 1000);
+    }
+    assert_eq!(a.my_state().incarnation, 1, "an echo is not news of another run");
+}
+
+#[test]
 fn newer_rings_are_added_and_settled_rings_replace_older_ones() {
     let mut a = View::new(state(1), vec![ring(1, 1, &[1, 2, 3])], TIMEOUTS, 0);
     let mut b = a.clone();

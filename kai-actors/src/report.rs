@@ -1,8 +1,8 @@
-//! The top layer of observability: reports built from the counters and the node's live state
-//! (ring, membership, store) — the memcache `stats` groups and the admin API read them.
+//! The top layer of observability: reports built from the counters ([`crate::stats`]) and the
+//! node's live state (ring, membership, store) — the memcache `stats` groups and the admin API
+//! read them.
 
-use super::counters::{get, NodeStats};
-use super::PROTOCOL_VERSION;
+use crate::stats::{get, NodeStats, PROTOCOL_VERSION};
 
 /// Static facts about a node and handles to its live state, for reports.
 #[derive(Clone)]
