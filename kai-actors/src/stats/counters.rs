@@ -4,7 +4,7 @@
 //! consistent cut across them). `stats reset` zeroes the counters memcached resets (those
 //! counting events since start, [`NodeStats::reset`]); gauges of the current state
 //! (connections, items, sync progress) are never reset. Nothing here knows about actors or
-//! reports: [`mod@super::report`] and the admin endpoint read these counters.
+//! reports: [`crate::report`] and the admin endpoint read these counters.
 
 use super::operations::{CommandStats, ReplicaCallStats};
 use std::sync::atomic::{AtomicU64, Ordering};
