@@ -272,7 +272,7 @@ fn a_data_dir_restored_from_a_backup_refills_before_it_serves() {
     cluster.nodes[2].kill9();
     std::fs::remove_dir_all(&data_dir).expect("remove data dir");
     copy_dir(&backup, &data_dir);
-    cluster.restart(0);
+    cluster.nodes[0].restart();
     cluster.nodes[2].restart();
     wait_ring(&cluster, &[0, 1, 2], 3);
     wait_until(&cluster, "node 2 noticed the rollback and refilled", || {
