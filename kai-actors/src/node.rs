@@ -15,15 +15,15 @@ use crate::flush::Flushes;
 use crate::listener::{Connections, Listener, SessionShared, StopListening, Worker};
 use crate::membership::persist::{self, Persisted};
 use crate::membership::{ClusterStatus, Leave, Membership, MembershipConfig, MembershipParts, StatusReader, Stop};
-use crate::peer::{
-    LocalIdentity, LogOnce, NetworkFilter, PeerDirectory, PeerListener, PeerService, PeerSettings, Proposers,
-};
+use crate::peer::{LocalIdentity, LogOnce, NetworkFilter, PeerDirectory, PeerListener, PeerSettings, Services};
+use crate::proposers::Proposers;
 use crate::quorum::TagClock;
 use crate::replica::{LocalReplica, Replicas};
 use crate::ring::{RingActor, RingReader};
 use crate::stats::{NodeInfo, NodeStats};
 use crate::store::{MemStore, RocksStore, Store, StoreError, StoreHandle};
 use crate::sync::gate::{GateReader, SyncGate};
+use crate::sync::serve::SyncServer;
 use crate::sync::progress::{ProgressError, ProgressStore};
 use crate::sync::{ReportTo, Shutdown, SyncActor, SyncConfig};
 use crate::ConfigError;
@@ -32,7 +32,9 @@ use bytes::Bytes;
 use kai_proto::auth::AuthFile;
 use kai_proto::cluster::RingMember;
 use kai_proto::memcache::Limits;
-use kai_proto::peer::{ClusterSettings, Credentials};
+use kai_proto::peer::{
+    ClusterSettings, Credentials, FlushService, GossipService, ReplicaService, SyncService, UpdateService,
+};
 use kai_proto::{BucketId, Key, NodeId, Record, Tag, WriterId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -281,36 +283,17 @@ impl NodeBuilder {
         .start();
         sync.do_send(ReportTo(membership.clone()));
 
-        let proposers = Proposers::default();
         let replica = LocalReplica::new(
             store.clone(),
             Arc::clone(&fence),
             Arc::clone(&flushes),
             Arc::clone(&stats),
         );
-        let peer_listener = PeerListener::new(
-            tokio::net::TcpListener::from_std(peer_socket).map_err(|source| StartError::Bind {
-                key: "peer_listen",
-                addr: config.peer_listen,
-                source,
-            })?,
-            lanes.clone(),
-            Arc::clone(&me),
-            PeerService::new(
-                replica.clone(),
-                (
-                    store.clone(),
-                    SyncGate {
-                        fence: Arc::clone(&fence),
-                        view: gate,
-                    },
-                ),
-                Arc::clone(&stats),
-                (membership.clone().recipient(), Arc::clone(&proposers)),
-            ),
-            max_frame,
-        )
-        .start();
+        let peer_socket = tokio::net::TcpListener::from_std(peer_socket).map_err(|source| StartError::Bind {
+            key: "peer_listen",
+            addr: config.peer_listen,
+            source,
+        })?;
 
         let clock = Arc::new(TagClock::new(WriterId::new(me.id, rand::random())));
         let update_locks = Arc::new(crate::coordinator::UpdateLocks::default());
@@ -337,13 +320,28 @@ impl NodeBuilder {
                 }
             })
             .collect();
-        // Forwarded updates are served from now on (until now they were answered "starting").
-        let _ = proposers.set(
-            worker_handles
-                .iter()
-                .map(|w| w.coordinator.clone().recipient())
-                .collect(),
-        );
+        // Each subsystem serves its part of the peer protocol.
+        let mut services = Services::new();
+        services
+            .register::<ReplicaService>(replica.clone())
+            .register::<FlushService>(replica)
+            .register::<GossipService>(membership.clone())
+            .register::<SyncService>(SyncServer {
+                store: store.clone(),
+                gate: SyncGate {
+                    fence: Arc::clone(&fence),
+                    view: gate,
+                },
+                stats: Arc::clone(&stats),
+            })
+            .register::<UpdateService>(Proposers::new(
+                worker_handles
+                    .iter()
+                    .map(|w| w.coordinator.clone().recipient())
+                    .collect(),
+            ));
+        let peer_listener =
+            PeerListener::new(peer_socket, lanes.clone(), Arc::clone(&me), Arc::new(services), max_frame).start();
         let coordinator = worker_handles[0].coordinator.clone();
         let shared = Arc::new(SessionShared {
             stats: Arc::clone(&stats),
