@@ -23,8 +23,8 @@ use crate::ring::{RingActor, RingReader};
 use crate::stats::{NodeInfo, NodeStats};
 use crate::store::{MemStore, RocksStore, Store, StoreError, StoreHandle};
 use crate::sync::gate::{GateReader, SyncGate};
-use crate::sync::serve::SyncServer;
 use crate::sync::progress::{ProgressError, ProgressStore};
+use crate::sync::serve::SyncServer;
 use crate::sync::{ReportTo, Shutdown, SyncActor, SyncConfig};
 use crate::ConfigError;
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, MailboxError};
@@ -340,8 +340,14 @@ impl NodeBuilder {
                     .map(|w| w.coordinator.clone().recipient())
                     .collect(),
             ));
-        let peer_listener =
-            PeerListener::new(peer_socket, lanes.clone(), Arc::clone(&me), Arc::new(services), max_frame).start();
+        let peer_listener = PeerListener::new(
+            peer_socket,
+            lanes.clone(),
+            Arc::clone(&me),
+            Arc::new(services),
+            max_frame,
+        )
+        .start();
         let coordinator = worker_handles[0].coordinator.clone();
         let shared = Arc::new(SessionShared {
             stats: Arc::clone(&stats),

@@ -11,7 +11,7 @@ pub mod persist;
 pub mod view;
 
 pub use actor::{
-    Adopted, ClusterStatus, Leave, MemberStatus, Membership, MembershipConfig, MembershipParts, StatusReader,
-    Stop, Synced,
+    Adopted, ClusterStatus, Leave, MemberStatus, Membership, MembershipConfig, MembershipParts, StatusReader, Stop,
+    Synced,
 };
 pub use view::{Liveness, Timeouts, View};

@@ -36,10 +36,7 @@ impl PeerDirectory {
 /// `response` as the reply of a call of `S`.
 pub(super) fn open_reply<S: Service>(response: PeerResponse) -> Result<S::Reply, PeerError> {
     S::open_reply(response).map_err(|other| match other {
-        PeerResponse::Error(reason) => PeerError::Remote {
-            service: S::ID,
-            reason,
-        },
+        PeerResponse::Error(reason) => PeerError::Remote { service: S::ID, reason },
         other => PeerError::UnexpectedReply {
             service: S::ID,
             got: other.service().map_or("error", ServiceId::name),

@@ -42,8 +42,8 @@ pub use registry::{Serve, ServeError, Services};
 pub use server::PeerListener;
 
 use arc_swap::ArcSwap;
-use futures_util::SinkExt;
 use client::Call;
+use futures_util::SinkExt;
 use kai_proto::peer::{Credentials, Frame, FrameCodec, HandshakeError, ServiceId};
 use kai_proto::NodeId;
 use std::collections::{HashMap, HashSet};

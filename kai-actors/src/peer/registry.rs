@@ -245,7 +245,9 @@ mod tests {
             }
         }
         let mut services = Services::new();
-        services.register::<FlushService>(Echo).register::<FlushService>(Failing);
+        services
+            .register::<FlushService>(Echo)
+            .register::<FlushService>(Failing);
         let got = answers(&services, vec![PeerRequest::Flush(FlushStep::Bound)]).await;
         assert_eq!(got, vec![PeerResponse::Flush(FlushReply::Failed)]);
         assert!(!services.serves(ReplicaService::ID));

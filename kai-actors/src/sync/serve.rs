@@ -32,18 +32,18 @@ impl Serve<SyncService> for SyncServer {
     async fn serve(&self, from: NodeId, call: SyncCall) -> Result<SyncResponse, ServeError> {
         let SyncServer { store, gate, stats } = self;
         let SyncCall { ring, request } = call;
-    let admitted = match gate.fence.admit(ring).await {
-        Ok(guard) => gate.view.load().check(from, ring, request.bucket()).map(|()| guard),
-        Err(refusal) => Err(SyncRefusal::from_fence(refusal, ring)),
-    };
-    let _admitted = match admitted {
-        Ok(guard) => guard,
-        Err(refusal) => {
-            stats::add(&stats.sync.refused, 1);
-            log::debug!("refused a sync request from {from:?}: {refusal}");
-            return Ok(SyncResponse::Failed(refusal.to_string()));
-        }
-    };
+        let admitted = match gate.fence.admit(ring).await {
+            Ok(guard) => gate.view.load().check(from, ring, request.bucket()).map(|()| guard),
+            Err(refusal) => Err(SyncRefusal::from_fence(refusal, ring)),
+        };
+        let _admitted = match admitted {
+            Ok(guard) => guard,
+            Err(refusal) => {
+                stats::add(&stats.sync.refused, 1);
+                log::debug!("refused a sync request from {from:?}: {refusal}");
+                return Ok(SyncResponse::Failed(refusal.to_string()));
+            }
+        };
         Ok(serve(store, request).await)
     }
 }
