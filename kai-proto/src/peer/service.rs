@@ -106,6 +106,10 @@ impl PeerResponse {
 
 /// A service of the peer protocol: what a request carries, what its reply carries, and how both
 /// travel in [`PeerRequest`] and [`PeerResponse`].
+#[allow(
+    clippy::result_large_err,
+    reason = "the `Err` is the message itself, handed back unchanged: as large as what came in, and no copy"
+)]
 pub trait Service: 'static {
     /// The service's id.
     const ID: ServiceId;
@@ -279,9 +283,12 @@ mod tests {
         }
     }
 
+    /// Whether a service opened each sample (request, response).
+    type Opened = Vec<(bool, bool)>;
+
     /// For each sample message: whether `S` opened the request and the response. Every message
     /// `S` opens wraps back to itself; every other one comes back unchanged.
-    fn opened_by<S: Service>() -> Vec<(bool, bool)> {
+    fn opened_by<S: Service>() -> Opened {
         let mut opened = Vec::new();
         for (request, response) in requests().into_iter().zip(responses()) {
             let (took_request, back) = match S::open_request(request.clone()) {
@@ -303,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_service_opens_exactly_its_own_messages() {
-        let services: [(ServiceId, fn() -> Vec<(bool, bool)>); ServiceId::COUNT] = [
+        let services: [(ServiceId, fn() -> Opened); ServiceId::COUNT] = [
             (ReplicaService::ID, opened_by::<ReplicaService>),
             (GossipService::ID, opened_by::<GossipService>),
             (SyncService::ID, opened_by::<SyncService>),
@@ -313,7 +320,7 @@ mod tests {
         ];
         for (i, (id, opened_by)) in services.into_iter().enumerate() {
             assert_eq!(id, ServiceId::ALL[i]);
-            let expected: Vec<(bool, bool)> = (0..ServiceId::COUNT).map(|j| (i == j, i == j)).collect();
+            let expected: Opened = (0..ServiceId::COUNT).map(|j| (i == j, i == j)).collect();
             assert_eq!(opened_by(), expected, "{id}");
         }
     }
