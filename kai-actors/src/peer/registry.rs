@@ -3,7 +3,7 @@
 //! A subsystem implements [`Serve<S>`] for the [`Service`]s it answers (the replica and flush
 //! steps: `LocalReplica`; gossip: the Membership actor; sync: `SyncServer`; forwarded updates:
 //! the coordinators), and the node registers those handlers in one [`Services`] at start. The
-//! peer server hands every request to [`Services::dispatch`] and knows none of them.
+//! peer server hands every request to `Services::dispatch` and knows none of them.
 //!
 //! Invariants: every request gets exactly one answer on its connection — its handler's reply, or
 //! `PeerResponse::Error` when no handler is registered for its service or the handler could not
@@ -76,12 +76,12 @@ trait Dispatch: Send + Sync {
     fn dispatch(&self, from: NodeId, request: PeerRequest, respond: Responder);
 }
 
-struct Handler<S, H> {
+struct Registered<S, H> {
     handler: Arc<H>,
     _service: PhantomData<fn() -> S>,
 }
 
-impl<S: Service, H: Serve<S>> Dispatch for Handler<S, H> {
+impl<S: Service, H: Serve<S>> Dispatch for Registered<S, H> {
     fn dispatch(&self, from: NodeId, request: PeerRequest, respond: Responder) {
         let handler = Arc::clone(&self.handler);
         actix_rt::spawn(async move {
@@ -121,16 +121,11 @@ impl Services {
 
     /// Serves `S` with `handler` from now on (replacing any handler registered for `S` before).
     pub fn register<S: Service>(&mut self, handler: impl Serve<S>) -> &mut Self {
-        self.handlers[S::ID.index()] = Some(Box::new(Handler::<S, _> {
+        self.handlers[S::ID.index()] = Some(Box::new(Registered::<S, _> {
             handler: Arc::new(handler),
             _service: PhantomData,
         }));
         self
-    }
-
-    /// Whether a handler is registered for `service`.
-    pub fn serves(&self, service: ServiceId) -> bool {
-        self.handlers[service.index()].is_some()
     }
 
     /// Hands `request` from node `from` to its service's handler, which answers through
@@ -153,7 +148,7 @@ impl Services {
 mod tests {
     use super::*;
     use kai_proto::flush::{FlushReply, FlushStep};
-    use kai_proto::peer::{FlushService, ReplicaService};
+    use kai_proto::peer::FlushService;
     use tokio::sync::Semaphore;
 
     /// Answers a flush step with the node it came from, or refuses a `Mark`.
@@ -209,8 +204,6 @@ mod tests {
     #[actix_rt::test]
     async fn an_unregistered_service_is_answered_with_an_error_naming_it() {
         let services = Services::new();
-        assert!(services.serves(ServiceId::Ping));
-        assert!(!services.serves(ServiceId::Flush));
         let got = answers(&services, vec![PeerRequest::Flush(FlushStep::Bound), PeerRequest::Ping]).await;
         assert_eq!(
             got,
@@ -250,6 +243,5 @@ mod tests {
             .register::<FlushService>(Failing);
         let got = answers(&services, vec![PeerRequest::Flush(FlushStep::Bound)]).await;
         assert_eq!(got, vec![PeerResponse::Flush(FlushReply::Failed)]);
-        assert!(!services.serves(ReplicaService::ID));
     }
 }
