@@ -13,7 +13,7 @@ use crate::clock::unix_now;
 use crate::flush::FlushError;
 use crate::membership::StatusReader;
 use crate::paxos::{self, Decision, Pending};
-use crate::peer::ServeUpdate;
+use crate::proposers::ServeUpdate;
 use crate::quorum::{decide_read, Group, Phase, Progress, QuorumError, Round, TagClock};
 use crate::replica::{Forwarded, ReplicaError, Replicas};
 use crate::ring::RingReader;
@@ -772,7 +772,7 @@ impl Handler<Update> for Coordinator {
 }
 
 impl Handler<ServeUpdate> for Coordinator {
-    type Result = ResponseFuture<Result<(Answer, Option<Record>), String>>;
+    type Result = ResponseFuture<kai_proto::peer::UpdateReply>;
 
     fn handle(&mut self, ServeUpdate(update): ServeUpdate, _ctx: &mut Context<Self>) -> Self::Result {
         let core = Arc::clone(&self.core);

@@ -30,6 +30,7 @@ pub mod membership;
 mod node;
 pub mod paxos;
 pub mod peer;
+pub mod proposers;
 pub mod quorum;
 pub mod replica;
 pub mod report;

@@ -15,9 +15,8 @@ use crate::flush::Flushes;
 use crate::listener::{Connections, Listener, SessionShared, Worker};
 use crate::membership::persist::{self, Persisted};
 use crate::membership::{ClusterStatus, Leave, Membership, MembershipConfig, MembershipParts, StatusReader};
-use crate::peer::{
-    LocalIdentity, LogOnce, NetworkFilter, PeerDirectory, PeerListener, PeerService, PeerSettings, Proposers,
-};
+use crate::peer::{LocalIdentity, LogOnce, NetworkFilter, PeerDirectory, PeerListener, PeerSettings, Services};
+use crate::proposers::Proposers;
 use crate::quorum::TagClock;
 use crate::replica::{LocalReplica, Replicas};
 use crate::report::NodeInfo;
@@ -27,6 +26,7 @@ use crate::stats::NodeStats;
 use crate::store::{MemStore, RocksStore, Store, StoreError, StoreHandle};
 use crate::sync::gate::{GateReader, SyncGate};
 use crate::sync::progress::{Progress, ProgressError, ProgressFile};
+use crate::sync::serve::SyncServer;
 use crate::sync::{ReportTo, SyncActor, SyncConfig};
 use crate::ConfigError;
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, MailboxError};
@@ -34,7 +34,7 @@ use bytes::Bytes;
 use kai_proto::auth::AuthFile;
 use kai_proto::cluster::RingMember;
 use kai_proto::memcache::Limits;
-use kai_proto::peer::Credentials;
+use kai_proto::peer::{Credentials, FlushService, GossipService, ReplicaService, SyncService, UpdateService};
 use kai_proto::{BucketId, Key, NodeId, Record, Tag, WriterId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -268,7 +268,6 @@ impl NodeBuilder {
         });
         sync.do_send(ReportTo(membership.clone()));
 
-        let proposers = Proposers::default();
         let replica = LocalReplica::new(
             store.clone(),
             Arc::clone(&fence),
@@ -280,22 +279,6 @@ impl NodeBuilder {
             addr: config.peer_listen,
             source,
         })?;
-        let peer_service = PeerService::new(
-            replica.clone(),
-            (
-                store.clone(),
-                SyncGate {
-                    fence: Arc::clone(&fence),
-                    view: gate,
-                },
-            ),
-            Arc::clone(&stats),
-            (membership.clone().recipient(), Arc::clone(&proposers)),
-        );
-        PeerListener::create(|ctx| {
-            shutdown.stop_on(ctx);
-            PeerListener::new(peer_socket, lanes.clone(), Arc::clone(&me), peer_service, max_frame)
-        });
 
         let clock = Arc::new(TagClock::new(WriterId::new(me.id, rand::random())));
         let update_locks = Arc::new(crate::coordinator::UpdateLocks::default());
@@ -322,13 +305,36 @@ impl NodeBuilder {
                 }
             })
             .collect();
-        // Forwarded updates are served from now on (until now they were answered "starting").
-        let _ = proposers.set(
-            worker_handles
-                .iter()
-                .map(|w| w.coordinator.clone().recipient())
-                .collect(),
-        );
+        // Each subsystem serves its part of the peer protocol.
+        let mut services = Services::new();
+        services
+            .register::<ReplicaService>(replica.clone())
+            .register::<FlushService>(replica)
+            .register::<GossipService>(membership.clone())
+            .register::<SyncService>(SyncServer {
+                store: store.clone(),
+                gate: SyncGate {
+                    fence: Arc::clone(&fence),
+                    view: gate,
+                },
+                stats: Arc::clone(&stats),
+            })
+            .register::<UpdateService>(Proposers::new(
+                worker_handles
+                    .iter()
+                    .map(|w| w.coordinator.clone().recipient())
+                    .collect(),
+            ));
+        PeerListener::create(|ctx| {
+            shutdown.stop_on(ctx);
+            PeerListener::new(
+                peer_socket,
+                lanes.clone(),
+                Arc::clone(&me),
+                Arc::new(services),
+                max_frame,
+            )
+        });
         let coordinator = worker_handles[0].coordinator.clone();
         let shared = Arc::new(SessionShared {
             stats: Arc::clone(&stats),

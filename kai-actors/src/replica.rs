@@ -11,15 +11,14 @@
 
 use crate::fence::{Fence, Refusal};
 use crate::flush::Flushes;
-use crate::peer::{Call, PeerDirectory, PeerError};
+use crate::peer::{PeerDirectory, PeerError, Serve, ServeError};
 use crate::stats::{self, NodeStats, ReplicaCall};
 use crate::store::{Applied, Guarded, Prepared, StoreHandle, WriteKind};
-use kai_proto::change::Answer;
 use kai_proto::cluster::RingId;
 use kai_proto::flush::{FlushReply, FlushStep};
-use kai_proto::peer::{ForwardedUpdate, PeerRequest, PeerResponse};
+use kai_proto::peer::{FlushService, ForwardedUpdate, ReplicaService, UpdateReply, UpdateService};
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
-use kai_proto::{NodeId, Record};
+use kai_proto::NodeId;
 use std::sync::Arc;
 
 /// This node's replica of its keys: the store behind the [`Fence`].
@@ -117,6 +116,20 @@ impl LocalReplica {
     }
 }
 
+/// Other coordinators' replica operations on this node.
+impl Serve<ReplicaService> for LocalReplica {
+    async fn serve(&self, _from: NodeId, request: ReplicaRequest) -> Result<ReplicaReply, ServeError> {
+        Ok(LocalReplica::serve(self, request).await)
+    }
+}
+
+/// This node's part in `flush_all`s coordinated elsewhere.
+impl Serve<FlushService> for LocalReplica {
+    async fn serve(&self, _from: NodeId, step: FlushStep) -> Result<FlushReply, ServeError> {
+        Ok(self.serve_flush(step).await)
+    }
+}
+
 async fn guarded(
     store: &StoreHandle,
     bucket: kai_proto::BucketId,
@@ -135,21 +148,15 @@ async fn guarded(
 /// Why a replica operation did not produce a reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplicaError {
-    /// No connection to that node is known.
-    #[error("no route to node {0}")]
-    NoRoute(NodeId),
     /// The replica answered with a failure.
     #[error("replica failed: {0}")]
     Failed(String),
     /// The replica answered something that does not match the request.
     #[error("unexpected reply to {0}")]
     UnexpectedReply(&'static str),
-    /// The remote node could not be reached or did not answer.
+    /// The remote node could not be reached, did not answer, or did not serve the request.
     #[error(transparent)]
     Peer(#[from] PeerError),
-    /// The remote node could not serve the request.
-    #[error("remote error: {0}")]
-    Remote(String),
     /// The replica promised, or stores, a higher tag than the write, prepare or accept carried.
     #[error("replica refused: it promised or stores {0:?}")]
     Refused(kai_proto::Tag),
@@ -162,7 +169,7 @@ pub enum ReplicaError {
 #[derive(Debug)]
 pub enum Forwarded {
     /// The proposer ran it: its answer and the key's record, or its error.
-    Done(Result<(Answer, Option<Record>), String>),
+    Done(UpdateReply),
     /// It certainly did not run there (not connected, refused before running).
     NotRun,
     /// Sent, but no answer came back: it may or may not have run.
@@ -202,30 +209,19 @@ impl Replicas {
         if node == routes.me {
             return Ok(routes.local.serve_flush(step).await);
         }
-        let sent = routes.peers.send(node, routes.lane, Call(PeerRequest::Flush(step)));
-        match sent.ok_or(ReplicaError::NoRoute(node))?.await {
-            Ok(Ok(PeerResponse::Flush(reply))) => Ok(reply),
-            Ok(Ok(PeerResponse::Error(e))) => Err(ReplicaError::Remote(e)),
-            Ok(Ok(_)) => Err(ReplicaError::UnexpectedReply("flush step")),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(PeerError::ConnectionLost(node.to_string()).into()),
-        }
+        Ok(routes.peers.call::<FlushService>(node, routes.lane, step).await?)
     }
 
     /// Runs `update` on `node`, its key's proposer: the proposer's result, or how it failed to
     /// get one.
     pub async fn forward_update(&self, node: NodeId, update: ForwardedUpdate) -> Forwarded {
         let routes = &self.0;
-        let Some(sent) = routes.peers.send(node, routes.lane, Call(PeerRequest::Update(update))) else {
-            return Forwarded::NotRun;
-        };
-        match sent.await {
-            Ok(Ok(PeerResponse::Update(result))) => Forwarded::Done(result),
-            Ok(Ok(PeerResponse::Error(_))) => Forwarded::NotRun,
-            // Perhaps sent, and then the answer was lost (or garbled, or the Peer actor stopped).
-            Ok(Err(PeerError::ConnectionLost(_) | PeerError::Timeout(_))) | Ok(Ok(_)) | Err(_) => Forwarded::Lost,
-            // Never sent: no connection, overloaded queue.
-            Ok(Err(_)) => Forwarded::NotRun,
+        match routes.peers.call::<UpdateService>(node, routes.lane, update).await {
+            Ok(result) => Forwarded::Done(result),
+            // Sent, and then the answer was lost (or garbled, or the Peer actor stopped).
+            Err(e) if e.maybe_served() => Forwarded::Lost,
+            // Never sent (no connection, overloaded queue), or refused before running.
+            Err(_) => Forwarded::NotRun,
         }
     }
 
@@ -250,16 +246,9 @@ impl Replicas {
         let reply = if node == routes.me {
             routes.local.serve(request).await
         } else {
-            let sent = routes
-                .peers
-                .send(node, routes.lane, Call(PeerRequest::Replica(request)));
-            match sent.ok_or(ReplicaError::NoRoute(node))?.await {
-                Ok(Ok(PeerResponse::Replica(reply))) => reply,
-                Ok(Ok(PeerResponse::Error(e))) => return Err(ReplicaError::Remote(e)),
-                Ok(Ok(_)) => return Err(ReplicaError::UnexpectedReply("replica request")),
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => return Err(PeerError::ConnectionLost(node.to_string()).into()),
-            }
+            (routes.peers)
+                .call::<ReplicaService>(node, routes.lane, request)
+                .await?
         };
         match reply {
             ReplicaReply::Failed(reason) => Err(ReplicaError::Failed(reason)),

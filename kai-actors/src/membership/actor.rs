@@ -15,7 +15,7 @@ use crate::config::Seed;
 use crate::coordinator::LearnRing;
 use crate::fence::Fence;
 use crate::flush::Flushes;
-use crate::peer::{Call, Disconnect, PeerActor, PeerDirectory, PeerSettings};
+use crate::peer::{Disconnect, PeerActor, PeerDirectory, PeerSettings, Serve, ServeError};
 use crate::ring::{RingActor, SetRings};
 use crate::sync::{BarrierReached, CaughtUp, DataConflict, SyncActor};
 use actix::{
@@ -23,7 +23,7 @@ use actix::{
 };
 use arc_swap::ArcSwap;
 use kai_proto::cluster::{GossipState, Intent, NodeState, RingId, RingMember, RingState};
-use kai_proto::peer::{PeerRequest, PeerResponse};
+use kai_proto::peer::GossipService;
 use kai_proto::NodeId;
 use rand::seq::IndexedRandom;
 use std::collections::HashMap;
@@ -418,19 +418,13 @@ impl Membership {
 
     /// Exchanges views with `target`; merges the answer.
     fn gossip_with(&mut self, target: NodeId, ctx: &mut Context<Self>) {
-        let Some(peer) = self.peers.get(target, 0) else {
-            return;
-        };
-        let ours = self.gossip();
-        let exchange = async move { peer.send(Call(PeerRequest::Gossip(ours))).await };
+        let exchange = self.peers.call::<GossipService>(target, 0, self.gossip());
         ctx.spawn(exchange.into_actor(self).map(move |reply, act, _ctx| match reply {
-            Ok(Ok(PeerResponse::Gossip(theirs))) => {
+            Ok(theirs) => {
                 act.catch_up.exchanged(target);
                 act.absorb(theirs);
             }
-            Ok(Ok(other)) => log::debug!("unexpected gossip answer from {target}: {other:?}"),
-            Ok(Err(e)) => log::debug!("gossip with {target} failed: {e}"),
-            Err(_) => {}
+            Err(e) => log::debug!("gossip with {target} failed: {e}"),
         }));
     }
 
@@ -550,7 +544,14 @@ impl Actor for Membership {
 /// A peer's gossip: merge it and answer with this node's view.
 #[derive(Message, Debug)]
 #[rtype(result = "GossipState")]
-pub struct Exchange(pub GossipState);
+struct Exchange(GossipState);
+
+/// The gossip service: other nodes' push-pull exchanges, answered with this node's view.
+impl Serve<GossipService> for Addr<Membership> {
+    async fn serve(&self, _from: NodeId, theirs: GossipState) -> Result<GossipState, ServeError> {
+        (self.send(Exchange(theirs)).await).map_err(|_| ServeError::ShuttingDown("membership"))
+    }
+}
 
 impl Handler<Exchange> for Membership {
     type Result = actix::MessageResult<Exchange>;

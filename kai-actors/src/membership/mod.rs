@@ -11,7 +11,6 @@ pub mod persist;
 pub mod view;
 
 pub use actor::{
-    Adopted, ClusterStatus, Exchange, Leave, MemberStatus, Membership, MembershipConfig, MembershipParts, StatusReader,
-    Synced,
+    Adopted, ClusterStatus, Leave, MemberStatus, Membership, MembershipConfig, MembershipParts, StatusReader, Synced,
 };
 pub use view::{Liveness, Timeouts, View};

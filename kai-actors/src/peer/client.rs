@@ -9,7 +9,7 @@ use actix::{
     WrapFuture,
 };
 use futures_util::{stream, StreamExt};
-use kai_proto::peer::{CodecError, Frame, FrameCodec, PeerRequest, PeerResponse};
+use kai_proto::peer::{CodecError, Frame, FrameCodec, PeerRequest, PeerResponse, ServiceId};
 use kai_proto::NodeId;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,13 +54,14 @@ const FORWARDED_UPDATE_TIMEOUTS: u32 = 3;
 
 /// How long to wait for the response to `request`.
 fn response_timeout(request: &PeerRequest, request_timeout: Duration) -> Duration {
-    match request {
-        PeerRequest::Update(_) => request_timeout * FORWARDED_UPDATE_TIMEOUTS,
+    match request.service() {
+        ServiceId::Update => request_timeout * FORWARDED_UPDATE_TIMEOUTS,
         _ => request_timeout,
     }
 }
 
 /// Send a request to the peer; resolves with its response or an error within the request timeout.
+/// Callers use the typed [`PeerDirectory::call`](super::PeerDirectory::call).
 #[derive(Message, Debug)]
 #[rtype(result = "Result<PeerResponse, PeerError>")]
 pub struct Call(pub PeerRequest);

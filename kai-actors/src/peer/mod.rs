@@ -1,35 +1,50 @@
-//! Node-to-node transport.
+//! Node-to-node transport, by service.
 //!
+//! - Services ([`registry`]): each subsystem implements [`Serve<S>`] for the
+//!   [`Service`](kai_proto::peer::Service)s it answers (replica and flush steps, gossip, sync,
+//!   forwarded updates; ping is the transport's own) and the node registers the handlers in one
+//!   [`Services`] table at start.
+//! - Typed clients (`call.rs`): [`PeerDirectory::call::<S>`](PeerDirectory::call) sends a request
+//!   of service `S` and resolves with `Result<S::Reply, PeerError>`; answers are opened in that one
+//!   place, so no caller matches on the wire enums.
 //! - [`PeerActor`] (`client.rs`): one per remote node; dials it, runs the handshake, and
 //!   multiplexes many requests over that one connection (request ids, a oneshot per call). It
 //!   redials with exponential backoff whenever the connection drops, so a restarted peer is
 //!   reconnected to within `MAX_BACKOFF` (2 s).
 //! - [`PeerListener`] (`server.rs`): accepts connections from other nodes, runs the acceptor side
-//!   of the handshake, and serves their requests concurrently through a [`PeerService`].
-//! - [`PeerDirectory`]: the lock-free map from node id to its `PeerActor`s that coordinators read.
+//!   of the handshake, and hands each request to [`Services`], many at once.
+//! - [`PeerDirectory`]: the lock-free map from node id to its `PeerActor`s that callers use.
 //!   A node keeps one Peer actor (one connection) per remote node *per worker thread*, so a
 //!   coordinator's remote calls stay on its own thread.
 //! - [`NetworkFilter`] (`filter.rs`): drop, delay or partition requests between chosen nodes, for
 //!   in-process fault-injection tests.
 //!
-//! Invariants: every remote call ends — with the response, or an error after at most the request
-//! timeout; a failed or malicious connection (bad handshake, garbage, oversized frames) is closed
+//! Invariants: every remote call ends — with the service's reply, or a [`PeerError`] after at most
+//! the request timeout; every request received is answered once (a request of a service this node
+//! does not serve is answered with an error naming the service, [`PeerError::Remote`] at the
+//! caller); a failed or malicious connection (bad handshake, garbage, oversized frames) is closed
 //! and logged once, and never affects other connections. A peer refused by the handshake (other
 //! cluster, other settings, wrong secret) is logged once per peer ([`LogOnce`]) however often it
 //! redials, on either side.
 
+mod call;
 mod client;
 mod filter;
 mod handshake;
+pub mod registry;
 mod server;
+#[cfg(test)]
+mod tests;
 
-pub use client::{Call, Disconnect, PeerActor, PeerSettings};
+pub use client::{Disconnect, PeerActor, PeerSettings};
 pub use filter::{NetworkFilter, Verdict};
-pub use server::{PeerListener, PeerService, Proposers, ServeUpdate};
+pub use registry::{Serve, ServeError, Services};
+pub use server::PeerListener;
 
 use arc_swap::ArcSwap;
+use client::Call;
 use futures_util::SinkExt;
-use kai_proto::peer::{Credentials, Frame, FrameCodec, HandshakeError};
+use kai_proto::peer::{Credentials, Frame, FrameCodec, HandshakeError, ServiceId};
 use kai_proto::NodeId;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -63,6 +78,9 @@ pub struct RemoteIdentity {
 /// A remote call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PeerError {
+    /// This node has no Peer actor for that node (not a member, or not yet).
+    #[error("no route to node {0}")]
+    NoRoute(NodeId),
     /// No connection to the node is up.
     #[error("not connected to {0}")]
     NotConnected(String),
@@ -101,6 +119,33 @@ pub enum PeerError {
         /// The id found.
         found: NodeId,
     },
+    /// The peer answered that it could not serve the request: it did not take effect there.
+    #[error("the peer did not serve the {service} request: {reason}")]
+    Remote {
+        /// The service called.
+        service: ServiceId,
+        /// The peer's reason.
+        reason: String,
+    },
+    /// The peer answered with another service's reply.
+    #[error("the peer answered a {service} request with a {got} reply")]
+    UnexpectedReply {
+        /// The service called.
+        service: ServiceId,
+        /// The service of the reply received.
+        got: &'static str,
+    },
+}
+
+impl PeerError {
+    /// Whether the request may have taken effect on the peer: it was sent, and no answer saying
+    /// it did not came back (lost connection, timeout, garbled answer).
+    pub fn maybe_served(&self) -> bool {
+        matches!(
+            self,
+            PeerError::ConnectionLost(_) | PeerError::Timeout(_) | PeerError::UnexpectedReply { .. }
+        )
+    }
 }
 
 /// Node id → its Peer actors, one per lane (worker thread), readable without locks.
@@ -111,16 +156,9 @@ pub enum PeerError {
 pub struct PeerDirectory(Arc<ArcSwap<HashMap<NodeId, Vec<actix::Addr<PeerActor>>>>>);
 
 impl PeerDirectory {
-    /// The Peer actor of `node` for `lane`, if the node is known.
-    pub fn get(&self, node: NodeId, lane: usize) -> Option<actix::Addr<PeerActor>> {
-        let map = self.0.load();
-        let lanes = map.get(&node)?;
-        lanes.get(lane % lanes.len().max(1)).cloned()
-    }
-
     /// Sends `call` to the Peer actor of `node` for `lane`, if the node is known, without
     /// cloning its address (a clone allocates; this is on every remote replica call).
-    pub fn send(&self, node: NodeId, lane: usize, call: Call) -> Option<actix::dev::Request<PeerActor, Call>> {
+    fn send(&self, node: NodeId, lane: usize, call: Call) -> Option<actix::dev::Request<PeerActor, Call>> {
         let map = self.0.load();
         let lanes = map.get(&node)?;
         Some(lanes.get(lane % lanes.len().max(1))?.send(call))

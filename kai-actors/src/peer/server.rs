@@ -1,96 +1,22 @@
-//! The peer listener: serves requests from other nodes.
+//! The peer listener: accepts other nodes' connections and hands their requests to the
+//! registered [`Services`], at most `MAX_CONCURRENT_REQUESTS` of one connection at once.
 
 use super::handshake;
+use super::registry::{Responder, Services};
 use super::{write_frames, LocalIdentity, LogOnce, WRITE_QUEUE};
 use crate::listener::accept_stream;
-use crate::membership::Exchange;
-use crate::replica::LocalReplica;
-use crate::stats::NodeStats;
-use crate::store::StoreHandle;
-use crate::sync::gate::SyncGate;
-use crate::sync::serve::serve_sync;
-use actix::{Actor, ArbiterHandle, AsyncContext, Context, Message, Recipient, StreamHandler};
+use actix::{Actor, ArbiterHandle, AsyncContext, Context, StreamHandler};
 use futures_util::StreamExt;
-use kai_proto::change::Answer;
-use kai_proto::peer::{ForwardedUpdate, Frame, FrameCodec, PeerRequest, PeerResponse};
-use kai_proto::{NodeId, Record};
+use kai_proto::peer::{Frame, FrameCodec};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
-use xxhash_rust::xxh3::xxh3_64;
 
 /// Requests of one peer connection executing at once; further requests wait to be read.
 const MAX_CONCURRENT_REQUESTS: usize = 1024;
-
-/// Runs a read-modify-write forwarded by another node, proposing it here (never forwarding it
-/// again): the answer and the key's resulting record, or why it failed.
-#[derive(Message, Debug)]
-#[rtype(result = "Result<(Answer, Option<Record>), String>")]
-pub struct ServeUpdate(pub ForwardedUpdate);
-
-/// This node's proposers of forwarded updates (its coordinators), set once they run.
-pub type Proposers = Arc<OnceLock<Vec<Recipient<ServeUpdate>>>>;
-
-/// Executes requests received from other nodes.
-#[derive(Clone)]
-pub struct PeerService {
-    replica: LocalReplica,
-    store: StoreHandle,
-    gate: SyncGate,
-    stats: Arc<NodeStats>,
-    membership: Recipient<Exchange>,
-    proposers: Proposers,
-}
-
-impl PeerService {
-    /// A service answering replica requests from `replica`, sync requests from `store` behind
-    /// `gate`, gossip through `membership`, and forwarded updates through `proposers`.
-    pub fn new(
-        replica: LocalReplica,
-        (store, gate): (StoreHandle, SyncGate),
-        stats: Arc<NodeStats>,
-        (membership, proposers): (Recipient<Exchange>, Proposers),
-    ) -> Self {
-        PeerService {
-            replica,
-            store,
-            gate,
-            stats,
-            membership,
-            proposers,
-        }
-    }
-
-    /// The response to `request` from node `from` (as authenticated by the handshake).
-    pub async fn handle(&self, from: NodeId, request: PeerRequest) -> PeerResponse {
-        match request {
-            PeerRequest::Replica(request) => PeerResponse::Replica(self.replica.serve(request).await),
-            PeerRequest::Gossip(state) => match self.membership.send(Exchange(state)).await {
-                Ok(ours) => PeerResponse::Gossip(ours),
-                Err(_) => PeerResponse::Error("membership is shutting down".to_owned()),
-            },
-            PeerRequest::Sync(call) => {
-                PeerResponse::Sync(serve_sync(&self.store, &self.gate, &self.stats, from, call).await)
-            }
-            PeerRequest::Flush(step) => PeerResponse::Flush(self.replica.serve_flush(step).await),
-            // An `Error` answer means the update did not run: the sender may run it itself.
-            PeerRequest::Update(update) => {
-                let Some(proposers) = self.proposers.get().filter(|p| !p.is_empty()) else {
-                    return PeerResponse::Error("node is starting".to_owned());
-                };
-                let lane = xxh3_64(update.key.as_bytes()) as usize % proposers.len();
-                match proposers[lane].send(ServeUpdate(update)).await {
-                    Ok(result) => PeerResponse::Update(result),
-                    Err(_) => PeerResponse::Error("node is shutting down".to_owned()),
-                }
-            }
-            PeerRequest::Ping => PeerResponse::Pong,
-        }
-    }
-}
 
 /// Accepts connections from other nodes and serves them on the worker threads.
 pub struct PeerListener {
@@ -98,18 +24,18 @@ pub struct PeerListener {
     workers: Vec<ArbiterHandle>,
     next_worker: usize,
     me: Arc<LocalIdentity>,
-    service: PeerService,
+    services: Arc<Services>,
     max_frame: usize,
     refusals: LogOnce,
 }
 
 impl PeerListener {
-    /// A listener on `socket` serving `service` on `workers`.
+    /// A listener on `socket` serving `services` on `workers`.
     pub fn new(
         socket: TcpListener,
         workers: Vec<ArbiterHandle>,
         me: Arc<LocalIdentity>,
-        service: PeerService,
+        services: Arc<Services>,
         max_frame: usize,
     ) -> Self {
         PeerListener {
@@ -117,7 +43,7 @@ impl PeerListener {
             workers,
             next_worker: 0,
             me,
-            service,
+            services,
             max_frame,
             refusals: LogOnce::default(),
         }
@@ -144,15 +70,15 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for PeerListener {
         };
         let worker = &self.workers[self.next_worker % self.workers.len()];
         self.next_worker = self.next_worker.wrapping_add(1);
-        let (me, service, refusals, max_frame) = (
+        let (me, services, refusals, max_frame) = (
             Arc::clone(&self.me),
-            self.service.clone(),
+            Arc::clone(&self.services),
             self.refusals.clone(),
             self.max_frame,
         );
         worker.spawn(async move {
             if let Ok(stream) = TcpStream::from_std(std_stream) {
-                serve_connection(stream, from, me, service, refusals, max_frame).await;
+                serve_connection(stream, from, me, services, refusals, max_frame).await;
             }
         });
     }
@@ -162,7 +88,7 @@ async fn serve_connection(
     stream: TcpStream,
     from: SocketAddr,
     me: Arc<LocalIdentity>,
-    service: PeerService,
+    services: Arc<Services>,
     refusals: LogOnce,
     max_frame: usize,
 ) {
@@ -188,9 +114,6 @@ async fn serve_connection(
         outgoing,
     ));
     let in_flight = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
-    // Shared by the connection's requests: cloning the service clones actix addresses, which
-    // allocates (see `Replicas`).
-    let service = Arc::new(service);
     let mut frames = FramedRead::new(read, FrameCodec::new(max_frame));
     while let Some(frame) = frames.next().await {
         match frame {
@@ -198,12 +121,7 @@ async fn serve_connection(
                 let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
                     break;
                 };
-                let (service, replies, from) = (Arc::clone(&service), replies.clone(), remote.id);
-                actix_rt::spawn(async move {
-                    let body = service.handle(from, body).await;
-                    let _ = replies.send(Frame::Response { id, body }).await;
-                    drop(permit);
-                });
+                services.dispatch(remote.id, body, Responder::new(id, replies.clone(), permit));
             }
             Ok(Frame::Response { .. }) => {
                 log::warn!("peer {} sent a response on its own connection; closing it", remote.name);

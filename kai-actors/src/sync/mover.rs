@@ -6,13 +6,13 @@
 use super::rate::TokenBucket;
 use super::serve::digest_from_wire;
 use crate::clock::unix_now;
-use crate::peer::{Call, PeerDirectory};
+use crate::peer::{PeerDirectory, PeerError};
 use crate::stats::{self, NodeStats};
 use crate::store::merkle::{BucketDigest, SegmentSet};
 use crate::store::StoreHandle;
 use bytes::Bytes;
 use kai_proto::cluster::RingId;
-use kai_proto::peer::{PeerRequest, PeerResponse};
+use kai_proto::peer::SyncService;
 use kai_proto::sync::{SyncCall, SyncRequest, SyncResponse};
 use kai_proto::{BucketId, NodeId, Record, RecordBody, Tag};
 use std::cell::RefCell;
@@ -94,10 +94,8 @@ pub(super) struct Mover {
 /// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum MoveError {
-    #[error("no connection to node {0}")]
-    NoPeer(NodeId),
     #[error("peer call failed: {0}")]
-    Peer(String),
+    Peer(#[from] PeerError),
     #[error("peer answered: {0}")]
     Remote(String),
     #[error(transparent)]
@@ -106,17 +104,13 @@ pub(super) enum MoveError {
 
 impl Mover {
     pub(super) async fn call(&self, node: NodeId, request: SyncRequest) -> Result<SyncResponse, MoveError> {
-        let peer = self.peers.get(node, 0).ok_or(MoveError::NoPeer(node))?;
         let call = SyncCall {
             ring: self.ring,
             request,
         };
-        match peer.send(Call(PeerRequest::Sync(call))).await {
-            Ok(Ok(PeerResponse::Sync(SyncResponse::Failed(e)))) => Err(MoveError::Remote(e)),
-            Ok(Ok(PeerResponse::Sync(response))) => Ok(response),
-            Ok(Ok(other)) => Err(MoveError::Remote(format!("unexpected answer {other:?}"))),
-            Ok(Err(e)) => Err(MoveError::Peer(e.to_string())),
-            Err(_) => Err(MoveError::Peer("peer actor stopped".to_owned())),
+        match self.peers.call::<SyncService>(node, 0, call).await? {
+            SyncResponse::Failed(e) => Err(MoveError::Remote(e)),
+            response => Ok(response),
         }
     }
 

@@ -1,41 +1,51 @@
-//! Answering other replicas' sync requests from the local store, behind the replica fence and
-//! the [`gate`](super::gate) (ring, ownership, and whether this node is current).
+//! The sync service: answering other replicas' sync requests from the local store, behind the
+//! replica fence and the [`gate`](super::gate) (ring, ownership, and whether this node is current).
 
 use super::gate::{SyncGate, SyncRefusal};
+use crate::peer::{Serve, ServeError};
 use crate::stats::{self, NodeStats};
 use crate::store::merkle::SEGMENTS;
 use crate::store::StoreHandle;
 use bytes::Bytes;
+use kai_proto::peer::SyncService;
 use kai_proto::sync::{SyncCall, SyncRequest, SyncResponse};
 use kai_proto::NodeId;
+use std::sync::Arc;
 
 /// Largest page a peer may ask for.
 const MAX_PAGE: u32 = 4096;
 
-/// The answer to `call` from node `from`: refused (as `Failed`, and counted) unless both the
+/// Serves other replicas' sync requests from this node's store.
+pub struct SyncServer {
+    /// The local store.
+    pub store: StoreHandle,
+    /// What admits a request.
+    pub gate: SyncGate,
+    /// Counts refusals.
+    pub stats: Arc<NodeStats>,
+}
+
+/// The answer to a call from node `from`: refused (as `Failed`, and counted) unless both the
 /// fence and the gate admit it; the fence is held while the store works, so an adoption waits
 /// for it like for a replica request.
-pub async fn serve_sync(
-    store: &StoreHandle,
-    gate: &SyncGate,
-    stats: &NodeStats,
-    from: NodeId,
-    call: SyncCall,
-) -> SyncResponse {
-    let SyncCall { ring, request } = call;
-    let admitted = match gate.fence.admit(ring).await {
-        Ok(guard) => gate.view.load().check(from, ring, request.bucket()).map(|()| guard),
-        Err(refusal) => Err(SyncRefusal::from_fence(refusal, ring)),
-    };
-    let _admitted = match admitted {
-        Ok(guard) => guard,
-        Err(refusal) => {
-            stats::add(&stats.sync.refused, 1);
-            log::debug!("refused a sync request from {from:?}: {refusal}");
-            return SyncResponse::Failed(refusal.to_string());
-        }
-    };
-    serve(store, request).await
+impl Serve<SyncService> for SyncServer {
+    async fn serve(&self, from: NodeId, call: SyncCall) -> Result<SyncResponse, ServeError> {
+        let SyncServer { store, gate, stats } = self;
+        let SyncCall { ring, request } = call;
+        let admitted = match gate.fence.admit(ring).await {
+            Ok(guard) => gate.view.load().check(from, ring, request.bucket()).map(|()| guard),
+            Err(refusal) => Err(SyncRefusal::from_fence(refusal, ring)),
+        };
+        let _admitted = match admitted {
+            Ok(guard) => guard,
+            Err(refusal) => {
+                stats::add(&stats.sync.refused, 1);
+                log::debug!("refused a sync request from {from:?}: {refusal}");
+                return Ok(SyncResponse::Failed(refusal.to_string()));
+            }
+        };
+        Ok(serve(store, request).await)
+    }
 }
 
 async fn serve(store: &StoreHandle, request: SyncRequest) -> SyncResponse {

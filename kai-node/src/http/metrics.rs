@@ -4,9 +4,9 @@
 //! [`kai_actors::stats::counters`]); a [`Collector`] reads them at scrape time, so serving
 //! metrics adds no work to requests. Counter names get `_total` from the encoder.
 
+use kai_actors::report::NodeInfo;
 use kai_actors::stats::latency::{self, Snapshot};
 use kai_actors::stats::operations::Timed;
-use kai_actors::report::NodeInfo;
 use kai_actors::stats::{get, Command, NodeStats, ReplicaCall};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};

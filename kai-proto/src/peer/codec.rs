@@ -236,6 +236,28 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_request_of_a_service_this_build_does_not_know_is_a_malformed_frame() {
+        use crate::peer::ServiceId;
+        let frame = |service: u8| {
+            // `Frame::Request` (variant 0), id 5, then the body's variant: its service.
+            let payload = [0u8, 5, service];
+            let mut buf = BytesMut::new();
+            buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            buf.extend_from_slice(&payload);
+            FrameCodec::new(1024).decode(&mut buf)
+        };
+        let ping = ServiceId::Ping.index() as u8;
+        assert_eq!(
+            frame(ping).expect("a ping decodes"),
+            Some(Frame::Request {
+                id: 5,
+                body: PeerRequest::Ping
+            })
+        );
+        assert!(matches!(frame(ServiceId::COUNT as u8), Err(CodecError::Decode(_))));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 

@@ -105,7 +105,12 @@ pub struct ForwardedUpdate {
     pub change: Change,
 }
 
-/// A request from one node to another.
+/// The answer to a forwarded update: the change's answer and the key's resulting record, or why
+/// the proposer failed to run it.
+pub type UpdateReply = Result<(Answer, Option<Record>), String>;
+
+/// A request from one node to another; each variant belongs to one
+/// [`Service`](super::service::Service).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerRequest {
     /// An operation on the replica of a key.
@@ -133,12 +138,12 @@ pub enum PeerResponse {
     Sync(SyncResponse),
     /// Answer to [`PeerRequest::Flush`].
     Flush(FlushReply),
-    /// Answer to [`PeerRequest::Update`]: the change's answer and the key's resulting record,
-    /// or why it failed.
-    Update(Result<(Answer, Option<Record>), String>),
+    /// Answer to [`PeerRequest::Update`].
+    Update(UpdateReply),
     /// Answer to [`PeerRequest::Ping`].
     Pong,
-    /// The request could not be served.
+    /// The request could not be served (no handler for its service, or its handler could not
+    /// run it): it did not take effect.
     Error(String),
 }
 
