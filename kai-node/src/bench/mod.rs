@@ -6,21 +6,25 @@
 //! server stall counts in every request it delays (no coordinated omission). Only answered
 //! operations count as throughput; errors are counted apart and fail the run above
 //! `--max-error-rate` ([`report`]). Keys are uniform or Zipfian, value sizes a weighted mix
-//! ([`keys`]); `--mix` chooses the operations ([`workload`]); `--protocol` the dialect
-//! ([`protocol`]).
+//! ([`keys`]); `--mix` chooses the operations ([`workload`]), `--multiget` how many keys a get
+//! reads; `--protocol` the dialect ([`protocol`]: [`text`], [`meta`], [`binary`], over one
+//! [`wire`]).
 
+mod binary;
 mod keys;
+mod meta;
 mod protocol;
 mod report;
 mod schedule;
 mod text;
+mod wire;
 mod workload;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use keys::{KeyChooser, ValueSizes};
-use protocol::{Connection, Protocol, Reply};
+use protocol::{Connection, Protocol, Reply, Store};
 use rand::{Rng, SeedableRng};
 use report::{Series, Summary, Tally};
 use schedule::Schedule;
@@ -54,6 +58,12 @@ pub struct BenchArgs {
     /// `--mix get-set`: fraction of operations that are gets; the rest are sets.
     #[arg(long, default_value_t = 0.9)]
     get_ratio: f64,
+    /// `--mix get-set`: keys each get reads in one request (text `get k1 k2 …`, meta quiet `mg`
+    /// batches ended by `mn`, binary `getkq` batches ended by `noop`). An operation is one
+    /// request; `keys_per_sec` counts the keys. Text lines grow 17 bytes per key and Kai reads
+    /// lines of up to 2048 bytes, so text stops at about 120 keys.
+    #[arg(long, default_value_t = 1)]
+    multiget: usize,
     /// Value sizes in bytes: `100`, or weighted `100:80,1000:15,10000:5` (size:weight).
     #[arg(long, default_value = "100")]
     value_size: String,
@@ -132,6 +142,14 @@ impl Plan {
         };
     }
 
+    /// Draws `n` prefilled keys into `out` (reusing its buffers).
+    fn draw_keys(&self, n: usize, rng: &mut impl Rng, out: &mut Vec<Vec<u8>>) {
+        out.resize_with(n, Vec::new);
+        for name in out.iter_mut() {
+            self.key_name(Target::Key(self.keys.next(rng)), name);
+        }
+    }
+
     fn value(&self, size: usize) -> &[u8] {
         if self.args.mix.counters() {
             b"0"
@@ -148,6 +166,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if !(0.0..=1.0).contains(&args.get_ratio) {
         bail!("--get-ratio must be between 0 and 1");
+    }
+    if args.multiget == 0 || (args.multiget > 1 && args.mix != Mix::GetSet) {
+        bail!("--multiget must be at least 1, and above 1 only with --mix get-set");
     }
     if let Some(rate) = args.rate {
         if rate == 0 {
@@ -185,7 +206,7 @@ async fn run_async(args: BenchArgs) -> Result<()> {
     }
     if plan.args.mix == Mix::HotIncr {
         let mut conn = Connection::open(plan.args.protocol, &plan.args.target[0]).await?;
-        if conn.set(HOT_KEY, b"0").await? != Reply::Done {
+        if conn.store(Store::Set, HOT_KEY, b"0").await? != Reply::Done {
             bail!("cannot reset the hot counter");
         }
     }
@@ -307,7 +328,7 @@ async fn run_connection(plan: Arc<Plan>, index: usize) -> Result<(Tally, Instant
     let addr = &args.target[index % args.target.len()];
     let mut conn = Connection::open(args.protocol, addr).await?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed.wrapping_mul(1_000_003) ^ index as u64);
-    let mut workload = Workload::new(args.mix, args.get_ratio, index);
+    let mut workload = Workload::new(args.mix, args.get_ratio, args.multiget, index);
     let schedule = args
         .rate
         .map(|rate| Schedule::new(plan.start, rate, args.connections, index));
@@ -315,6 +336,7 @@ async fn run_connection(plan: Arc<Plan>, index: usize) -> Result<(Tally, Instant
     let deadline = plan.end + args.timeout;
     let mut tally = Tally::new()?;
     let mut key = Vec::new();
+    let mut batch = Vec::new();
     let mut free = Instant::now();
     tokio::time::sleep_until(plan.start.into()).await;
     for n in 0u64.. {
@@ -341,7 +363,10 @@ async fn run_connection(plan: Arc<Plan>, index: usize) -> Result<(Tally, Instant
         };
         let (key_index, size) = (plan.keys.next(&mut rng), plan.sizes.next(&mut rng));
         let op = workload.next(&mut rng, key_index, size);
-        let result = tokio::time::timeout(args.timeout, execute(&mut conn, &plan, op, &mut key)).await;
+        if let Op::MultiGet(n) = op {
+            plan.draw_keys(n, &mut rng, &mut batch);
+        }
+        let result = tokio::time::timeout(args.timeout, execute(&mut conn, &plan, op, &mut key, &batch)).await;
         let done = Instant::now();
         let measured = intended >= plan.measure_from;
         let hot = matches!(op, Op::Incr(Target::Hot));
@@ -364,7 +389,7 @@ async fn run_connection(plan: Arc<Plan>, index: usize) -> Result<(Tally, Instant
                     }
                     None => done - sent,
                 };
-                tally.record(latency, reply == Reply::Refused);
+                tally.record(latency, reply == Reply::Refused, op.keys());
                 if let Some(series) = &plan.series {
                     let mut series = series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                     series.record(intended - plan.measure_from, latency);
@@ -411,19 +436,21 @@ async fn reconnect(protocol: Protocol, addr: &str, until: Instant) -> Result<Con
     }
 }
 
-async fn execute(conn: &mut Connection, plan: &Plan, op: Op, key: &mut Vec<u8>) -> Result<Reply> {
+/// Sends `op`; `batch` holds the keys of a [`Op::MultiGet`].
+async fn execute(conn: &mut Connection, plan: &Plan, op: Op, key: &mut Vec<u8>, batch: &[Vec<u8>]) -> Result<Reply> {
     match op {
         Op::Get(t) => {
             plan.key_name(t, key);
             conn.get(key).await
         }
+        Op::MultiGet(_) => conn.multi_get(batch).await,
         Op::Set(t, size) => {
             plan.key_name(t, key);
-            conn.set(key, plan.value(size)).await
+            conn.store(Store::Set, key, plan.value(size)).await
         }
         Op::Add(t, size) => {
             plan.key_name(t, key);
-            conn.add(key, plan.value(size)).await
+            conn.store(Store::Add, key, plan.value(size)).await
         }
         Op::Incr(t) => {
             plan.key_name(t, key);
@@ -479,12 +506,13 @@ fn print_report(
         let json = serde_json::json!({
             "measure_start_unix": measure_start_unix, "series": series,
             "targets": args.target, "protocol": format!("{:?}", args.protocol).to_lowercase(),
-            "mix": format!("{:?}", args.mix), "connections": args.connections, "threads": args.threads,
+            "mix": format!("{:?}", args.mix), "multiget": args.multiget,
+            "connections": args.connections, "threads": args.threads,
             "duration_s": args.duration.as_secs_f64(), "elapsed_s": elapsed.as_secs_f64(),
             "get_ratio": args.get_ratio, "value_size": args.value_size, "value_mean": plan.sizes.mean(), "keys": args.keys,
             "zipf": args.zipf, "rate": args.rate, "ops": s.ops, "refused": s.refused,
             "errors": s.errors, "missed": total.missed, "error_rate": s.error_rate,
-            "error_samples": total.error_samples, "ops_per_sec": s.ops_per_sec,
+            "error_samples": total.error_samples, "ops_per_sec": s.ops_per_sec, "keys_per_sec": s.keys_per_sec,
             "p50_us": s.p50_us, "p90_us": s.p90_us, "p99_us": s.p99_us, "p999_us": s.p999_us,
             "max_us": s.max_us, "timer_lag_p99_us": s.timer_lag_p99_us,
             "increments_acknowledged": total.increments_acknowledged,
@@ -494,8 +522,12 @@ fn print_report(
         println!("{json}");
         return;
     }
+    let multiget = match args.multiget {
+        1 => String::new(),
+        k => format!(" ({k} keys per get)"),
+    };
     println!(
-        "{} {:?} via {}  {} connections  {} client threads  {keys}  values {} B (mean {:.0})  {load}",
+        "{} {:?}{multiget} via {}  {} connections  {} client threads  {keys}  values {} B (mean {:.0})  {load}",
         args.target.join(","),
         args.mix,
         format!("{:?}", args.protocol).to_lowercase(),
@@ -517,6 +549,9 @@ fn print_report(
         s.p999_us,
         s.max_us
     );
+    if args.multiget > 1 {
+        println!("keys/s {:.0}", s.keys_per_sec);
+    }
     if args.rate.is_some() {
         println!(
             "client timer lateness p99 {}us (not counted in latency)",

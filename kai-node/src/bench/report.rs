@@ -24,6 +24,8 @@ pub struct Tally {
     pub ops: u64,
     /// Of those, refusals (`NOT_STORED`, `EXISTS`, `NOT_FOUND`).
     pub refused: u64,
+    /// Keys those operations read or wrote (more than `ops` with multi-key reads).
+    pub keys: u64,
     /// Failure replies, timeouts and broken connections.
     pub errors: u64,
     /// Open loop: requests scheduled within the run that were never sent (the run's deadline
@@ -46,6 +48,7 @@ impl Tally {
             timer_lag: histogram()?,
             ops: 0,
             refused: 0,
+            keys: 0,
             errors: 0,
             missed: 0,
             error_samples: Vec::new(),
@@ -54,11 +57,12 @@ impl Tally {
         })
     }
 
-    /// Records an answered operation's latency.
-    pub fn record(&mut self, latency: Duration, refused: bool) {
+    /// Records an answered operation on `keys` keys and its latency.
+    pub fn record(&mut self, latency: Duration, refused: bool, keys: u64) {
         self.latencies.saturating_record(micros(latency));
         self.ops += 1;
         self.refused += u64::from(refused);
+        self.keys += keys;
     }
 
     /// Records an error.
@@ -75,6 +79,7 @@ impl Tally {
         self.timer_lag.add(&other.timer_lag).context("merge histograms")?;
         self.ops += other.ops;
         self.refused += other.refused;
+        self.keys += other.keys;
         self.errors += other.errors;
         self.missed += other.missed;
         for sample in &other.error_samples {
@@ -97,6 +102,8 @@ fn micros(d: Duration) -> u64 {
 pub struct Summary {
     /// Answered operations per second of the measured window.
     pub ops_per_sec: f64,
+    /// Keys of answered operations per second (above `ops_per_sec` with multi-key reads).
+    pub keys_per_sec: f64,
     /// Answered operations.
     pub ops: u64,
     /// Refusals among them.
@@ -125,8 +132,10 @@ impl Summary {
         let h = &tally.latencies;
         let errors = tally.errors + tally.missed;
         let attempts = tally.ops + errors;
+        let seconds = elapsed.as_secs_f64().max(1e-9);
         Summary {
-            ops_per_sec: tally.ops as f64 / elapsed.as_secs_f64().max(1e-9),
+            ops_per_sec: tally.ops as f64 / seconds,
+            keys_per_sec: tally.keys as f64 / seconds,
             ops: tally.ops,
             refused: tally.refused,
             errors,
@@ -234,12 +243,13 @@ mod tests {
     fn percentiles_come_from_answered_operations_only() {
         let mut tally = Tally::new().expect("tally");
         for us in 1..=1000 {
-            tally.record(Duration::from_micros(us), us % 10 == 0);
+            tally.record(Duration::from_micros(us), us % 10 == 0, 3);
         }
         tally.error(|| "SERVER_ERROR quorum not reached".to_owned());
         let s = Summary::new(&tally, Duration::from_secs(2));
         assert_eq!(s.ops, 1000);
         assert_eq!(s.ops_per_sec, 500.0, "the error is not throughput");
+        assert_eq!(s.keys_per_sec, 1500.0, "three keys per operation");
         assert_eq!(s.refused, 100);
         assert_eq!(s.errors, 1);
         assert!((s.p50_us as i64 - 500).abs() <= 1, "p50 {}", s.p50_us);
@@ -252,14 +262,14 @@ mod tests {
     fn merged_tallies_add_up() {
         let mut a = Tally::new().expect("tally");
         let mut b = Tally::new().expect("tally");
-        a.record(Duration::from_micros(10), false);
-        b.record(Duration::from_micros(30), false);
+        a.record(Duration::from_micros(10), false, 1);
+        b.record(Duration::from_micros(30), false, 4);
         b.missed = 2;
         for i in 0..5 {
             b.error(|| format!("error {i}"));
         }
         a.merge(&b).expect("merge");
-        assert_eq!((a.ops, a.errors, a.missed), (2, 5, 2));
+        assert_eq!((a.ops, a.keys, a.errors, a.missed), (2, 5, 5, 2));
         assert_eq!(a.error_samples.len(), ERROR_SAMPLES);
         assert_eq!(a.latencies.max(), 30);
     }
@@ -287,7 +297,7 @@ mod tests {
     fn a_run_fails_above_the_error_threshold() {
         let mut tally = Tally::new().expect("tally");
         for _ in 0..999 {
-            tally.record(Duration::from_micros(5), false);
+            tally.record(Duration::from_micros(5), false, 1);
         }
         tally.error(String::new);
         let s = Summary::new(&tally, Duration::from_secs(1));

@@ -1,6 +1,7 @@
 //! What a benchmark connection asks for next: the operation mix.
 //!
-//! Invariants: `get-set` draws gets with probability `get_ratio`, the rest are sets; `add` only
+//! Invariants: `get-set` draws gets with probability `get_ratio`, the rest are sets, and with
+//! `--multiget K` above 1 each get reads K keys in one request; `add` only
 //! ever adds keys nobody has added before (every add should store); `incr` and `cas` work on the
 //! prefilled keys; `hot-incr` increments one key from every connection, so the final value must
 //! equal the increments acknowledged (see [`lost_increments`]).
@@ -52,6 +53,8 @@ pub enum Target {
 pub enum Op {
     /// `get`.
     Get(Target),
+    /// A read of this many prefilled keys in one request (drawn when it is sent).
+    MultiGet(usize),
     /// `set` of a value of this size.
     Set(Target, usize),
     /// `add` of a value of this size.
@@ -62,20 +65,32 @@ pub enum Op {
     Cas(Target, usize),
 }
 
+impl Op {
+    /// How many keys the operation reads or writes.
+    pub fn keys(self) -> u64 {
+        match self {
+            Op::MultiGet(n) => n as u64,
+            _ => 1,
+        }
+    }
+}
+
 /// Draws the operations of one connection.
 pub struct Workload {
     mix: Mix,
     get_ratio: f64,
+    multiget: usize,
     connection: usize,
     fresh: u64,
 }
 
 impl Workload {
-    /// The workload of connection `connection`.
-    pub fn new(mix: Mix, get_ratio: f64, connection: usize) -> Workload {
+    /// The workload of connection `connection`; gets of `get-set` read `multiget` keys.
+    pub fn new(mix: Mix, get_ratio: f64, multiget: usize, connection: usize) -> Workload {
         Workload {
             mix,
             get_ratio,
+            multiget,
             connection,
             fresh: 0,
         }
@@ -87,10 +102,12 @@ impl Workload {
         match self.mix {
             Mix::GetSet => {
                 let target = Target::Key(key);
-                if rng.random_bool(self.get_ratio) {
-                    Op::Get(target)
-                } else {
+                if !rng.random_bool(self.get_ratio) {
                     Op::Set(target, size)
+                } else if self.multiget > 1 {
+                    Op::MultiGet(self.multiget)
+                } else {
+                    Op::Get(target)
                 }
             }
             Mix::Add => {
@@ -131,7 +148,7 @@ mod tests {
     #[test]
     fn get_set_follows_the_get_ratio() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let mut w = Workload::new(Mix::GetSet, 0.9, 0);
+        let mut w = Workload::new(Mix::GetSet, 0.9, 1, 0);
         let gets = (0..100_000)
             .filter(|_| matches!(w.next(&mut rng, 5, 100), Op::Get(Target::Key(5))))
             .count();
@@ -139,10 +156,23 @@ mod tests {
     }
 
     #[test]
+    fn multiget_reads_many_keys_per_get_and_leaves_sets_alone() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut w = Workload::new(Mix::GetSet, 0.5, 16, 0);
+        let ops: Vec<_> = (0..10_000).map(|_| w.next(&mut rng, 5, 100)).collect();
+        let gets = ops.iter().filter(|op| **op == Op::MultiGet(16)).count();
+        let sets = ops.iter().filter(|op| **op == Op::Set(Target::Key(5), 100)).count();
+        assert_eq!(gets + sets, ops.len());
+        assert!((gets as f64 / 10_000.0 - 0.5).abs() < 0.02);
+        assert_eq!(Op::MultiGet(16).keys(), 16);
+        assert_eq!(Op::Set(Target::Key(5), 100).keys(), 1);
+    }
+
+    #[test]
     fn adds_never_repeat_a_key() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let mut a = Workload::new(Mix::Add, 0.0, 1);
-        let mut b = Workload::new(Mix::Add, 0.0, 2);
+        let mut a = Workload::new(Mix::Add, 0.0, 1, 1);
+        let mut b = Workload::new(Mix::Add, 0.0, 1, 2);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1000 {
             assert!(seen.insert(a.next(&mut rng, 0, 10)));
@@ -153,7 +183,7 @@ mod tests {
     #[test]
     fn hot_incr_always_hits_the_hot_key() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let mut w = Workload::new(Mix::HotIncr, 0.0, 0);
+        let mut w = Workload::new(Mix::HotIncr, 0.0, 1, 0);
         assert_eq!(w.next(&mut rng, 1, 10), Op::Incr(Target::Hot));
     }
 

@@ -88,6 +88,31 @@ pub enum Status {
     InternalError = 0x84,
 }
 
+impl Status {
+    /// Every status, in code order.
+    const ALL: [Status; 13] = [
+        Status::Success,
+        Status::KeyNotFound,
+        Status::KeyExists,
+        Status::TooLarge,
+        Status::Invalid,
+        Status::NotStored,
+        Status::NonNumeric,
+        Status::AuthError,
+        Status::AuthContinue,
+        Status::UnknownCommand,
+        Status::OutOfMemory,
+        Status::NotSupported,
+        Status::InternalError,
+    ];
+
+    /// The status a reply's status field `code` names, if it is one of these (what a client
+    /// reads back).
+    pub fn from_code(code: u16) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| *s as u16 == code)
+    }
+}
+
 /// The fields of a request header a reply needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestHeader {
@@ -128,5 +153,19 @@ impl RawHeader {
             body_len,
             request: RequestHeader { opcode, opaque, cas },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_decodes_from_its_code_and_nothing_else_does() {
+        for status in Status::ALL {
+            assert_eq!(Status::from_code(status as u16), Some(status));
+        }
+        assert_eq!(Status::from_code(0x85), None);
+        assert_eq!(Status::from_code(0x07), None);
     }
 }
