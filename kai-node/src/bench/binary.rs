@@ -129,8 +129,9 @@ impl BinaryConnection {
 
     /// Reads one reply: its header, with its body left in `wire.data`.
     async fn read_reply(&mut self) -> Result<ReplyHeader> {
-        self.wire.read_block(HEADER_LEN).await?;
-        let header = reply_header(&self.wire.data)?;
+        let mut header = [0; HEADER_LEN];
+        self.wire.read_exact(&mut header).await?;
+        let header = reply_header(&header)?;
         self.wire.read_block(header.body_len).await?;
         Ok(header)
     }

@@ -57,6 +57,12 @@ impl Wire {
         Ok(())
     }
 
+    /// Fills `out`.
+    pub async fn read_exact(&mut self, out: &mut [u8]) -> Result<()> {
+        self.reader.read_exact(out).await?;
+        Ok(())
+    }
+
     /// Reads exactly `len` bytes into `self.data`.
     pub async fn read_block(&mut self, len: usize) -> Result<()> {
         self.data.resize(len, 0);
