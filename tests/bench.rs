@@ -1,12 +1,19 @@
-//! End-to-end: `kai bench` against real `kai` processes — its figures count only answered
+//! End-to-end: `kai bench` against real `kai` processes and a real memcached — every protocol
+//! dialect runs every workload without errors against both, its figures count only answered
 //! operations, failures are reported apart and fail the run, and its hot-counter check sees
 //! every increment through a 3-node cluster.
 
 mod common;
 
+use common::memcached::Memcached;
 use common::processes::ProcessCluster;
 use common::{kai_bin, KaiProcess};
 use std::process::Command;
+
+/// The dialects of `kai bench --protocol`.
+const PROTOCOLS: [&str; 3] = ["text", "meta", "binary"];
+/// Keys per request of the multi-get workload.
+const MULTIGET: u64 = 8;
 
 /// Runs `kai bench --json --quiet <args>`; returns its exit success and JSON result.
 fn bench(args: &[&str]) -> (bool, serde_json::Value) {
@@ -82,36 +89,82 @@ fn every_mix_runs_without_errors_against_one_node() {
 }
 
 #[test]
+fn every_protocol_runs_every_workload_against_kai_and_memcached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kai = KaiProcess::start(dir.path(), &[]);
+    let memcached = Memcached::start(&[]);
+    let multiget = MULTIGET.to_string();
+    let workloads: [(&str, Vec<&str>); 6] = [
+        ("get-set", vec!["--zipf", "0.9", "--value-size", "10:3,3000:1"]),
+        ("multi-get", vec!["--multiget", &multiget, "--get-ratio", "1"]),
+        ("add", vec!["--mix", "add"]),
+        ("incr", vec!["--mix", "incr"]),
+        ("cas", vec!["--mix", "cas"]),
+        ("hot-incr", vec!["--mix", "hot-incr"]),
+    ];
+    for (server, addr) in [("kai", kai.addr.to_string()), ("memcached", memcached.addr.to_string())] {
+        for protocol in PROTOCOLS {
+            for (workload, args) in &workloads {
+                let what = format!("{server} --protocol {protocol} {workload}");
+                let mut all = vec!["--target", &addr, "--protocol", protocol, "--duration", "500ms"];
+                all.extend(["--connections", "4", "--keys", "500"]);
+                all.extend(args);
+                let (ok, r) = bench(&all);
+                assert!(ok, "{what}: {r}");
+                assert_eq!(r["errors"], 0, "{what}: {r}");
+                assert!(r["ops_per_sec"].as_f64().expect("ops/s") > 0.0, "{what}: {r}");
+                let ops = r["ops"].as_u64().expect("ops");
+                match *workload {
+                    "multi-get" => {
+                        assert_eq!(r["keys_read_or_written"], ops * MULTIGET, "{what}: {r}");
+                        assert_eq!(r["hits"], ops * MULTIGET, "{what}: every key was stored: {r}");
+                    }
+                    "hot-incr" => {
+                        assert_eq!(r["lost_increments"], 0, "{what}: {r}");
+                        assert_eq!(r["hot_counter"], r["increments_acknowledged"], "{what}: {r}");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn refused_requests_are_errors_not_throughput_and_fail_the_run() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Values above the node's limit are refused with SERVER_ERROR: every set of 2 KiB fails.
+    // Values above the node's limit are refused: every set of 2 KiB fails, in every dialect.
     let kai = KaiProcess::start(dir.path(), &[("max_value_size", "1024")]);
     let addr = kai.addr.to_string();
-    let (ok, r) = bench(&[
-        "--target",
-        &addr,
-        "--duration",
-        "1s",
-        "--connections",
-        "2",
-        "--get-ratio",
-        "0.5",
-        "--value-size",
-        "2048",
-        "--no-prefill",
-    ]);
-    assert!(!ok, "a run with 50% errors must fail: {r}");
-    let (ops, errors) = (r["ops"].as_u64().expect("ops"), r["errors"].as_u64().expect("errors"));
-    assert!(errors > 0 && ops > 0, "{r}");
-    let error_rate = r["error_rate"].as_f64().expect("rate");
-    assert!(
-        (error_rate - 0.5).abs() < 0.1,
-        "about half the operations are sets: {r}"
-    );
-    assert!(
-        r["error_samples"][0].as_str().expect("sample").contains("SERVER_ERROR"),
-        "{r}"
-    );
+    for (protocol, error) in [("text", "SERVER_ERROR"), ("meta", "SERVER_ERROR"), ("binary", "status 0x0003")] {
+        let (ok, r) = bench(&[
+            "--target",
+            &addr,
+            "--protocol",
+            protocol,
+            "--duration",
+            "1s",
+            "--connections",
+            "2",
+            "--get-ratio",
+            "0.5",
+            "--value-size",
+            "2048",
+            "--no-prefill",
+        ]);
+        assert!(!ok, "{protocol}: a run with 50% errors must fail: {r}");
+        let (ops, errors) = (r["ops"].as_u64().expect("ops"), r["errors"].as_u64().expect("errors"));
+        assert!(errors > 0 && ops > 0, "{protocol}: {r}");
+        let error_rate = r["error_rate"].as_f64().expect("rate");
+        assert!(
+            (error_rate - 0.5).abs() < 0.1,
+            "{protocol}: about half the operations are sets: {r}"
+        );
+        assert!(
+            r["error_samples"][0].as_str().expect("sample").contains(error),
+            "{protocol}: {r}"
+        );
+    }
 }
 
 #[test]

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cluster;
 pub mod history;
 pub mod linearizability;
+pub mod memcached;
 pub mod netns;
 pub mod processes;
 

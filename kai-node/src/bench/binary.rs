@@ -9,7 +9,7 @@
 //! requested key (in request order) is a failure, and the batch is read up to the `noop`'s
 //! reply.
 
-use super::protocol::{HitOrder, Reply, Store};
+use super::protocol::{HitOrder, Read, Reply, Store};
 use super::wire::Wire;
 use anyhow::{bail, Result};
 use kai_proto::binary::{opcode as op, Status, COUNTER_NO_CREATE, HEADER_LEN, REQUEST_MAGIC, RESPONSE_MAGIC};
@@ -145,13 +145,15 @@ impl BinaryConnection {
     }
 
     /// `get key`.
-    pub async fn get(&mut self, key: &[u8]) -> Result<Reply> {
+    pub async fn get(&mut self, key: &[u8]) -> Result<Read> {
         let h = self.call(op::GET, &[], key, &[], 0).await?;
-        Ok(h.outcome(&self.wire.data, op::GET, READ_DONE, &[]))
+        let reply = h.outcome(&self.wire.data, op::GET, READ_DONE, &[]);
+        let hits = u64::from(reply == Reply::Done && h.status == Status::Success as u16);
+        Ok(Read { reply, hits })
     }
 
     /// `getkq` of every key (opaque = its index), then `noop`, in one write.
-    pub async fn multi_get(&mut self, keys: &[Vec<u8>]) -> Result<Reply> {
+    pub async fn multi_get(&mut self, keys: &[Vec<u8>]) -> Result<Read> {
         self.wire.request.clear();
         for (i, key) in keys.iter().enumerate() {
             encode(&mut self.wire.request, op::GETKQ, &[], key, &[], i as u32, 0);
@@ -159,18 +161,21 @@ impl BinaryConnection {
         encode(&mut self.wire.request, op::NOOP, &[], &[], &[], keys.len() as u32, 0);
         self.wire.send().await?;
         let mut order = HitOrder::new(keys);
-        let mut failure = None;
+        let (mut failure, mut hits) = (None, 0);
         loop {
             let h = self.read_reply().await?;
             let body = &self.wire.data;
             if h.opcode == op::NOOP {
                 let end = h.outcome(body, op::NOOP, SUCCESS, &[]);
-                return Ok(failure.unwrap_or(end));
+                let reply = failure.unwrap_or(end);
+                return Ok(Read { reply, hits });
             }
             let reply = h.outcome(body, op::GETKQ, SUCCESS, &[]);
             if reply != Reply::Done {
                 failure.get_or_insert(reply);
-            } else if !order.accept_at(h.opaque as usize, h.key(body)) {
+            } else if order.accept_at(h.opaque as usize, h.key(body)) {
+                hits += 1;
+            } else {
                 failure.get_or_insert_with(|| {
                     Reply::Failed(format!(
                         "getkq hit of `{}` as request {}, not requested there",

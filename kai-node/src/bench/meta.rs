@@ -7,7 +7,7 @@
 //! line before `MN` that is not a hit of a requested key (in request order) is a failure, and
 //! the batch is read up to `MN` so the connection stays in step.
 
-use super::protocol::{HitOrder, Reply, Store};
+use super::protocol::{HitOrder, Read, Reply, Store};
 use super::wire::Wire;
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -102,7 +102,7 @@ impl MetaConnection {
 
     /// `mg key v` (with `c`: and the cas): a hit or a miss is done; a hit's cas and its data
     /// block (left in `wire.data`).
-    async fn fetch(&mut self, key: &[u8], with_cas: bool) -> Result<(Reply, Option<u64>)> {
+    async fn fetch(&mut self, key: &[u8], with_cas: bool) -> Result<(Read, Option<u64>)> {
         let w = &mut self.wire;
         w.request.clear();
         w.data.clear();
@@ -110,24 +110,28 @@ impl MetaConnection {
         w.send().await?;
         w.read_line().await?;
         if w.line == b"EN" {
-            return Ok((Reply::Done, None));
+            return Ok((Reply::Done.into(), None));
         }
         if !w.line.starts_with(b"VA ") {
-            return Ok((Reply::failed(&w.line), None));
+            return Ok((Reply::failed(&w.line).into(), None));
         }
         let header = value_header(&w.line)?;
         let (len, cas) = (header.len, header.cas);
         w.read_block(len + 2).await?;
-        Ok((Reply::Done, cas))
+        let read = Read {
+            reply: Reply::Done,
+            hits: 1,
+        };
+        Ok((read, cas))
     }
 
     /// `mg key v`.
-    pub async fn get(&mut self, key: &[u8]) -> Result<Reply> {
+    pub async fn get(&mut self, key: &[u8]) -> Result<Read> {
         Ok(self.fetch(key, false).await?.0)
     }
 
     /// `mg k1 v k q`, `mg k2 v k q`, … `mn`, in one write.
-    pub async fn multi_get(&mut self, keys: &[Vec<u8>]) -> Result<Reply> {
+    pub async fn multi_get(&mut self, keys: &[Vec<u8>]) -> Result<Read> {
         let w = &mut self.wire;
         w.request.clear();
         for key in keys {
@@ -136,18 +140,21 @@ impl MetaConnection {
         w.request.extend_from_slice(b"mn\r\n");
         w.send().await?;
         let mut order = HitOrder::new(keys);
-        let mut failure = None;
+        let (mut failure, mut hits) = (None, 0);
         loop {
             w.read_line().await?;
             if w.line == b"MN" {
-                return Ok(failure.unwrap_or(Reply::Done));
+                let reply = failure.unwrap_or(Reply::Done);
+                return Ok(Read { reply, hits });
             }
             if !w.line.starts_with(b"VA ") {
                 failure.get_or_insert_with(|| Reply::failed(&w.line));
                 continue;
             }
             let header = value_header(&w.line)?;
-            if !header.key.is_some_and(|key| order.accept(key)) {
+            if header.key.is_some_and(|key| order.accept(key)) {
+                hits += 1;
+            } else {
                 failure.get_or_insert_with(|| Reply::failed(&w.line));
             }
             let len = header.len;
@@ -179,9 +186,9 @@ impl MetaConnection {
     /// `mg key v c` then `ms key len C<cas>`: `EX` (a concurrent change), `NF` or a miss is
     /// refused.
     pub async fn cas(&mut self, key: &[u8], value: &[u8]) -> Result<Reply> {
-        let (reply, cas) = self.fetch(key, true).await?;
+        let (read, cas) = self.fetch(key, true).await?;
         let Some(cas) = cas else {
-            return Ok(match reply {
+            return Ok(match read.reply {
                 Reply::Done => Reply::Refused,
                 failed => failed,
             });
@@ -215,8 +222,8 @@ impl MetaConnection {
 
     /// The value of `key` as a number, if it holds one.
     pub async fn counter(&mut self, key: &[u8]) -> Result<Option<u64>> {
-        match self.fetch(key, false).await? {
-            (Reply::Done, _) if self.wire.data.len() >= 2 => {
+        match self.fetch(key, false).await?.0 {
+            Read { reply: Reply::Done, hits: 1 } if self.wire.data.len() >= 2 => {
                 let digits = &self.wire.data[..self.wire.data.len() - 2];
                 Ok(std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()))
             }

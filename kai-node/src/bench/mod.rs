@@ -24,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use keys::{KeyChooser, ValueSizes};
-use protocol::{Connection, Protocol, Reply, Store};
+use protocol::{Connection, Protocol, Read, Reply, Store};
 use rand::{Rng, SeedableRng};
 use report::{Series, Summary, Tally};
 use schedule::Schedule;
@@ -370,10 +370,10 @@ async fn run_connection(plan: Arc<Plan>, index: usize) -> Result<(Tally, Instant
         let done = Instant::now();
         let measured = intended >= plan.measure_from;
         let hot = matches!(op, Op::Incr(Target::Hot));
-        let reply = match result {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => Reply::Failed(format!("connection failed: {e:#}")),
-            Err(_) => Reply::Failed(format!("no reply within {:?}", args.timeout)),
+        let (reply, hits) = match result {
+            Ok(Ok(Read { reply, hits })) => (reply, hits),
+            Ok(Err(e)) => (Reply::Failed(format!("connection failed: {e:#}")), 0),
+            Err(_) => (Reply::Failed(format!("no reply within {:?}", args.timeout)), 0),
         };
         tally.increments_acknowledged += u64::from(hot && reply == Reply::Done);
         let broken =
@@ -389,7 +389,7 @@ async fn run_connection(plan: Arc<Plan>, index: usize) -> Result<(Tally, Instant
                     }
                     None => done - sent,
                 };
-                tally.record(latency, reply == Reply::Refused, op.keys());
+                tally.record(latency, reply == Reply::Refused, op.keys(), hits);
                 if let Some(series) = &plan.series {
                     let mut series = series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                     series.record(intended - plan.measure_from, latency);
@@ -437,7 +437,7 @@ async fn reconnect(protocol: Protocol, addr: &str, until: Instant) -> Result<Con
 }
 
 /// Sends `op`; `batch` holds the keys of a [`Op::MultiGet`].
-async fn execute(conn: &mut Connection, plan: &Plan, op: Op, key: &mut Vec<u8>, batch: &[Vec<u8>]) -> Result<Reply> {
+async fn execute(conn: &mut Connection, plan: &Plan, op: Op, key: &mut Vec<u8>, batch: &[Vec<u8>]) -> Result<Read> {
     match op {
         Op::Get(t) => {
             plan.key_name(t, key);
@@ -446,19 +446,19 @@ async fn execute(conn: &mut Connection, plan: &Plan, op: Op, key: &mut Vec<u8>, 
         Op::MultiGet(_) => conn.multi_get(batch).await,
         Op::Set(t, size) => {
             plan.key_name(t, key);
-            conn.store(Store::Set, key, plan.value(size)).await
+            conn.store(Store::Set, key, plan.value(size)).await.map(Read::from)
         }
         Op::Add(t, size) => {
             plan.key_name(t, key);
-            conn.store(Store::Add, key, plan.value(size)).await
+            conn.store(Store::Add, key, plan.value(size)).await.map(Read::from)
         }
         Op::Incr(t) => {
             plan.key_name(t, key);
-            conn.incr(key).await
+            conn.incr(key).await.map(Read::from)
         }
         Op::Cas(t, size) => {
             plan.key_name(t, key);
-            conn.cas(key, plan.value(size)).await
+            conn.cas(key, plan.value(size)).await.map(Read::from)
         }
     }
 }
@@ -513,6 +513,7 @@ fn print_report(
             "zipf": args.zipf, "rate": args.rate, "ops": s.ops, "refused": s.refused,
             "errors": s.errors, "missed": total.missed, "error_rate": s.error_rate,
             "error_samples": total.error_samples, "ops_per_sec": s.ops_per_sec, "keys_per_sec": s.keys_per_sec,
+            "keys_read_or_written": total.keys, "hits": total.hits,
             "p50_us": s.p50_us, "p90_us": s.p90_us, "p99_us": s.p99_us, "p999_us": s.p999_us,
             "max_us": s.max_us, "timer_lag_p99_us": s.timer_lag_p99_us,
             "increments_acknowledged": total.increments_acknowledged,
@@ -550,7 +551,7 @@ fn print_report(
         s.max_us
     );
     if args.multiget > 1 {
-        println!("keys/s {:.0}", s.keys_per_sec);
+        println!("keys/s {:.0}  hits {} of {} keys", s.keys_per_sec, total.hits, total.keys);
     }
     if args.rate.is_some() {
         println!(

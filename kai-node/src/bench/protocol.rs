@@ -41,6 +41,21 @@ impl Reply {
     }
 }
 
+/// The answer to a read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Read {
+    /// How it went.
+    pub reply: Reply,
+    /// How many of its keys were found (0 for anything but a read).
+    pub hits: u64,
+}
+
+impl From<Reply> for Read {
+    fn from(reply: Reply) -> Read {
+        Read { reply, hits: 0 }
+    }
+}
+
 /// The unconditional and the add-only store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Store {
@@ -118,12 +133,12 @@ impl Connection {
     }
 
     /// Reads `key` (a hit or a miss is done).
-    pub async fn get(&mut self, key: &[u8]) -> Result<Reply> {
+    pub async fn get(&mut self, key: &[u8]) -> Result<Read> {
         each!(self, c => c.get(key).await)
     }
 
     /// Reads every key of `keys` in one request or batch (hits and misses are done).
-    pub async fn multi_get(&mut self, keys: &[Vec<u8>]) -> Result<Reply> {
+    pub async fn multi_get(&mut self, keys: &[Vec<u8>]) -> Result<Read> {
         each!(self, c => c.multi_get(keys).await)
     }
 

@@ -26,6 +26,8 @@ pub struct Tally {
     pub refused: u64,
     /// Keys those operations read or wrote (more than `ops` with multi-key reads).
     pub keys: u64,
+    /// Keys their reads found.
+    pub hits: u64,
     /// Failure replies, timeouts and broken connections.
     pub errors: u64,
     /// Open loop: requests scheduled within the run that were never sent (the run's deadline
@@ -49,6 +51,7 @@ impl Tally {
             ops: 0,
             refused: 0,
             keys: 0,
+            hits: 0,
             errors: 0,
             missed: 0,
             error_samples: Vec::new(),
@@ -57,12 +60,14 @@ impl Tally {
         })
     }
 
-    /// Records an answered operation on `keys` keys and its latency.
-    pub fn record(&mut self, latency: Duration, refused: bool, keys: u64) {
+    /// Records an answered operation on `keys` keys, `hits` of them found by a read, and its
+    /// latency.
+    pub fn record(&mut self, latency: Duration, refused: bool, keys: u64, hits: u64) {
         self.latencies.saturating_record(micros(latency));
         self.ops += 1;
         self.refused += u64::from(refused);
         self.keys += keys;
+        self.hits += hits;
     }
 
     /// Records an error.
@@ -80,6 +85,7 @@ impl Tally {
         self.ops += other.ops;
         self.refused += other.refused;
         self.keys += other.keys;
+        self.hits += other.hits;
         self.errors += other.errors;
         self.missed += other.missed;
         for sample in &other.error_samples {
@@ -243,7 +249,7 @@ mod tests {
     fn percentiles_come_from_answered_operations_only() {
         let mut tally = Tally::new().expect("tally");
         for us in 1..=1000 {
-            tally.record(Duration::from_micros(us), us % 10 == 0, 3);
+            tally.record(Duration::from_micros(us), us % 10 == 0, 3, 2);
         }
         tally.error(|| "SERVER_ERROR quorum not reached".to_owned());
         let s = Summary::new(&tally, Duration::from_secs(2));
@@ -262,14 +268,14 @@ mod tests {
     fn merged_tallies_add_up() {
         let mut a = Tally::new().expect("tally");
         let mut b = Tally::new().expect("tally");
-        a.record(Duration::from_micros(10), false, 1);
-        b.record(Duration::from_micros(30), false, 4);
+        a.record(Duration::from_micros(10), false, 1, 0);
+        b.record(Duration::from_micros(30), false, 4, 3);
         b.missed = 2;
         for i in 0..5 {
             b.error(|| format!("error {i}"));
         }
         a.merge(&b).expect("merge");
-        assert_eq!((a.ops, a.keys, a.errors, a.missed), (2, 5, 5, 2));
+        assert_eq!((a.ops, a.keys, a.hits, a.errors, a.missed), (2, 5, 3, 5, 2));
         assert_eq!(a.error_samples.len(), ERROR_SAMPLES);
         assert_eq!(a.latencies.max(), 30);
     }
@@ -297,7 +303,7 @@ mod tests {
     fn a_run_fails_above_the_error_threshold() {
         let mut tally = Tally::new().expect("tally");
         for _ in 0..999 {
-            tally.record(Duration::from_micros(5), false, 1);
+            tally.record(Duration::from_micros(5), false, 1, 0);
         }
         tally.error(String::new);
         let s = Summary::new(&tally, Duration::from_secs(1));

@@ -7,7 +7,7 @@
 //! line ends a read (as in memcached), anything else is read up to `END` so the connection stays
 //! in step.
 
-use super::protocol::{HitOrder, Reply, Store};
+use super::protocol::{HitOrder, Read, Reply, Store};
 use super::wire::Wire;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -89,7 +89,7 @@ impl TextConnection {
 
     /// `get`/`gets` (`command`) of `keys`: hits and misses are done. Returns the last hit's cas
     /// unique (with `gets`); the last hit's data block is left in `wire.data`.
-    async fn fetch<K: AsRef<[u8]>>(&mut self, command: &[u8], keys: &[K]) -> Result<(Reply, Option<u64>)> {
+    async fn fetch<K: AsRef<[u8]>>(&mut self, command: &[u8], keys: &[K]) -> Result<(Read, Option<u64>)> {
         let w = &mut self.wire;
         w.request.clear();
         w.data.clear();
@@ -101,17 +101,20 @@ impl TextConnection {
         w.request.extend_from_slice(b"\r\n");
         w.send().await?;
         let mut order = HitOrder::new(keys);
-        let (mut failure, mut unique) = (None, None);
+        let (mut failure, mut unique, mut hits) = (None, None, 0);
         loop {
             w.read_line().await?;
             if w.line == b"END" {
-                return Ok((failure.unwrap_or(Reply::Done), unique));
+                let reply = failure.unwrap_or(Reply::Done);
+                return Ok((Read { reply, hits }, unique));
             }
             if !w.line.starts_with(b"VALUE ") {
-                return Ok((Reply::failed(&w.line), None));
+                return Ok((Reply::failed(&w.line).into(), None));
             }
             let value = value_line(&w.line)?;
-            if !order.accept(value.key) {
+            if order.accept(value.key) {
+                hits += 1;
+            } else {
                 failure.get_or_insert_with(|| Reply::failed(&w.line));
             }
             let len = value.len;
@@ -121,12 +124,12 @@ impl TextConnection {
     }
 
     /// `get key`.
-    pub async fn get(&mut self, key: &[u8]) -> Result<Reply> {
+    pub async fn get(&mut self, key: &[u8]) -> Result<Read> {
         Ok(self.fetch(b"get", &[key]).await?.0)
     }
 
     /// `get k1 k2 …`.
-    pub async fn multi_get(&mut self, keys: &[Vec<u8>]) -> Result<Reply> {
+    pub async fn multi_get(&mut self, keys: &[Vec<u8>]) -> Result<Read> {
         Ok(self.fetch(b"get", keys).await?.0)
     }
 
@@ -158,9 +161,9 @@ impl TextConnection {
     /// `gets key` then `cas key … unique` with `value`: `EXISTS` (a concurrent change) or a miss
     /// is refused.
     pub async fn cas(&mut self, key: &[u8], value: &[u8]) -> Result<Reply> {
-        let (reply, unique) = self.fetch(b"gets", &[key]).await?;
+        let (read, unique) = self.fetch(b"gets", &[key]).await?;
         let Some(unique) = unique else {
-            return Ok(match reply {
+            return Ok(match read.reply {
                 Reply::Done => Reply::Refused,
                 failed => failed,
             });
@@ -189,8 +192,8 @@ impl TextConnection {
 
     /// The value of `key` as a number, if it holds one.
     pub async fn counter(&mut self, key: &[u8]) -> Result<Option<u64>> {
-        match self.fetch(b"get", &[key]).await? {
-            (Reply::Done, _) if self.wire.data.len() >= 2 => {
+        match self.fetch(b"get", &[key]).await?.0 {
+            Read { reply: Reply::Done, hits: 1 } if self.wire.data.len() >= 2 => {
                 let digits = &self.wire.data[..self.wire.data.len() - 2];
                 Ok(std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()))
             }
