@@ -6,7 +6,7 @@ server never gets more CPU than the budget, whatever its thread count; memcached
 number of server CPUs, a lone Kai node `worker_threads` = the same, and each of three colocated
 Kai nodes one worker thread (its store and RocksDB threads share the same CPUs).
 """
-import getpass, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import getpass, json, os, shlex, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,17 +79,20 @@ class Memcached:
     """memcached -t <server CPUs> pinned to the server CPUs."""
     name = "memcached"
 
-    def __init__(self, cpus):
-        self.cpus = cpus
+    def __init__(self, cpus, extra=()):
+        self.cpus, self.extra = cpus, list(extra)
 
     def __enter__(self):
         port = free_port()
         self.proc = subprocess.Popen(["taskset", "-c", self.cpus, "memcached", "-t", str(cpu_count(self.cpus)),
                                       "-p", str(port), "-U", "0", "-l", "127.0.0.1", "-m", "4096",
-                                      "-u", getpass.getuser()])
+                                      "-u", getpass.getuser(), *self.extra])
         self.targets = [f"127.0.0.1:{port}"]
         wait("memcached", lambda: stats(self.targets[0]) is not None)
         return self
+
+    def pids(self):
+        return [self.proc.pid]
 
     def __exit__(self, *exc):
         self.proc.terminate()
@@ -137,6 +140,10 @@ class Kai:
             self.settled(i)
         return self
 
+    def pids(self):
+        """Process ids of the nodes (taskset execs the server, so they are the servers')."""
+        return [p.pid for p in self.procs]
+
     def kill(self, i):
         self.procs[i].send_signal(signal.SIGKILL)
         self.procs[i].wait()
@@ -167,6 +174,11 @@ def bench(kai, client_cpus, targets, *args):
     result = json.loads(lines[-1])
     result["failed"] = run.returncode != 0 and run.stderr.strip().splitlines()[-1:]
     return result
+
+
+def command_line():
+    """The command this script was run with, quoted for a shell (for the table header)."""
+    return " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
 
 
 def median_spread(values):
