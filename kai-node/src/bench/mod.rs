@@ -60,8 +60,8 @@ pub struct BenchArgs {
     get_ratio: f64,
     /// `--mix get-set`: keys each get reads in one request (text `get k1 k2 …`, meta quiet `mg`
     /// batches ended by `mn`, binary `getkq` batches ended by `noop`). An operation is one
-    /// request; `keys_per_sec` counts the keys. Text lines grow 17 bytes per key and Kai reads
-    /// lines of up to 2048 bytes, so text stops at about 120 keys.
+    /// request; `keys_per_sec` counts the keys. A text `get` line grows 17 bytes per key (Kai
+    /// reads `get` lines of up to 64 KiB).
     #[arg(long, default_value_t = 1)]
     multiget: usize,
     /// Value sizes in bytes: `100`, or weighted `100:80,1000:15,10000:5` (size:weight).
