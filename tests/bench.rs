@@ -136,7 +136,11 @@ fn refused_requests_are_errors_not_throughput_and_fail_the_run() {
     // Values above the node's limit are refused: every set of 2 KiB fails, in every dialect.
     let kai = KaiProcess::start(dir.path(), &[("max_value_size", "1024")]);
     let addr = kai.addr.to_string();
-    for (protocol, error) in [("text", "SERVER_ERROR"), ("meta", "SERVER_ERROR"), ("binary", "status 0x0003")] {
+    for (protocol, error) in [
+        ("text", "SERVER_ERROR"),
+        ("meta", "SERVER_ERROR"),
+        ("binary", "status 0x0003"),
+    ] {
         let (ok, r) = bench(&[
             "--target",
             &addr,

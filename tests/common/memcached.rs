@@ -34,7 +34,9 @@ impl Memcached {
             .spawn()
             .unwrap_or_else(|e| panic!("memcached must be installed (apt-get install memcached): {e}"));
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        wait_until(START_TIMEOUT, "memcached to listen", || TcpStream::connect(addr).is_ok());
+        wait_until(START_TIMEOUT, "memcached to listen", || {
+            TcpStream::connect(addr).is_ok()
+        });
         Memcached { child, addr }
     }
 }

@@ -79,10 +79,9 @@ impl ReplyHeader {
     /// The outcome of a request with `opcode`: `done` and `refused` list its statuses.
     fn outcome(&self, body: &[u8], opcode: u8, done: &[Status], refused: &[Status]) -> Reply {
         match Status::from_code(self.status) {
-            _ if self.opcode != opcode => Reply::Failed(format!(
-                "reply to opcode {:#04x}, expected {opcode:#04x}",
-                self.opcode
-            )),
+            _ if self.opcode != opcode => {
+                Reply::Failed(format!("reply to opcode {:#04x}, expected {opcode:#04x}", self.opcode))
+            }
             Some(s) if done.contains(&s) => Reply::Done,
             Some(s) if refused.contains(&s) => Reply::Refused,
             _ => Reply::Failed(format!(

@@ -223,7 +223,10 @@ impl MetaConnection {
     /// The value of `key` as a number, if it holds one.
     pub async fn counter(&mut self, key: &[u8]) -> Result<Option<u64>> {
         match self.fetch(key, false).await?.0 {
-            Read { reply: Reply::Done, hits: 1 } if self.wire.data.len() >= 2 => {
+            Read {
+                reply: Reply::Done,
+                hits: 1,
+            } if self.wire.data.len() >= 2 => {
                 let digits = &self.wire.data[..self.wire.data.len() - 2];
                 Ok(std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()))
             }
@@ -262,7 +265,10 @@ mod tests {
         assert_eq!(status(b"NF"), Reply::Refused);
         assert!(matches!(status(b"HDX"), Reply::Failed(_)));
         assert!(matches!(status(b"SERVER_ERROR no quorum"), Reply::Failed(_)));
-        assert!(matches!(status(b"CLIENT_ERROR bad command line format"), Reply::Failed(_)));
+        assert!(matches!(
+            status(b"CLIENT_ERROR bad command line format"),
+            Reply::Failed(_)
+        ));
         assert!(matches!(status(b""), Reply::Failed(_)));
     }
 

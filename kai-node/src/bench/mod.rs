@@ -551,7 +551,10 @@ fn print_report(
         s.max_us
     );
     if args.multiget > 1 {
-        println!("keys/s {:.0}  hits {} of {} keys", s.keys_per_sec, total.hits, total.keys);
+        println!(
+            "keys/s {:.0}  hits {} of {} keys",
+            s.keys_per_sec, total.hits, total.keys
+        );
     }
     if args.rate.is_some() {
         println!(

@@ -34,7 +34,10 @@ fn value_line(line: &[u8]) -> Result<ValueLine<'_>> {
     let mut number = |required: bool| -> Result<Option<u64>> {
         match fields.next() {
             Some(f) => Ok(Some(
-                std::str::from_utf8(f).ok().and_then(|f| f.parse().ok()).with_context(bad)?,
+                std::str::from_utf8(f)
+                    .ok()
+                    .and_then(|f| f.parse().ok())
+                    .with_context(bad)?,
             )),
             None if required => bail!(bad()),
             None => Ok(None),
@@ -193,7 +196,10 @@ impl TextConnection {
     /// The value of `key` as a number, if it holds one.
     pub async fn counter(&mut self, key: &[u8]) -> Result<Option<u64>> {
         match self.fetch(b"get", &[key]).await?.0 {
-            Read { reply: Reply::Done, hits: 1 } if self.wire.data.len() >= 2 => {
+            Read {
+                reply: Reply::Done,
+                hits: 1,
+            } if self.wire.data.len() >= 2 => {
                 let digits = &self.wire.data[..self.wire.data.len() - 2];
                 Ok(std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()))
             }
@@ -226,11 +232,17 @@ mod tests {
     fn replies_are_classified_as_done_refused_or_failed() {
         assert_eq!(stored(b"STORED"), Reply::Done);
         assert_eq!(stored(b"EXISTS"), Reply::Refused);
-        assert_eq!(stored(b"SERVER_ERROR out of memory"), Reply::failed(b"SERVER_ERROR out of memory"));
+        assert_eq!(
+            stored(b"SERVER_ERROR out of memory"),
+            Reply::failed(b"SERVER_ERROR out of memory")
+        );
         assert_eq!(incremented(b"42"), Reply::Done);
         assert_eq!(incremented(b"NOT_FOUND"), Reply::Refused);
         assert!(matches!(incremented(b""), Reply::Failed(_)));
-        assert!(matches!(incremented(b"CLIENT_ERROR cannot increment"), Reply::Failed(_)));
+        assert!(matches!(
+            incremented(b"CLIENT_ERROR cannot increment"),
+            Reply::Failed(_)
+        ));
     }
 
     #[test]
