@@ -49,7 +49,7 @@ pub struct BenchArgs {
     /// Concurrent connections in total (one request in flight each).
     #[arg(long, default_value_t = 32)]
     connections: usize,
-    /// How long to measure.
+    /// How long to measure (`0s` with `--warmup 0s`: only store the keys).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// Load before measuring (not recorded).
