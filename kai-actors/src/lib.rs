@@ -36,6 +36,7 @@ pub mod ring;
 pub mod stats;
 pub mod store;
 pub mod sync;
+pub mod tls;
 
 pub use config::{ConfigError, ExpiryPolicy, NodeConfig, StoreBackend};
 pub use node::{start, NodeBuilder, NodeError, NodeHandle, StartError};

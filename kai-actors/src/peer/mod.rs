@@ -15,8 +15,12 @@
 //! Invariants: every remote call ends — with the response, or an error after at most the request
 //! timeout; a failed or malicious connection (bad handshake, garbage, oversized frames) is closed
 //! and logged once, and never affects other connections. A peer refused by the handshake (other
-//! cluster, other settings, wrong secret) is logged once per peer ([`LogOnce`]) however often it
-//! redials, on either side.
+//! cluster, other settings, wrong secret, a certificate not signed by the cluster CA) is logged
+//! once per peer ([`LogOnce`]) however often it redials, on either side.
+//!
+//! With `peer_tls_*` set, every connection is mutual TLS ([`crate::tls::PeerTls`]) and the
+//! handshake runs inside it; without, plain TCP (the connection code is generic over the
+//! stream, so plain links pay nothing for TLS).
 
 mod client;
 mod filter;
@@ -27,12 +31,14 @@ pub use client::{Call, Disconnect, PeerActor, PeerSettings};
 pub use filter::{NetworkFilter, Verdict};
 pub use server::{PeerListener, PeerService, Proposers, ServeUpdate};
 
+use crate::tls::PeerTls;
 use arc_swap::ArcSwap;
 use futures_util::SinkExt;
 use kai_proto::peer::{Credentials, Frame, FrameCodec, HandshakeError};
 use kai_proto::NodeId;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedWrite;
 
@@ -47,6 +53,8 @@ pub struct LocalIdentity {
     pub advertise: String,
     /// Cluster name and secret.
     pub credentials: Credentials,
+    /// Mutual TLS of peer links (`peer_tls_*`); `None`: plain TCP.
+    pub tls: Option<PeerTls>,
 }
 
 /// The node at the other end of an established connection.
@@ -176,8 +184,8 @@ pub(crate) const WRITE_QUEUE: usize = 8192;
 
 /// Writes frames from `queue` to `sink`, batching whatever is queued into one flush. Ends when
 /// the queue closes or the connection fails.
-pub(crate) async fn write_frames(
-    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
+    mut sink: FramedWrite<W, FrameCodec>,
     mut queue: mpsc::Receiver<Frame>,
 ) {
     while let Some(frame) = queue.recv().await {

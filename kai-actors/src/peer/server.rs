@@ -1,7 +1,7 @@
 //! The peer listener: serves requests from other nodes.
 
-use super::handshake;
-use super::{write_frames, LocalIdentity, LogOnce, WRITE_QUEUE};
+use super::handshake::{self, PeerStream};
+use super::{write_frames, LocalIdentity, LogOnce, RemoteIdentity, WRITE_QUEUE};
 use crate::listener::{accept_stream, StopListening};
 use crate::membership::Exchange;
 use crate::replica::LocalReplica;
@@ -17,6 +17,7 @@ use kai_proto::{NodeId, Record};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -189,7 +190,18 @@ async fn serve_connection(
     refusals.succeeded(&format!("{}@{}", remote.name, from.ip()));
     refusals.succeeded(&from.ip().to_string());
     log::debug!("peer {} ({}) connected from {from}", remote.name, remote.id);
-    let (read, write) = stream.into_split();
+    match stream {
+        PeerStream::Plain(stream) => serve_frames(stream.into_split(), remote, service, max_frame).await,
+        PeerStream::Tls(stream) => serve_frames(tokio::io::split(*stream), remote, service, max_frame).await,
+    }
+}
+
+/// Serves the requests of an established connection from `remote` until it closes or breaks.
+async fn serve_frames<R, W>((read, write): (R, W), remote: RemoteIdentity, service: PeerService, max_frame: usize)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + 'static,
+{
     let (replies, outgoing) = mpsc::channel(WRITE_QUEUE);
     actix_rt::spawn(write_frames(
         FramedWrite::new(write, FrameCodec::new(max_frame)),
