@@ -303,7 +303,10 @@ fn plain_text_on_the_tls_port_is_refused_while_tls_clients_work() {
     assert_eq!(tls.call("get k\r\n"), "VALUE k 0 1\r\n");
     assert_eq!(tls.line(), "v\r\n");
     assert_eq!(tls.line(), "END\r\n");
-    assert_eq!(TlsClient::connect(kai.addr, &certs.ca(), None).call("version\r\n")[..8], *"VERSION ");
+    assert_eq!(
+        TlsClient::connect(kai.addr, &certs.ca(), None).call("version\r\n")[..8],
+        *"VERSION "
+    );
 
     wait_until(Duration::from_secs(10), "the refusal in the log", || {
         warnings(&kai.log_text(), "refused client 127.0.0.1") > 0
@@ -334,7 +337,10 @@ fn client_certificates_are_required_with_tls_client_ca() {
         let identity = identity.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
         let mut refused = TlsClient::connect(kai.addr, &certs.ca(), identity);
         refused.send(b"get k\r\n");
-        assert!(refused.rest().is_err(), "a client without an accepted certificate was served");
+        assert!(
+            refused.rest().is_err(),
+            "a client without an accepted certificate was served"
+        );
     }
     assert_eq!(client.call("get k\r\n"), "VALUE k 0 1\r\n");
 }
@@ -392,7 +398,10 @@ fn a_node_whose_certificate_another_ca_signed_cannot_join() {
     wait_until(Duration::from_secs(30), "several refused dials to every node", || {
         let log = rogue.log_text();
         cluster.peer_addrs().iter().all(|target| {
-            log.lines().filter(|l| l.contains(&format!("peer {target}: handshake"))).count() >= 4
+            log.lines()
+                .filter(|l| l.contains(&format!("peer {target}: handshake")))
+                .count()
+                >= 4
         })
     });
     for i in 0..3 {
@@ -406,7 +415,9 @@ fn a_node_whose_certificate_another_ca_signed_cannot_join() {
     }
     let rogue_log = rogue.log_text();
     assert!(
-        rogue_log.lines().any(|l| l.contains(" WARN ") && l.contains("handshake with") && l.contains("TLS")),
+        rogue_log
+            .lines()
+            .any(|l| l.contains(" WARN ") && l.contains("handshake with") && l.contains("TLS")),
         "{rogue_log}"
     );
 
@@ -425,7 +436,14 @@ fn a_node_whose_certificate_another_ca_signed_cannot_join() {
 fn refused_start(settings: &[(&str, String)]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut command = Command::new(kai_bin());
-    command.args(["start", "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--data-dir"]);
+    command.args([
+        "start",
+        "--listen",
+        "127.0.0.1:0",
+        "--peer-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ]);
     command.arg(dir.path()).args(["--set", "admin_listen=127.0.0.1:0"]);
     for (key, value) in settings {
         command.arg("--set").arg(format!("{key}={value}"));
@@ -447,7 +465,12 @@ fn refused_start(settings: &[(&str, String)]) -> String {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();
-    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
     assert!(!status.success(), "{stderr}");
     stderr
 }
@@ -466,11 +489,17 @@ fn unusable_tls_files_stop_the_start_naming_the_key() {
             "cannot use tls_cert /nonexistent/node.pem: No such file or directory",
         ),
         (
-            vec![("tls_cert", certs.path("node.key")), ("tls_key", certs.path("node.key"))],
+            vec![
+                ("tls_cert", certs.path("node.key")),
+                ("tls_key", certs.path("node.key")),
+            ],
             "holds no PEM certificate",
         ),
         (
-            vec![("tls_cert", certs.path("node.pem")), ("tls_key", certs.path("other.key"))],
+            vec![
+                ("tls_cert", certs.path("node.pem")),
+                ("tls_key", certs.path("other.key")),
+            ],
             "cannot use tls_key",
         ),
         (

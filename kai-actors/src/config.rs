@@ -494,18 +494,27 @@ mod tests {
         let file = || Some(PathBuf::from("x.pem"));
         assert_eq!(with(|c| c.tls_cert = file()).map_err(|e| e.key), Err("tls_key"));
         assert_eq!(with(|c| c.tls_key = file()).map_err(|e| e.key), Err("tls_cert"));
-        assert_eq!(with(|c| c.tls_client_ca = file()).map_err(|e| e.key), Err("tls_client_ca"));
+        assert_eq!(
+            with(|c| c.tls_client_ca = file()).map_err(|e| e.key),
+            Err("tls_client_ca")
+        );
         assert_eq!(with(|c| (c.tls_cert, c.tls_key) = (file(), file())), Ok(()));
         assert_eq!(
             with(|c| (c.tls_cert, c.tls_key, c.tls_client_ca) = (file(), file(), file())),
             Ok(())
         );
-        assert_eq!(with(|c| c.peer_tls_cert = file()).map_err(|e| e.key), Err("peer_tls_key"));
+        assert_eq!(
+            with(|c| c.peer_tls_cert = file()).map_err(|e| e.key),
+            Err("peer_tls_key")
+        );
         assert_eq!(
             with(|c| (c.peer_tls_cert, c.peer_tls_key) = (file(), file())).map_err(|e| e.key),
             Err("peer_tls_ca")
         );
-        assert_eq!(with(|c| c.peer_tls_ca = file()).map_err(|e| e.key), Err("peer_tls_cert"));
+        assert_eq!(
+            with(|c| c.peer_tls_ca = file()).map_err(|e| e.key),
+            Err("peer_tls_cert")
+        );
         assert_eq!(
             with(|c| (c.peer_tls_cert, c.peer_tls_key, c.peer_tls_ca) = (file(), file(), file())),
             Ok(())

@@ -384,7 +384,14 @@ impl NodeBuilder {
         })?;
         let info = shared.info.clone();
         let tls = (client_tls.is_some(), me.tls.is_some());
-        let listener = Listener::new(client_socket, worker_handles, shared, config.max_connections, client_tls).start();
+        let listener = Listener::new(
+            client_socket,
+            worker_handles,
+            shared,
+            config.max_connections,
+            client_tls,
+        )
+        .start();
         log::info!(
             "node {name} ({}) serving memcache{} on {client_addr}, peers{} on {peer_addr}; N:R:W = {}:{}:{}, store {}",
             me.id,

@@ -174,8 +174,14 @@ impl ClientTls {
             path,
         });
         let files = (
-            PemFile { key: "tls_cert", path: cert },
-            PemFile { key: "tls_key", path: key },
+            PemFile {
+                key: "tls_cert",
+                path: cert,
+            },
+            PemFile {
+                key: "tls_key",
+                path: key,
+            },
         );
         Ok(Some(ClientTls {
             acceptor: TlsAcceptor::from(server_config(files, client_ca)?),
@@ -211,6 +217,12 @@ impl ClientTls {
 pub struct PeerTls {
     acceptor: TlsAcceptor,
     connector: TlsConnector,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientTls")
+    }
 }
 
 impl std::fmt::Debug for PeerTls {
@@ -333,7 +345,7 @@ mod tests {
             c.tls_cert = Some("/nonexistent/cert.pem".into());
             c.tls_key = Some("/nonexistent/key.pem".into());
         });
-        let error = ClientTls::from_config(&config).err().expect("refused");
+        let error = ClientTls::from_config(&config).expect_err("refused");
         assert_eq!(error.key, "tls_cert");
         assert_eq!(error.path, PathBuf::from("/nonexistent/cert.pem"));
         assert!(error.to_string().contains("No such file"), "{error}");
@@ -346,7 +358,7 @@ mod tests {
             c.tls_cert = Some(garbage.path().into());
             c.tls_key = Some(garbage.path().into());
         });
-        let error = ClientTls::from_config(&config).err().expect("refused");
+        let error = ClientTls::from_config(&config).expect_err("refused");
         assert_eq!(error.key, "tls_cert");
         assert!(error.reason.contains("no PEM certificate"), "{error}");
 
@@ -355,7 +367,7 @@ mod tests {
             c.peer_tls_key = Some(garbage.path().into());
             c.peer_tls_ca = Some(garbage.path().into());
         });
-        let error = PeerTls::from_config(&config).err().expect("refused");
+        let error = PeerTls::from_config(&config).expect_err("refused");
         assert_eq!(error.key, "peer_tls_cert");
     }
 
@@ -367,7 +379,7 @@ mod tests {
             c.tls_cert = Some(cert.path().into());
             c.tls_key = Some(cert.path().into());
         });
-        let error = ClientTls::from_config(&config).err().expect("refused");
+        let error = ClientTls::from_config(&config).expect_err("refused");
         assert_eq!(error.key, "tls_key");
         assert!(error.reason.contains("no PEM private key"), "{error}");
     }
@@ -379,7 +391,7 @@ mod tests {
             c.tls_cert = Some(broken.path().into());
             c.tls_key = Some(broken.path().into());
         });
-        let error = ClientTls::from_config(&config).err().expect("refused");
+        let error = ClientTls::from_config(&config).expect_err("refused");
         assert_eq!(error.key, "tls_cert");
         assert!(error.reason.contains("malformed PEM"), "{error}");
     }

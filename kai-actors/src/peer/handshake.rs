@@ -81,12 +81,14 @@ pub(crate) async fn dial(
     let setup = async {
         match &me.tls {
             None => {
-                let (stream, remote) = dial_exchange(Framed::new(stream, HandshakeCodec::handshake()), me, expected).await?;
+                let (stream, remote) =
+                    dial_exchange(Framed::new(stream, HandshakeCodec::handshake()), me, expected).await?;
                 Ok::<_, DialFailure>((PeerStream::Plain(stream), remote))
             }
             Some(tls) => {
                 let stream = tls.connect(addr, stream).await.map_err(HandshakeError::Tls)?;
-                let (stream, remote) = dial_exchange(Framed::new(stream, HandshakeCodec::handshake()), me, expected).await?;
+                let (stream, remote) =
+                    dial_exchange(Framed::new(stream, HandshakeCodec::handshake()), me, expected).await?;
                 Ok((PeerStream::Tls(Box::new(stream)), remote))
             }
         }
