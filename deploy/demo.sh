@@ -12,12 +12,13 @@
 # (kai1), 11312 (kai2), 11313 (kai3). Environment: KAI_IMAGE (image tag), KAI_BINARY (build the
 # image from this binary instead of a release build), COMPOSE_PROJECT_NAME, KAI<i>_PORT and
 # KAI<i>_ADMIN_PORT (published ports), KAI_ADMIN_TOKEN, KAI_TLS=1 (TLS on the memcache ports and
-# between the nodes: certificates in deploy/certs/ from make-certs.sh, docker-compose.tls.yml
-# added, the nodes reached through `openssl s_client`).
+# between the nodes: certificates from make-certs.sh in deploy/certs/ or KAI_CERTS,
+# docker-compose.tls.yml added, the nodes reached through `openssl s_client`).
 set -euo pipefail
 cd "$(dirname "$0")"
 project="${COMPOSE_PROJECT_NAME:-kai}"
 export KAI_IMAGE="${KAI_IMAGE:-kai:latest}"
+export KAI_CERTS="${KAI_CERTS:-./certs}"
 files=(-f docker-compose.yml)
 if [ -n "${KAI_TLS:-}" ]; then files+=(-f docker-compose.tls.yml); fi
 compose() { docker-compose -p "$project" "${files[@]}" "$@"; }
@@ -31,7 +32,7 @@ mc_tls() {
   request="$command"$'\r\n'
   if [ -n "$data" ]; then request+="$data"$'\r\n'; fi
   out="$(printf '%squit\r\n' "$request" | timeout 5 openssl s_client -quiet -verify_return_error \
-    -connect "127.0.0.1:$(port "$node")" -CAfile certs/ca.pem 2>/dev/null)" || true
+    -connect "127.0.0.1:$(port "$node")" -CAfile "$KAI_CERTS/ca.pem" 2>/dev/null)" || true
   out="${out//$'\r'/}"
   if [[ "$out" == VALUE* ]]; then out="${out#*$'\n'}"; fi
   printf '%s\n' "${out%%$'\n'*}"
@@ -83,7 +84,7 @@ check_all() { # check_all PREFIX COUNT NODE: every key readable through NODE
 
 case "${1:-}" in
   up)
-    if [ -n "${KAI_TLS:-}" ] && [ ! -f certs/kai5.pem ]; then ./make-certs.sh certs kai1 kai2 kai3 kai4 kai5; fi
+    if [ -n "${KAI_TLS:-}" ] && [ ! -f "$KAI_CERTS/kai5.pem" ]; then ./make-certs.sh "$KAI_CERTS" kai1 kai2 kai3 kai4 kai5; fi
     ./build-image.sh ${KAI_BINARY:+--binary "$KAI_BINARY"} --tag "$KAI_IMAGE"
     compose up -d kai1 kai2 kai3
     wait_healthy kai1 kai2 kai3

@@ -9,7 +9,7 @@
 mod common;
 
 use common::processes::{node_args, ProcessCluster};
-use common::{kai_bin, python, reserve_port, wait_until, KaiProcess};
+use common::{kai_bin, python, reserve_port, s_client, wait_until, KaiProcess};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -232,24 +232,6 @@ print("pymemcache tls ok")
         &[kai.addr.ip().to_string(), kai.addr.port().to_string(), certs.ca()],
     );
     assert_eq!(out.trim(), "pymemcache tls ok");
-}
-
-/// `openssl s_client` sending `input` to `addr`, verifying the server against `ca`: its exit
-/// status and standard output.
-fn s_client(addr: SocketAddr, ca: &str, input: &[u8]) -> (bool, String) {
-    let mut child = Command::new("openssl")
-        .args(["s_client", "-quiet", "-verify_return_error", "-connect"])
-        .arg(addr.to_string())
-        .args(["-CAfile", ca, "-verify_ip"])
-        .arg(addr.ip().to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl must be installed");
-    child.stdin.take().expect("stdin").write_all(input).expect("write");
-    let out = child.wait_with_output().expect("wait for openssl");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]

@@ -146,10 +146,7 @@ impl PeerActor {
     fn dialed(&mut self, result: Result<(PeerStream, RemoteIdentity), PeerError>, ctx: &mut Context<Self>) {
         self.dialing = false;
         match result {
-            Ok((PeerStream::Plain(stream), remote)) => {
-                let (read, write) = stream.into_split();
-                self.open_link((read, write), remote, ctx);
-            }
+            Ok((PeerStream::Plain(stream), remote)) => self.open_link(stream.into_split(), remote, ctx),
             Ok((PeerStream::Tls(stream), remote)) => self.open_link(tokio::io::split(*stream), remote, ctx),
             Err(e) => {
                 for waiting in self.waiting.drain(..) {
