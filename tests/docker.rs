@@ -155,4 +155,10 @@ fn the_compose_demo_runs_over_tls() {
     assert!(ok && out == "STORED\r\n", "{out}");
     let (ok, out) = common::s_client(demo.memcache(2), &ca, b"get k\r\nquit\r\n");
     assert!(ok && out == "VALUE k 0 3\r\ntls\r\nEND\r\n", "{out}");
+
+    // The chaos scenario, its requests over TLS too.
+    let chaos = demo.run("chaos");
+    for step in ["kai2 reads 100/100 keys correctly", "no acknowledged write was lost"] {
+        assert!(chaos.contains(step), "`{step}` missing from the demo's output:\n{chaos}");
+    }
 }
