@@ -159,6 +159,9 @@ fn the_compose_demo_runs_over_tls() {
     // The chaos scenario, its requests over TLS too.
     let chaos = demo.run("chaos");
     for step in ["kai2 reads 100/100 keys correctly", "no acknowledged write was lost"] {
-        assert!(chaos.contains(step), "`{step}` missing from the demo's output:\n{chaos}");
+        assert!(
+            chaos.contains(step),
+            "`{step}` missing from the demo's output:\n{chaos}"
+        );
     }
 }

@@ -319,10 +319,10 @@ fn client_certificates_are_required_with_tls_client_ca() {
         let identity = identity.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
         let mut refused = TlsClient::connect(kai.addr, &certs.ca(), identity);
         refused.send(b"get k\r\n");
-        assert!(
-            refused.rest().is_err(),
-            "a client without an accepted certificate was served"
-        );
+        let refusal = refused
+            .rest()
+            .expect_err("a client without an accepted certificate was served");
+        assert!(refusal.to_string().contains("received fatal alert"), "{refusal}");
     }
     assert_eq!(client.call("get k\r\n"), "VALUE k 0 1\r\n");
 }
@@ -351,10 +351,13 @@ fn a_cluster_with_peer_mutual_tls_serves_quorum_writes() {
     let peer: SocketAddr = cluster.peer_addrs()[0].parse().expect("addr");
     let mut anonymous = TlsClient::connect(peer, &certs.ca(), None);
     anonymous.send(b"hello");
-    assert!(anonymous.rest().is_err());
+    let refusal = anonymous.rest().expect_err("served without a certificate");
+    assert!(refusal.to_string().contains("CertificateRequired"), "{refusal}");
     wait_until(Duration::from_secs(10), "the refusal in the log", || {
         warnings(&cluster.nodes[0].log_text(), "refused peer connection from 127.0.0.1") == 1
     });
+    let log = cluster.nodes[0].log_text();
+    assert_eq!(warnings(&log, "TLS: peer sent no certificates"), 1, "{log}");
 }
 
 #[test]
