@@ -108,50 +108,58 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A certificate chain and its key, checked to match.
-struct Identity {
+/// A certificate chain and its key, as read from their files.
+struct Identity<'a> {
+    cert_file: PemFile<'a>,
+    key_file: PemFile<'a>,
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
 
-impl Identity {
-    fn load(cert: PemFile<'_>, key: PemFile<'_>) -> Result<Identity, TlsError> {
+impl<'a> Identity<'a> {
+    fn load(cert_file: PemFile<'a>, key_file: PemFile<'a>) -> Result<Identity<'a>, TlsError> {
         Ok(Identity {
-            certs: cert.certificates()?,
-            key: key.private_key()?,
+            cert_file,
+            key_file,
+            certs: cert_file.certificates()?,
+            key: key_file.private_key()?,
         })
+    }
+
+    /// A copy of the chain and the key, for one rustls config.
+    fn parts(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        (self.certs.clone(), self.key.clone_key())
+    }
+
+    /// The rustls error of building a config with this identity, blamed on the key file (the
+    /// usual cause: a key that does not belong to the certificate).
+    fn refused(&self, e: rustls::Error) -> TlsError {
+        let cert = self.cert_file;
+        (self.key_file).error(format!("cannot be used with {} {}: {e}", cert.key, cert.path.display()))
     }
 }
 
-/// The rustls error of building a config from `identity`, blamed on the key file (the usual
-/// cause: a key that does not belong to the certificate).
-fn identity_error(key: PemFile<'_>, cert: PemFile<'_>, e: rustls::Error) -> TlsError {
-    key.error(format!("cannot be used with {} {}: {e}", cert.key, cert.path.display()))
-}
-
-/// A server config presenting `identity`, verifying client certificates against `client_ca` if
-/// given.
+/// A server config presenting `identity`, requiring client certificates signed by `client_ca`
+/// (its file and its certificates) if given.
 fn server_config(
-    (cert, key): (PemFile<'_>, PemFile<'_>),
-    client_ca: Option<PemFile<'_>>,
+    identity: &Identity<'_>,
+    client_ca: Option<(PemFile<'_>, Arc<RootCertStore>)>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let identity = Identity::load(cert, key)?;
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| cert.error(e.to_string()))?;
+        .map_err(|e| identity.cert_file.error(e.to_string()))?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(ca.roots()?, provider)
+        Some((file, roots)) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
                 .build()
-                .map_err(|e| ca.error(e.to_string()))?;
+                .map_err(|e| file.error(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder
-        .with_single_cert(identity.certs, identity.key)
-        .map_err(|e| identity_error(key, cert, e))?;
+    let (certs, key) = identity.parts();
+    let config = builder.with_single_cert(certs, key).map_err(|e| identity.refused(e))?;
     Ok(Arc::new(config))
 }
 
@@ -169,11 +177,7 @@ impl ClientTls {
         let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
             return Ok(None);
         };
-        let client_ca = config.tls_client_ca.as_deref().map(|path| PemFile {
-            key: "tls_client_ca",
-            path,
-        });
-        let files = (
+        let identity = Identity::load(
             PemFile {
                 key: "tls_cert",
                 path: cert,
@@ -182,9 +186,19 @@ impl ClientTls {
                 key: "tls_key",
                 path: key,
             },
-        );
+        )?;
+        let client_ca = match config.tls_client_ca.as_deref() {
+            None => None,
+            Some(path) => {
+                let file = PemFile {
+                    key: "tls_client_ca",
+                    path,
+                };
+                Some((file, file.roots()?))
+            }
+        };
         Ok(Some(ClientTls {
-            acceptor: TlsAcceptor::from(server_config(files, client_ca)?),
+            acceptor: TlsAcceptor::from(server_config(&identity, client_ca)?),
             refusals: LogOnce::default(),
         }))
     }
@@ -251,14 +265,16 @@ impl PeerTls {
             key: "peer_tls_ca",
             path: ca,
         };
-        let server = server_config((cert, key), Some(ca))?;
         let identity = Identity::load(cert, key)?;
+        let roots = ca.roots()?;
+        let server = server_config(&identity, Some((ca, Arc::clone(&roots))))?;
+        let (certs, key) = identity.parts();
         let client = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| cert.error(e.to_string()))?
-            .with_root_certificates(ca.roots()?)
-            .with_client_auth_cert(identity.certs, identity.key)
-            .map_err(|e| identity_error(key, cert, e))?;
+            .map_err(|e| identity.cert_file.error(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| identity.refused(e))?;
         Ok(Some(PeerTls {
             acceptor: TlsAcceptor::from(server),
             connector: TlsConnector::from(Arc::new(client)),
