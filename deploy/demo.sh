@@ -11,19 +11,37 @@
 # /dev/tcp, so no memcache client is needed on the host. Dashboards: http://127.0.0.1:11311/
 # (kai1), 11312 (kai2), 11313 (kai3). Environment: KAI_IMAGE (image tag), KAI_BINARY (build the
 # image from this binary instead of a release build), COMPOSE_PROJECT_NAME, KAI<i>_PORT and
-# KAI<i>_ADMIN_PORT (published ports), KAI_ADMIN_TOKEN.
+# KAI<i>_ADMIN_PORT (published ports), KAI_ADMIN_TOKEN, KAI_TLS=1 (TLS on the memcache ports and
+# between the nodes: certificates from make-certs.sh in deploy/certs/ or KAI_CERTS,
+# docker-compose.tls.yml added, the nodes reached through `openssl s_client`).
 set -euo pipefail
 cd "$(dirname "$0")"
 project="${COMPOSE_PROJECT_NAME:-kai}"
 export KAI_IMAGE="${KAI_IMAGE:-kai:latest}"
-compose() { docker-compose -p "$project" -f docker-compose.yml "$@"; }
+export KAI_CERTS="${KAI_CERTS:-./certs}"
+files=(-f docker-compose.yml)
+if [ -n "${KAI_TLS:-}" ]; then files+=(-f docker-compose.tls.yml); fi
+compose() { docker-compose -p "$project" "${files[@]}" "$@"; }
 port() { case "$1" in kai1) echo "${KAI1_PORT:-11211}" ;; kai2) echo "${KAI2_PORT:-11212}" ;; kai3) echo "${KAI3_PORT:-11213}" ;; esac; }
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+# mc_tls NODE COMMAND [DATA]: mc over TLS (then `quit`, so the server ends the session).
+mc_tls() {
+  local node="$1" command="$2" data="${3-}" request out
+  request="$command"$'\r\n'
+  if [ -n "$data" ]; then request+="$data"$'\r\n'; fi
+  out="$(printf '%squit\r\n' "$request" | timeout 5 openssl s_client -quiet -verify_return_error \
+    -connect "127.0.0.1:$(port "$node")" -CAfile "$KAI_CERTS/ca.pem" 2>/dev/null)" || true
+  out="${out//$'\r'/}"
+  if [[ "$out" == VALUE* ]]; then out="${out#*$'\n'}"; fi
+  printf '%s\n' "${out%%$'\n'*}"
+}
+
 # mc NODE COMMAND [DATA]: one memcache request; prints the first reply line (empty if none).
 mc() {
   local node="$1" command="$2" data="${3-}" reply=""
+  if [ -n "${KAI_TLS:-}" ]; then mc_tls "$@"; return 0; fi
   exec 3<>"/dev/tcp/127.0.0.1/$(port "$node")" || { echo "(cannot connect)"; return 0; }
   if [ -n "$data" ]; then printf '%s\r\n%s\r\n' "$command" "$data" >&3; else printf '%s\r\n' "$command" >&3; fi
   IFS= read -r -t 5 reply <&3 || true
@@ -66,6 +84,7 @@ check_all() { # check_all PREFIX COUNT NODE: every key readable through NODE
 
 case "${1:-}" in
   up)
+    if [ -n "${KAI_TLS:-}" ] && [ ! -f "$KAI_CERTS/kai5.pem" ]; then ./make-certs.sh "$KAI_CERTS" kai1 kai2 kai3 kai4 kai5; fi
     ./build-image.sh ${KAI_BINARY:+--binary "$KAI_BINARY"} --tag "$KAI_IMAGE"
     compose up -d kai1 kai2 kai3
     wait_healthy kai1 kai2 kai3
@@ -118,7 +137,7 @@ case "${1:-}" in
     compose --profile five down -v --remove-orphans
     ;;
   *)
-    sed -n '2,12p' "$0"
+    sed -n '2,16p' "$0"
     exit 2
     ;;
 esac

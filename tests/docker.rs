@@ -1,7 +1,8 @@
 //! End-to-end on Docker: `deploy/demo.sh` itself — it builds the `FROM scratch` image, starts
 //! the docker-compose cluster, and its `chaos` scenario kills a node, cuts one off and heals it,
-//! verifying every acknowledged write — must run to the end. Skipped, with a notice, where
-//! `docker info` fails.
+//! verifying every acknowledged write — must run to the end; and with `KAI_TLS=1` the same
+//! cluster runs with mutual TLS between its nodes and TLS on its memcache ports
+//! (`deploy/docker-compose.tls.yml`). Skipped, with a notice, where `docker info` fails.
 
 mod common;
 
@@ -27,6 +28,8 @@ struct Demo {
     image: String,
     ports: [u16; 3],
     admin_ports: [u16; 3],
+    /// With TLS (`KAI_TLS=1`): the directory of its certificates (`KAI_CERTS`).
+    tls: Option<PathBuf>,
 }
 
 impl Demo {
@@ -37,6 +40,9 @@ impl Demo {
             .env("KAI_IMAGE", &self.image)
             .env("KAI_BINARY", common::kai_bin())
             .env("KAI_ADMIN_TOKEN", TOKEN);
+        if let Some(certs) = &self.tls {
+            cmd.env("KAI_TLS", "1").env("KAI_CERTS", certs);
+        }
         for i in 0..3 {
             cmd.env(format!("KAI{}_PORT", i + 1), self.ports[i].to_string());
             cmd.env(format!("KAI{}_ADMIN_PORT", i + 1), self.admin_ports[i].to_string());
@@ -63,6 +69,21 @@ impl Demo {
     fn admin(&self, node: usize) -> std::net::SocketAddr {
         format!("127.0.0.1:{}", self.admin_ports[node]).parse().expect("addr")
     }
+
+    fn memcache(&self, node: usize) -> std::net::SocketAddr {
+        format!("127.0.0.1:{}", self.ports[node]).parse().expect("addr")
+    }
+
+    fn start(name: &str, tls: Option<PathBuf>) -> Demo {
+        let id = std::process::id();
+        Demo {
+            project: format!("kai{name}{id}"),
+            image: format!("kai:{name}-{id}"),
+            ports: [reserve_port(), reserve_port(), reserve_port()],
+            admin_ports: [reserve_port(), reserve_port(), reserve_port()],
+            tls,
+        }
+    }
 }
 
 impl Drop for Demo {
@@ -78,13 +99,7 @@ fn the_chaos_demo_runs_to_the_end_without_losing_a_write() {
         eprintln!("NOTICE: docker or docker-compose not available; skipping the docker demo test");
         return;
     }
-    let id = std::process::id();
-    let demo = Demo {
-        project: format!("kaitest{id}"),
-        image: format!("kai:test-{id}"),
-        ports: [reserve_port(), reserve_port(), reserve_port()],
-        admin_ports: [reserve_port(), reserve_port(), reserve_port()],
-    };
+    let demo = Demo::start("test", None);
     let up = demo.run("up");
     assert!(up.contains("sees a majority"), "{up}");
 
@@ -106,6 +121,44 @@ fn the_chaos_demo_runs_to_the_end_without_losing_a_write() {
         "get through kai2: yes",
         "no acknowledged write was lost",
     ] {
+        assert!(
+            chaos.contains(step),
+            "`{step}` missing from the demo's output:\n{chaos}"
+        );
+    }
+}
+
+#[test]
+fn the_compose_demo_runs_over_tls() {
+    if !docker_available() {
+        eprintln!("NOTICE: docker or docker-compose not available; skipping the docker TLS test");
+        return;
+    }
+    let certs = tempfile::tempdir().expect("tempdir");
+    let demo = Demo::start("tls", Some(certs.path().to_owned()));
+    // Three nodes that see each other: their peer links are mutual TLS.
+    let up = demo.run("up");
+    assert!(up.contains("sees a majority"), "{up}");
+    let log = Command::new("docker")
+        .args(["logs", &format!("{}-kai1", demo.project)])
+        .output()
+        .expect("docker logs");
+    let log = String::from_utf8_lossy(&log.stderr);
+    assert!(
+        log.contains("serving memcache over TLS") && log.contains("peers over mutual TLS"),
+        "{log}"
+    );
+
+    // Clients reach the published memcache ports over TLS, with the demo's CA.
+    let ca = certs.path().join("ca.pem").display().to_string();
+    let (ok, out) = common::s_client(demo.memcache(0), &ca, b"set k 0 0 3\r\ntls\r\nquit\r\n");
+    assert!(ok && out == "STORED\r\n", "{out}");
+    let (ok, out) = common::s_client(demo.memcache(2), &ca, b"get k\r\nquit\r\n");
+    assert!(ok && out == "VALUE k 0 3\r\ntls\r\nEND\r\n", "{out}");
+
+    // The chaos scenario, its requests over TLS too.
+    let chaos = demo.run("chaos");
+    for step in ["kai2 reads 100/100 keys correctly", "no acknowledged write was lost"] {
         assert!(
             chaos.contains(step),
             "`{step}` missing from the demo's output:\n{chaos}"

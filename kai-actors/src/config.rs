@@ -96,6 +96,21 @@ pub struct NodeConfig {
     /// Tombstones older than this that every replica holds are purged; 0 keeps them forever.
     #[serde(with = "humantime_serde")]
     pub tombstone_grace: Duration,
+    /// Certificate chain (PEM) of the memcache port; with `tls_key`, the port speaks only TLS
+    /// (memcached's `-Z`).
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): when set, memcache clients must present a certificate signed by
+    /// one of them.
+    pub tls_client_ca: Option<PathBuf>,
+    /// This node's certificate chain (PEM) on peer links, signed by `peer_tls_ca`. With
+    /// `peer_tls_key` and `peer_tls_ca`, peer links use mutual TLS.
+    pub peer_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `peer_tls_cert`.
+    pub peer_tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM): peers must present a certificate it signed.
+    pub peer_tls_ca: Option<PathBuf>,
     /// Admin HTTP address (metrics, health, status, dashboard, `leave`), served by the `kai`
     /// binary; embedded nodes serve none.
     pub admin_listen: SocketAddr,
@@ -136,6 +151,12 @@ impl Default for NodeConfig {
             tombstone_grace: Duration::from_secs(24 * 60 * 60),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 11311)),
             admin_token: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            peer_tls_cert: None,
+            peer_tls_key: None,
+            peer_tls_ca: None,
         }
     }
 }
@@ -305,7 +326,39 @@ impl NodeConfig {
             ));
         }
         self.seed_list()?;
-        self.validate_admin()
+        self.validate_admin()?;
+        self.validate_tls()
+    }
+
+    /// TLS files come in sets: a certificate with its key (and a client CA only with both); on
+    /// peer links, certificate, key and cluster CA all three (mutual TLS). The files themselves
+    /// are read at start ([`crate::tls`]).
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err(invalid("tls_key", "must be set when tls_cert is")),
+            (None, Some(_)) => return Err(invalid("tls_cert", "must be set when tls_key is")),
+            (None, None) if self.tls_client_ca.is_some() => {
+                return Err(invalid(
+                    "tls_client_ca",
+                    "needs tls_cert and tls_key (client certificates are checked on a TLS port only)",
+                ))
+            }
+            _ => {}
+        }
+        let peer = [
+            ("peer_tls_cert", &self.peer_tls_cert),
+            ("peer_tls_key", &self.peer_tls_key),
+            ("peer_tls_ca", &self.peer_tls_ca),
+        ];
+        if peer.iter().any(|(_, file)| file.is_some()) {
+            if let Some((key, _)) = peer.iter().find(|(_, file)| file.is_none()) {
+                return Err(invalid(
+                    key,
+                    "must be set with the other peer_tls_* keys (peer links use mutual TLS: certificate, key and cluster CA)",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Anyone who can reach a non-loopback admin address could make the node leave: such an
@@ -445,5 +498,37 @@ mod tests {
             Ok(())
         );
         assert_eq!(with(|c| c.admin_listen = "[::1]:0".parse().expect("addr")), Ok(()));
+    }
+
+    #[test]
+    fn tls_files_come_in_sets() {
+        let file = || Some(PathBuf::from("x.pem"));
+        assert_eq!(with(|c| c.tls_cert = file()).map_err(|e| e.key), Err("tls_key"));
+        assert_eq!(with(|c| c.tls_key = file()).map_err(|e| e.key), Err("tls_cert"));
+        assert_eq!(
+            with(|c| c.tls_client_ca = file()).map_err(|e| e.key),
+            Err("tls_client_ca")
+        );
+        assert_eq!(with(|c| (c.tls_cert, c.tls_key) = (file(), file())), Ok(()));
+        assert_eq!(
+            with(|c| (c.tls_cert, c.tls_key, c.tls_client_ca) = (file(), file(), file())),
+            Ok(())
+        );
+        assert_eq!(
+            with(|c| c.peer_tls_cert = file()).map_err(|e| e.key),
+            Err("peer_tls_key")
+        );
+        assert_eq!(
+            with(|c| (c.peer_tls_cert, c.peer_tls_key) = (file(), file())).map_err(|e| e.key),
+            Err("peer_tls_ca")
+        );
+        assert_eq!(
+            with(|c| c.peer_tls_ca = file()).map_err(|e| e.key),
+            Err("peer_tls_cert")
+        );
+        assert_eq!(
+            with(|c| (c.peer_tls_cert, c.peer_tls_key, c.peer_tls_ca) = (file(), file(), file())),
+            Ok(())
+        );
     }
 }

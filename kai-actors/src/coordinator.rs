@@ -806,3 +806,6 @@ impl Handler<Delete> for Coordinator {
         Box::pin(async move { core.delete(msg.key).await })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -39,6 +39,7 @@ pub mod shutdown;
 pub mod stats;
 pub mod store;
 pub mod sync;
+pub mod tls;
 
 pub use config::{ConfigError, ExpiryPolicy, NodeConfig, StoreBackend};
 pub use node::{start, NodeBuilder, NodeError, NodeHandle, StartError};

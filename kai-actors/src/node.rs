@@ -28,6 +28,7 @@ use crate::sync::gate::{GateReader, SyncGate};
 use crate::sync::progress::{Progress, ProgressError, ProgressFile};
 use crate::sync::serve::SyncServer;
 use crate::sync::{ReportTo, SyncActor, SyncConfig};
+use crate::tls::{ClientTls, PeerTls, TlsError};
 use crate::ConfigError;
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, MailboxError};
 use bytes::Bytes;
@@ -90,6 +91,10 @@ pub enum StartError {
         /// What is wrong (never its contents).
         reason: String,
     },
+    /// A TLS file (`tls_*`, `peer_tls_*`) is missing, unreadable or malformed, or a key does not
+    /// match its certificate.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr} (config key `{key}`)")]
     Bind {
@@ -173,6 +178,8 @@ impl NodeBuilder {
         }
         config.validate_rest()?;
         let auth = load_auth_file(config.auth_file.as_deref())?;
+        let client_tls = ClientTls::from_config(&config)?;
+        let peer_tls = PeerTls::from_config(&config)?;
         let peer_socket = bind("peer_listen", config.peer_listen, peer_socket)?;
         let peer_addr = local_addr("peer_listen", config.peer_listen, &peer_socket)?;
         let client_socket = bind("listen", config.listen, client_socket)?;
@@ -188,6 +195,7 @@ impl NodeBuilder {
                 config.cluster_settings(),
                 config.cluster_secret.as_deref(),
             ),
+            tls: peer_tls,
         });
         let seeds: Vec<Seed> = config
             .seed_list()?
@@ -366,13 +374,22 @@ impl NodeBuilder {
             source,
         })?;
         let info = shared.info.clone();
+        let tls = (client_tls.is_some(), me.tls.is_some());
         Listener::create(|ctx| {
             shutdown.stop_on(ctx);
-            Listener::new(client_socket, worker_handles, shared, config.max_connections)
+            Listener::new(
+                client_socket,
+                worker_handles,
+                shared,
+                config.max_connections,
+                client_tls,
+            )
         });
         log::info!(
-            "node {name} ({}) serving memcache on {client_addr}, peers on {peer_addr}; N:R:W = {}:{}:{}, store {}",
+            "node {name} ({}) serving memcache{} on {client_addr}, peers{} on {peer_addr}; N:R:W = {}:{}:{}, store {}",
             me.id,
+            if tls.0 { " over TLS" } else { "" },
+            if tls.1 { " over mutual TLS" } else { "" },
             config.n,
             config.r,
             config.w,

@@ -377,3 +377,21 @@ pub fn python(script: &str, args: &[String]) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// `openssl s_client` sending `input` to `addr` over TLS, verifying the server's certificate
+/// against `ca` (and that it names `addr`'s IP address): its exit status and standard output.
+pub fn s_client(addr: SocketAddr, ca: &str, input: &[u8]) -> (bool, String) {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-connect"])
+        .arg(addr.to_string())
+        .args(["-CAfile", ca, "-verify_ip"])
+        .arg(addr.ip().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl must be installed (see README: prerequisites)");
+    child.stdin.take().expect("stdin").write_all(input).expect("write");
+    let out = child.wait_with_output().expect("wait for openssl");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -144,6 +144,11 @@ impl ProcessCluster {
         self.wait_settled(i, self.nodes.len());
     }
 
+    /// The nodes' peer addresses (`host:port`), as seeds for another node.
+    pub fn peer_addrs(&self) -> Vec<String> {
+        self.peer_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
+    }
+
     /// A client of node `i`.
     pub fn client(&self, i: usize) -> Client {
         self.nodes[i].client()

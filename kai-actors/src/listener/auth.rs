@@ -3,7 +3,7 @@
 //! memcached's answers; this loop checks credentials and does the I/O. Credentials never
 //! appear in logs.
 
-use super::wire::Wire;
+use super::wire::{ClientStream, Wire};
 use super::SessionContext;
 use kai_proto::auth::text::{TextAuth, TextAuthDecoder, AUTHENTICATED, FAILED};
 use kai_proto::auth::AuthFile;
@@ -11,7 +11,11 @@ use tokio_util::codec::Decoder;
 
 /// Serves `wire` until the client authenticates against `users` (true) or the connection ends
 /// (false). Input after the successful `set` stays in `wire.input` for the text session.
-pub(super) async fn authenticate_text(wire: &mut Wire, ctx: &SessionContext, users: &AuthFile) -> bool {
+pub(super) async fn authenticate_text<S: ClientStream>(
+    wire: &mut Wire<S>,
+    ctx: &SessionContext,
+    users: &AuthFile,
+) -> bool {
     let mut decoder = TextAuthDecoder::default();
     loop {
         match decoder.decode(&mut wire.input) {

@@ -16,7 +16,7 @@
 //! - Keys Kai cannot store (whitespace or control characters, which binary keys may hold)
 //!   miss on reads and are `Invalid arguments` on writes.
 
-use super::wire::Wire;
+use super::wire::{ClientStream, Wire};
 use super::SessionContext;
 use crate::clock::unix_now;
 use crate::config::ExpiryPolicy;
@@ -43,7 +43,7 @@ enum Flow {
 }
 
 /// Serves a connection whose first byte was the binary request magic.
-pub(super) async fn serve(mut wire: Wire, ctx: SessionContext) {
+pub(super) async fn serve<S: ClientStream>(mut wire: Wire<S>, ctx: SessionContext) {
     let mut decoder = BinaryDecoder::new(ctx.shared.limits.max_value_size);
     let mut session = Session {
         ctx: &ctx,
@@ -71,7 +71,7 @@ pub(super) async fn serve(mut wire: Wire, ctx: SessionContext) {
             break;
         }
     }
-    wire.flush(&ctx).await;
+    wire.close(&ctx).await;
 }
 
 struct Session<'a> {

@@ -6,7 +6,8 @@
 //! `auth_file`, a text session first authenticates (`auth.rs`). At most `max_connections` sessions
 //! run at once; a connection beyond that gets memcached's `ERROR Too many open connections` and
 //! is closed, without affecting the others. Open connections are listed in [`Connections`]
-//! (`stats conns`).
+//! (`stats conns`). With TLS configured ([`ClientTls`]), a session starts after its TLS
+//! handshake, on the worker thread; a failed handshake ends that connection only.
 
 mod auth;
 mod binary;
@@ -22,6 +23,7 @@ use crate::config::ExpiryPolicy;
 use crate::coordinator::Coordinator;
 use crate::report::NodeInfo;
 use crate::stats::{self, NodeStats};
+use crate::tls::ClientTls;
 use actix::{Actor, Addr, ArbiterHandle, AsyncContext, Context, StreamHandler};
 use kai_proto::auth::AuthFile;
 use kai_proto::memcache::Limits;
@@ -91,17 +93,26 @@ pub struct Listener {
     next_worker: usize,
     shared: Arc<SessionShared>,
     max_connections: u64,
+    tls: Option<ClientTls>,
 }
 
 impl Listener {
-    /// A listener on `socket` placing sessions on `workers`.
-    pub fn new(socket: TcpListener, workers: Vec<Worker>, shared: Arc<SessionShared>, max_connections: usize) -> Self {
+    /// A listener on `socket` placing sessions on `workers`; with `tls`, every connection speaks
+    /// TLS.
+    pub fn new(
+        socket: TcpListener,
+        workers: Vec<Worker>,
+        shared: Arc<SessionShared>,
+        max_connections: usize,
+        tls: Option<ClientTls>,
+    ) -> Self {
         Listener {
             socket: Some(socket),
             workers,
             next_worker: 0,
             shared,
             max_connections: max_connections as u64,
+            tls,
         }
     }
 
@@ -156,11 +167,23 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
             shared: Arc::clone(&self.shared),
             id: ctx.connection.id,
         };
+        let tls = self.tls.clone();
         let spawned = worker.arbiter.spawn(async move {
             let _open = open;
-            match TcpStream::from_std(std_stream) {
-                Ok(stream) => session::serve(stream, ctx).await,
-                Err(e) => log::warn!("cannot adopt client {peer}: {e}"),
+            let stream = match TcpStream::from_std(std_stream) {
+                Ok(stream) => stream,
+                Err(e) => return log::warn!("cannot adopt client {peer}: {e}"),
+            };
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("set_nodelay failed: {e}");
+            }
+            match tls {
+                None => session::serve(stream, ctx).await,
+                Some(tls) => {
+                    if let Some(stream) = tls.accept(stream, peer).await {
+                        session::serve(stream, ctx).await;
+                    }
+                }
             }
         });
         if !spawned {

@@ -12,7 +12,7 @@
 //! - Memory is bounded: input by the parser's limits, output by the flush threshold (a client
 //!   that stops reading stops being read, through TCP back-pressure).
 
-use super::wire::{Wire, READ_CHUNK};
+use super::wire::{ClientStream, Wire};
 use super::SessionContext;
 use crate::clock::unix_now;
 use crate::config::ExpiryPolicy;
@@ -28,8 +28,6 @@ use kai_proto::memcache::{
     ValueEntry,
 };
 use kai_proto::{Key, Record};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 /// Buffered reply bytes that force a write even if more requests are waiting.
@@ -41,10 +39,7 @@ enum Flow {
 }
 
 /// Serves one connection until the client quits, disconnects or sends an unrecoverable stream.
-pub(crate) async fn serve(stream: TcpStream, ctx: SessionContext) {
-    if let Err(e) = stream.set_nodelay(true) {
-        log::debug!("set_nodelay failed: {e}");
-    }
+pub(crate) async fn serve<S: ClientStream>(stream: S, ctx: SessionContext) {
     let mut wire = Wire::new(stream);
     if !wire.read(&ctx).await {
         return;
@@ -58,22 +53,16 @@ pub(crate) async fn serve(stream: TcpStream, ctx: SessionContext) {
             return;
         }
     }
-    let Wire {
-        mut rd,
-        mut wr,
-        mut input,
-        mut output,
-    } = wire;
     let mut decoder = RequestDecoder::new(ctx.shared.limits);
     loop {
-        match decoder.decode(&mut input) {
+        match decoder.decode(&mut wire.input) {
             Ok(Some(parsed)) => {
-                if let Flow::Close = execute(&ctx, parsed, &mut output).await {
+                if let Flow::Close = execute(&ctx, parsed, &mut wire.output).await {
                     break;
                 }
                 // A full batch is written, then the next buffered request runs: the socket is
                 // read only when no complete request is left in `input`.
-                if output.len() >= FLUSH_THRESHOLD && !flush(&ctx, &mut wr, &mut output).await {
+                if wire.output.len() >= FLUSH_THRESHOLD && !wire.flush(&ctx).await {
                     return;
                 }
                 continue;
@@ -81,38 +70,15 @@ pub(crate) async fn serve(stream: TcpStream, ctx: SessionContext) {
             Ok(None) => {}
             Err(fatal) => {
                 log::debug!("closing client connection: {fatal}");
-                Response::ClientError(fatal.to_string()).encode_into(&mut output);
+                Response::ClientError(fatal.to_string()).encode_into(&mut wire.output);
                 break;
             }
         }
-        if !flush(&ctx, &mut wr, &mut output).await {
-            return;
-        }
-        input.reserve(READ_CHUNK);
-        match rd.read_buf(&mut input).await {
-            Ok(0) => break,
-            Ok(n) => stats::add(&ctx.shared.stats.bytes_read, n as u64),
-            Err(e) => {
-                log::debug!("client read failed: {e}");
-                return;
-            }
+        if !wire.flush(&ctx).await || !wire.read(&ctx).await {
+            break;
         }
     }
-    flush(&ctx, &mut wr, &mut output).await;
-}
-
-/// Writes and clears `output`; false if the connection is gone.
-async fn flush(ctx: &SessionContext, wr: &mut tokio::net::tcp::OwnedWriteHalf, output: &mut BytesMut) -> bool {
-    if output.is_empty() {
-        return true;
-    }
-    if let Err(e) = wr.write_all(output).await {
-        log::debug!("client write failed: {e}");
-        return false;
-    }
-    stats::add(&ctx.shared.stats.bytes_written, output.len() as u64);
-    output.clear();
-    true
+    wire.close(&ctx).await;
 }
 
 async fn execute(ctx: &SessionContext, parsed: Parsed, output: &mut BytesMut) -> Flow {

@@ -1,7 +1,7 @@
 //! The Peer actor: this node's connection to one remote node, for requests it sends there.
 
 use super::filter::{NetworkFilter, Verdict};
-use super::handshake;
+use super::handshake::{self, PeerStream};
 use super::{write_frames, LocalIdentity, LogOnce, PeerError, RemoteIdentity, WRITE_QUEUE};
 use crate::stats::{self, NodeStats};
 use actix::{
@@ -14,7 +14,7 @@ use kai_proto::NodeId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -144,17 +144,18 @@ impl PeerActor {
         ctx.spawn(attempt.into_actor(self).map(|result, act, ctx| act.dialed(result, ctx)));
     }
 
-    fn dialed(&mut self, result: Result<(TcpStream, RemoteIdentity), PeerError>, ctx: &mut Context<Self>) {
+    fn dialed(&mut self, result: Result<(PeerStream, RemoteIdentity), PeerError>, ctx: &mut Context<Self>) {
         self.dialing = false;
         match result {
-            Ok((stream, remote)) => self.open_link(stream, remote, ctx),
+            Ok((PeerStream::Plain(stream), remote)) => self.open_link(stream.into_split(), remote, ctx),
+            Ok((PeerStream::Tls(stream), remote)) => self.open_link(tokio::io::split(*stream), remote, ctx),
             Err(e) => {
                 for waiting in self.waiting.drain(..) {
                     let _ = waiting.reply.send(Err(e.clone()));
                 }
                 if matches!(e, PeerError::Handshake { .. }) {
-                    // Refused (another cluster, other settings, wrong secret): every lane of
-                    // this node redials, but the refusal is logged once.
+                    // Refused (another cluster, other settings, wrong secret, TLS): every lane
+                    // of this node redials, but the refusal is logged once.
                     let addr = &self.addr;
                     (self.settings.refusals).failed(addr, &format_args!("peer {addr}: {e}; retrying with backoff"));
                 } else if self.outage_logged {
@@ -170,10 +171,13 @@ impl PeerActor {
         }
     }
 
-    fn open_link(&mut self, stream: TcpStream, remote: RemoteIdentity, ctx: &mut Context<Self>) {
+    fn open_link<R, W>(&mut self, (read, write): (R, W), remote: RemoteIdentity, ctx: &mut Context<Self>)
+    where
+        R: AsyncRead + Unpin + 'static,
+        W: AsyncWrite + Unpin + 'static,
+    {
         self.generation += 1;
         let generation = self.generation;
-        let (read, write) = stream.into_split();
         let (queue, outgoing) = mpsc::channel(WRITE_QUEUE);
         actix_rt::spawn(write_frames(
             FramedWrite::new(write, FrameCodec::new(self.settings.max_frame)),

@@ -1,19 +1,36 @@
-//! The handshake over a fresh TCP connection (the checks themselves are in
-//! `kai_proto::peer::handshake`).
+//! Connection setup between nodes: TCP, then mutual TLS when the node has `peer_tls_*`
+//! (`crate::tls`), then the handshake (the checks themselves are in `kai_proto::peer::handshake`),
+//! all within [`HANDSHAKE_TIMEOUT`]. A TLS failure is a [`HandshakeError::Tls`], refused and
+//! logged like any other handshake failure.
 
 use super::{LocalIdentity, PeerError, RemoteIdentity};
+use crate::tls::tls_failure;
 use futures_util::{SinkExt, StreamExt};
-use kai_proto::peer::{HandshakeCodec, HandshakeError, HandshakeFrame, Hello, Welcome, PROTOCOL_VERSION};
+use kai_proto::peer::{CodecError, HandshakeCodec, HandshakeError, HandshakeFrame, Hello, Welcome, PROTOCOL_VERSION};
 use kai_proto::NodeId;
 use rand::RngCore;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-/// Longest a handshake may take.
+/// Longest a connection setup (TLS and handshake) may take.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-type HandshakeStream = Framed<TcpStream, HandshakeCodec>;
+/// An established peer connection.
+pub(crate) enum PeerStream {
+    /// Plain TCP (no `peer_tls_*`).
+    Plain(TcpStream),
+    /// Mutual TLS over TCP.
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+/// What a handshake runs over.
+trait Link: AsyncRead + AsyncWrite + Unpin {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Link for S {}
+
+type HandshakeStream<S> = Framed<S, HandshakeCodec>;
 
 fn nonce() -> [u8; 32] {
     let mut n = [0u8; 32];
@@ -21,10 +38,12 @@ fn nonce() -> [u8; 32] {
     n
 }
 
-async fn receive(framed: &mut HandshakeStream) -> Result<HandshakeFrame, HandshakeError> {
+async fn receive<S: Link>(framed: &mut HandshakeStream<S>) -> Result<HandshakeFrame, HandshakeError> {
     match framed.next().await {
         Some(Ok(HandshakeFrame::Refused(reason))) => Err(HandshakeError::Refused(reason)),
         Some(Ok(frame)) => Ok(frame),
+        // With TLS 1.3 a dialler learns that its certificate was refused only here, as an alert.
+        Some(Err(CodecError::Io(e))) if tls_failure(&e).is_some() => Err(HandshakeError::Tls(e.to_string())),
         Some(Err(_)) => Err(HandshakeError::Unexpected("malformed frame")),
         None => Err(HandshakeError::Unexpected("connection closed")),
     }
@@ -32,13 +51,13 @@ async fn receive(framed: &mut HandshakeStream) -> Result<HandshakeFrame, Handsha
 
 /// Tells the other side why the handshake failed; returns the error. Best effort: the
 /// connection is dropped anyway.
-async fn refuse(framed: &mut HandshakeStream, error: HandshakeError) -> HandshakeError {
+async fn refuse<S: Link>(framed: &mut HandshakeStream<S>, error: HandshakeError) -> HandshakeError {
     let _ = framed.send(HandshakeFrame::Refused(error.to_string())).await;
     error
 }
 
 /// The stream, checked to hold no bytes beyond the handshake.
-fn into_stream(framed: HandshakeStream) -> Result<TcpStream, HandshakeError> {
+fn into_stream<S: Link>(framed: HandshakeStream<S>) -> Result<S, HandshakeError> {
     let parts = framed.into_parts();
     if !parts.read_buf.is_empty() {
         return Err(HandshakeError::Unexpected("data before the handshake completed"));
@@ -51,7 +70,7 @@ pub(crate) async fn dial(
     addr: &str,
     me: &LocalIdentity,
     expected: Option<NodeId>,
-) -> Result<(TcpStream, RemoteIdentity), PeerError> {
+) -> Result<(PeerStream, RemoteIdentity), PeerError> {
     let connect = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr));
     let stream = match connect.await {
         Ok(Ok(stream)) => stream,
@@ -59,8 +78,22 @@ pub(crate) async fn dial(
         Err(_) => return Err(connect_error(addr, "timed out".into())),
     };
     let _ = stream.set_nodelay(true);
-    let exchange = dial_exchange(Framed::new(stream, HandshakeCodec::handshake()), me, expected);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await {
+    let setup = async {
+        match &me.tls {
+            None => {
+                let (stream, remote) =
+                    dial_exchange(Framed::new(stream, HandshakeCodec::handshake()), me, expected).await?;
+                Ok::<_, DialFailure>((PeerStream::Plain(stream), remote))
+            }
+            Some(tls) => {
+                let stream = tls.connect(addr, stream).await.map_err(HandshakeError::Tls)?;
+                let (stream, remote) =
+                    dial_exchange(Framed::new(stream, HandshakeCodec::handshake()), me, expected).await?;
+                Ok((PeerStream::Tls(Box::new(stream)), remote))
+            }
+        }
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, setup).await {
         Ok(Ok(done)) => Ok(done),
         Ok(Err(DialFailure::Handshake(source))) => Err(PeerError::Handshake {
             addr: addr.to_owned(),
@@ -96,11 +129,11 @@ impl From<HandshakeError> for DialFailure {
     }
 }
 
-async fn dial_exchange(
-    mut framed: HandshakeStream,
+async fn dial_exchange<S: Link>(
+    mut framed: HandshakeStream<S>,
     me: &LocalIdentity,
     expected: Option<NodeId>,
-) -> Result<(TcpStream, RemoteIdentity), DialFailure> {
+) -> Result<(S, RemoteIdentity), DialFailure> {
     let my_nonce = nonce();
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -160,18 +193,30 @@ impl From<HandshakeError> for Refused {
 }
 
 /// Acceptor side.
-pub(crate) async fn accept(stream: TcpStream, me: &LocalIdentity) -> Result<(TcpStream, RemoteIdentity), Refused> {
+pub(crate) async fn accept(stream: TcpStream, me: &LocalIdentity) -> Result<(PeerStream, RemoteIdentity), Refused> {
     let _ = stream.set_nodelay(true);
-    let exchange = accept_exchange(Framed::new(stream, HandshakeCodec::handshake()), me);
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
+    let setup = async {
+        match &me.tls {
+            None => {
+                let (stream, remote) = accept_exchange(Framed::new(stream, HandshakeCodec::handshake()), me).await?;
+                Ok::<_, Refused>((PeerStream::Plain(stream), remote))
+            }
+            Some(tls) => {
+                let stream = tls.accept(stream).await.map_err(HandshakeError::Tls)?;
+                let (stream, remote) = accept_exchange(Framed::new(stream, HandshakeCodec::handshake()), me).await?;
+                Ok((PeerStream::Tls(Box::new(stream)), remote))
+            }
+        }
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, setup)
         .await
         .unwrap_or(Err(HandshakeError::Unexpected("timed out").into()))
 }
 
-async fn accept_exchange(
-    mut framed: HandshakeStream,
+async fn accept_exchange<S: Link>(
+    mut framed: HandshakeStream<S>,
     me: &LocalIdentity,
-) -> Result<(TcpStream, RemoteIdentity), Refused> {
+) -> Result<(S, RemoteIdentity), Refused> {
     let HandshakeFrame::Hello(hello) = receive(&mut framed).await? else {
         return Err(refuse(&mut framed, HandshakeError::Unexpected("expected hello"))
             .await
@@ -184,11 +229,11 @@ async fn accept_exchange(
     })
 }
 
-async fn accept_hello(
-    mut framed: HandshakeStream,
+async fn accept_hello<S: Link>(
+    mut framed: HandshakeStream<S>,
     me: &LocalIdentity,
     hello: Hello,
-) -> Result<(TcpStream, RemoteIdentity), HandshakeError> {
+) -> Result<(S, RemoteIdentity), HandshakeError> {
     if let Err(e) = me.credentials.check_hello(&hello) {
         return Err(refuse(&mut framed, e).await);
     }

@@ -24,8 +24,12 @@
 //! does not serve is answered with an error naming the service, [`PeerError::Remote`] at the
 //! caller); a failed or malicious connection (bad handshake, garbage, oversized frames) is closed
 //! and logged once, and never affects other connections. A peer refused by the handshake (other
-//! cluster, other settings, wrong secret) is logged once per peer ([`LogOnce`]) however often it
-//! redials, on either side.
+//! cluster, other settings, wrong secret, a certificate not signed by the cluster CA) is logged
+//! once per peer ([`LogOnce`]) however often it redials, on either side.
+//!
+//! With `peer_tls_*` set, every connection is mutual TLS ([`crate::tls::PeerTls`]) and the
+//! handshake runs inside it; without, plain TCP (the connection code is generic over the
+//! stream, so plain links pay nothing for TLS).
 
 mod call;
 mod client;
@@ -41,6 +45,7 @@ pub use filter::{NetworkFilter, Verdict};
 pub use registry::{Serve, ServeError, Services};
 pub use server::PeerListener;
 
+use crate::tls::PeerTls;
 use arc_swap::ArcSwap;
 use client::Call;
 use futures_util::SinkExt;
@@ -48,6 +53,7 @@ use kai_proto::peer::{Credentials, Frame, FrameCodec, HandshakeError, ServiceId}
 use kai_proto::NodeId;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedWrite;
 
@@ -62,6 +68,8 @@ pub struct LocalIdentity {
     pub advertise: String,
     /// Cluster name and secret.
     pub credentials: Credentials,
+    /// Mutual TLS of peer links (`peer_tls_*`); `None`: plain TCP.
+    pub tls: Option<PeerTls>,
 }
 
 /// The node at the other end of an established connection.
@@ -214,8 +222,8 @@ pub(crate) const WRITE_QUEUE: usize = 8192;
 
 /// Writes frames from `queue` to `sink`, batching whatever is queued into one flush. Ends when
 /// the queue closes or the connection fails.
-pub(crate) async fn write_frames(
-    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
+    mut sink: FramedWrite<W, FrameCodec>,
     mut queue: mpsc::Receiver<Frame>,
 ) {
     while let Some(frame) = queue.recv().await {

@@ -1,9 +1,9 @@
 //! The peer listener: accepts other nodes' connections and hands their requests to the
 //! registered [`Services`], at most `MAX_CONCURRENT_REQUESTS` of one connection at once.
 
-use super::handshake;
+use super::handshake::{self, PeerStream};
 use super::registry::{Responder, Services};
-use super::{write_frames, LocalIdentity, LogOnce, WRITE_QUEUE};
+use super::{write_frames, LocalIdentity, LogOnce, RemoteIdentity, WRITE_QUEUE};
 use crate::listener::accept_stream;
 use actix::{Actor, ArbiterHandle, AsyncContext, Context, StreamHandler};
 use futures_util::StreamExt;
@@ -11,6 +11,7 @@ use kai_proto::peer::{Frame, FrameCodec};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -107,7 +108,18 @@ async fn serve_connection(
     refusals.succeeded(&format!("{}@{}", remote.name, from.ip()));
     refusals.succeeded(&from.ip().to_string());
     log::debug!("peer {} ({}) connected from {from}", remote.name, remote.id);
-    let (read, write) = stream.into_split();
+    match stream {
+        PeerStream::Plain(stream) => serve_frames(stream.into_split(), remote, services, max_frame).await,
+        PeerStream::Tls(stream) => serve_frames(tokio::io::split(*stream), remote, services, max_frame).await,
+    }
+}
+
+/// Serves the requests of an established connection from `remote` until it closes or breaks.
+async fn serve_frames<R, W>((read, write): (R, W), remote: RemoteIdentity, services: Arc<Services>, max_frame: usize)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + 'static,
+{
     let (replies, outgoing) = mpsc::channel(WRITE_QUEUE);
     actix_rt::spawn(write_frames(
         FramedWrite::new(write, FrameCodec::new(max_frame)),

@@ -29,6 +29,7 @@ fn identity(name: &str, advertise: String) -> Arc<LocalIdentity> {
         name: name.to_owned(),
         advertise,
         credentials: Credentials::new("test", ClusterSettings::default(), None),
+        tls: None,
     })
 }
 

@@ -55,6 +55,9 @@ pub enum HandshakeError {
     /// The peer refused us.
     #[error("refused by peer: {0}")]
     Refused(String),
+    /// The TLS layer of the connection failed (its certificate, or ours, was not accepted).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The peer broke the handshake sequence.
     #[error("unexpected handshake message: {0}")]
     Unexpected(&'static str),
