@@ -48,6 +48,7 @@ for i in 0 1 2; do
   "${launcher[@]}" "$kai" start --data-dir "$work/n$i" --listen "127.0.0.1:${c[$i]}" \
     --peer-listen "127.0.0.1:${p[$i]}" --set "seeds=$seeds" --set n=3 --set r=2 --set w=2 \
     --set worker_threads=1 --set request_timeout=10s --set down_after=10m --set anti_entropy_interval=1h \
+    --set admin_listen=127.0.0.1:0 \
     >"$work/n$i.out" 2>"$work/n$i.log" &
   pids+=("$!")
 done
