@@ -142,8 +142,13 @@ impl Sim {
 
     /// Starts a run of node `n` from `saved` (replacing any previous run).
     fn start(&mut self, n: u64, seeds: &[u64], saved: Persisted) {
+        self.start_on(settings(n, seeds), seeds, saved);
+    }
+
+    fn start_on(&mut self, settings: Settings, seeds: &[u64], saved: Persisted) {
+        let n = settings.me.id.0;
         let node = Node {
-            engine: MembershipEngine::new(settings(n, seeds), saved.clone(), n),
+            engine: MembershipEngine::new(settings, saved.clone(), n),
             seeds: seeds.to_vec(),
             running: true,
             born: self.now,
@@ -158,6 +163,16 @@ impl Sim {
     fn restart(&mut self, n: u64, saved: Persisted) {
         let seeds = self.node(n).seeds.clone();
         self.start(n, &seeds, saved);
+    }
+
+    /// Kills node `n` and starts it again with an empty data dir of identity `data_id`.
+    fn replace_data_dir(&mut self, n: u64, data_id: u64) {
+        let seeds = self.node(n).seeds.clone();
+        let settings = Settings {
+            data_id,
+            ..settings(n, &seeds)
+        };
+        self.start_on(settings, &seeds, Persisted::default());
     }
 
     fn stop(&mut self, n: u64) {
@@ -217,7 +232,12 @@ impl Sim {
     /// One gossip interval: every running node ticks, then the exchanges run.
     fn step(&mut self) {
         self.now += INTERVAL;
-        let running: Vec<u64> = self.nodes.iter().filter(|(_, n)| n.running).map(|(id, _)| *id).collect();
+        let running: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.running)
+            .map(|(id, _)| *id)
+            .collect();
         for n in running {
             self.on(n, Event::Tick);
         }
@@ -280,7 +300,11 @@ fn a_node_without_seeds_founds_a_single_node_cluster() {
     let node = sim.node(7);
     assert!(settled_on(&sim, 7, &[7]));
     assert!(node.current() && node.majority());
-    assert_eq!(node.count(|e| matches!(e, Effect::GossipWith(_))), 0, "nobody to gossip with");
+    assert_eq!(
+        node.count(|e| matches!(e, Effect::GossipWith(_))),
+        0,
+        "nobody to gossip with"
+    );
     assert!(matches!(node.log.first(), Some((_, Effect::Persist(p))) if p.incarnation == 1));
 }
 
@@ -291,7 +315,10 @@ fn a_node_that_stalled_removes_nobody_for_its_own_silence() {
     // The host is suspended for three times `down_after`: no node ticks meanwhile.
     sim.now += 3 * DOWN_AFTER;
     let effects = sim.on(1, Event::Tick);
-    assert!(effects.contains(&Effect::SetMajority(false)), "no fresh news yet: fenced");
+    assert!(
+        effects.contains(&Effect::SetMajority(false)),
+        "no fresh news yet: fenced"
+    );
     assert!(effects.contains(&Effect::NotifySync(SyncNews::CaughtUp {
         current: false,
         heard: true
@@ -299,7 +326,10 @@ fn a_node_that_stalled_removes_nobody_for_its_own_silence() {
     let status = sim.node(1).status();
     for n in [2, 3] {
         let shown = status.members.iter().find(|m| m.id == NodeId(n)).expect("listed");
-        assert_eq!(shown.status, "suspect", "node {n} is not down for a silence node 1 caused");
+        assert_eq!(
+            shown.status, "suspect",
+            "node {n} is not down for a silence node 1 caused"
+        );
     }
     assert!(
         effects.contains(&Effect::GossipWith(NodeId(2))) && effects.contains(&Effect::GossipWith(NodeId(3))),
@@ -324,13 +354,18 @@ fn a_forgotten_departed_node_gossiped_again_is_not_re_added() {
     let mut sim = Sim::cluster(&[1, 2, 3], 3 * INTERVAL);
     sim.stop(3);
     assert!(
-        sim.run_until(3 * DOWN_AFTER, |s| settled_on(s, 1, &[1, 2]) && settled_on(s, 2, &[1, 2])),
+        sim.run_until(3 * DOWN_AFTER, |s| settled_on(s, 1, &[1, 2])
+            && settled_on(s, 2, &[1, 2])),
         "node 3 removed"
     );
     // What node 2 gossips while it still remembers node 3.
     let remembered = sim.node(2).engine.gossip();
     assert!(remembered.nodes.iter().any(|n| n.id == NodeId(3)));
-    let forgot = |s: &Sim| [1, 2].iter().all(|n| s.node(*n).count(|e| *e == Effect::DropPeer(NodeId(3))) == 1);
+    let forgot = |s: &Sim| {
+        [1, 2]
+            .iter()
+            .all(|n| s.node(*n).count(|e| *e == Effect::DropPeer(NodeId(3))) == 1)
+    };
     assert!(sim.run_until(2 * FORGET_AFTER, forgot), "nodes 1 and 2 forget node 3");
     let marks: BTreeMap<u64, usize> = [1, 2].map(|n| (n, sim.node(n).log.len())).into();
 
@@ -346,7 +381,11 @@ fn a_forgotten_departed_node_gossiped_again_is_not_re_added() {
             Effect::PublishRings(rings) => rings.iter().any(|r| r.contains(NodeId(3))),
             _ => false,
         });
-        assert_eq!(about_3.count(), 0, "node {n}: the ghost is neither re-added nor dropped again");
+        assert_eq!(
+            about_3.count(),
+            0,
+            "node {n}: the ghost is neither re-added nor dropped again"
+        );
         assert!(node.status().members.iter().all(|m| m.id != NodeId(3)), "node {n}");
         assert!(settled_on(&sim, n, &[1, 2]));
     }
@@ -437,7 +476,12 @@ fn leaving_completes_only_when_no_active_ring_contains_the_node() {
         "the settled ring still holds node 4: its data is not handed off"
     );
     assert_eq!(
-        sim.node(4).status().members.iter().find(|m| m.id == NodeId(4)).map(|m| m.status),
+        sim.node(4)
+            .status()
+            .members
+            .iter()
+            .find(|m| m.id == NodeId(4))
+            .map(|m| m.status),
         Some("leaving")
     );
     for n in [1, 2, 3] {
@@ -452,13 +496,18 @@ fn leaving_completes_only_when_no_active_ring_contains_the_node() {
 }
 
 #[test]
-fn a_rolled_back_data_dir_reports_a_data_conflict_once() {
-    let mut sim = Sim::cluster(&[1, 2, 3], 10 * INTERVAL);
+fn a_rolled_back_or_replaced_data_dir_reports_a_data_conflict_once() {
+    let mut sim = Sim::cluster(&[1, 2, 3, 4], 10 * INTERVAL);
+    // Node 3 restarts with another (empty) data dir under its name; nodes 1 and 2 both still
+    // gossip the state of its previous one.
+    sim.replace_data_dir(3, 999);
+    // Node 4 restarts from a backup taken before its first run.
+    sim.restart(4, Persisted::default());
+    sim.deliver();
+    sim.run_for(20 * INTERVAL);
     // Node 2 restarts from what it saved: its earlier run is older news, no conflict.
     let saved = sim.node(2).saved.clone();
     sim.restart(2, saved);
-    // Node 3 restarts from a backup taken before its first run.
-    sim.restart(3, Persisted::default());
     sim.deliver();
     sim.run_for(20 * INTERVAL);
     let conflicts = |n| {
@@ -468,11 +517,14 @@ fn a_rolled_back_data_dir_reports_a_data_conflict_once() {
             .filter(|news| **news == SyncNews::DataConflict)
             .count()
     };
-    assert_eq!(conflicts(3), 1, "the run the backup does not remember is noticed, once");
-    assert_eq!(conflicts(2), 0);
     assert_eq!(conflicts(1), 0);
-    let incarnation = sim.node(3).engine.view().my_state().incarnation;
-    assert_eq!(incarnation, 2, "node 3 continues above the run it forgot");
+    assert_eq!(conflicts(2), 0);
+    assert_eq!(conflicts(3), 1, "another data dir is noticed, once");
+    assert_eq!(conflicts(4), 1, "a run the backup does not remember is noticed, once");
+    for n in [3, 4] {
+        let incarnation = sim.node(n).engine.view().my_state().incarnation;
+        assert_eq!(incarnation, 2, "node {n} continues above the run it forgot");
+    }
 }
 
 #[test]
@@ -498,7 +550,11 @@ fn a_coordinator_waiting_for_a_newer_ring_is_answered_once_it_is_known() {
         .iter()
         .position(|(_, e)| matches!(e, Effect::PublishRings(r) if r.last().is_some_and(|r| r.id == v2)))
         .expect("published");
-    assert_eq!(node.log[published + 2].1, Effect::AnswerLearners(v2), "answered after publishing");
+    assert_eq!(
+        node.log[published + 2].1,
+        Effect::AnswerLearners(v2),
+        "answered after publishing"
+    );
 }
 
 #[test]
