@@ -89,11 +89,6 @@ impl ClusterStatus {
             .find(|m| m.id == id)
             .map_or_else(|| id.to_string(), |m| m.name.clone())
     }
-
-    /// What is shown of node `id`, if this node knows it.
-    pub fn member(&self, id: NodeId) -> Option<&MemberStatus> {
-        self.members.iter().find(|m| m.id == id)
-    }
 }
 
 /// Lock-free access to the latest [`ClusterStatus`].
