@@ -202,12 +202,11 @@ impl Membership {
     /// Answers the coordinators waiting for a ring up to `latest` once the placement is
     /// published (the coordinator reads it right after); forgets those that gave up.
     fn answer_learners(&mut self, latest: RingId) {
-        let (ready, waiting) = std::mem::take(&mut self.learners)
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.learners)
             .into_iter()
             .filter(|(_, reply)| !reply.is_closed())
             .partition(|(wanted, _)| *wanted <= latest);
         self.learners = waiting;
-        let ready: Vec<(RingId, oneshot::Sender<bool>)> = ready;
         if ready.is_empty() {
             return;
         }
