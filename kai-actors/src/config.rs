@@ -388,6 +388,12 @@ impl NodeConfig {
         self.name.clone().unwrap_or_else(|| self.advertised_address(bound))
     }
 
+    /// The largest peer frame a node accepts or sends: the largest value plus room for the key,
+    /// the versions and the framing.
+    pub fn max_frame(&self) -> usize {
+        self.max_value_size + 64 * 1024
+    }
+
     /// The settings every member of one cluster must share (peers compare them at the handshake).
     pub fn cluster_settings(&self) -> kai_proto::peer::ClusterSettings {
         kai_proto::peer::ClusterSettings {

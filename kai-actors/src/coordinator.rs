@@ -116,6 +116,7 @@ impl UpdateLocks {
 }
 
 /// What a coordinator uses of its node's membership.
+#[derive(Clone)]
 pub struct ClusterLink {
     /// Asked to learn a newer ring when a replica reports one.
     pub learn: Recipient<LearnRing>,

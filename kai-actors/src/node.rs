@@ -15,7 +15,7 @@ use crate::flush::Flushes;
 use crate::listener::{Connections, Listener, SessionShared, Worker};
 use crate::membership::persist::{self, Persisted};
 use crate::membership::{ClusterStatus, Leave, Membership, MembershipConfig, MembershipParts, StatusReader};
-use crate::peer::{LocalIdentity, LogOnce, NetworkFilter, PeerDirectory, PeerListener, PeerSettings, Services};
+use crate::peer::{LocalIdentity, NetworkFilter, PeerDirectory, PeerListener, PeerSettings, Services};
 use crate::proposers::Proposers;
 use crate::quorum::TagClock;
 use crate::replica::{LocalReplica, Replicas};
@@ -42,8 +42,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Bytes a peer frame may carry beyond the largest value (key, tags, framing).
-const FRAME_OVERHEAD: usize = 64 * 1024;
 /// How often [`NodeHandle::wait_ready`] looks.
 const READY_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 /// File in `data_dir` where the node remembers its cluster.
@@ -219,16 +217,9 @@ impl NodeBuilder {
         let threads = config.effective_worker_threads();
         let workers: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
         let lanes: Vec<ArbiterHandle> = workers.iter().map(Arbiter::handle).collect();
-        let max_frame = config.max_value_size + FRAME_OVERHEAD;
+        let max_frame = config.max_frame();
         let peers = PeerDirectory::default();
-        let peer_settings = Arc::new(PeerSettings {
-            me: Arc::clone(&me),
-            max_frame,
-            request_timeout: config.request_timeout,
-            filter,
-            stats: Arc::clone(&stats),
-            refusals: LogOnce::default(),
-        });
+        let peer_settings = Arc::new(PeerSettings::new(Arc::clone(&me), &config, filter, Arc::clone(&stats)));
 
         let shutdown = Shutdown::default();
         let sync_parts = (store.clone(), Arc::clone(&fence), Arc::clone(&gate));
@@ -256,23 +247,13 @@ impl NodeBuilder {
         };
         let membership = Membership::create(|ctx| {
             shutdown.stop_on(ctx);
-            Membership::new(
-                MembershipConfig {
-                    me: RingMember {
-                        id: me.id,
-                        name: name.clone(),
-                        addr: me.advertise.clone(),
-                    },
-                    seeds,
-                    gossip_interval: config.gossip_interval,
-                    down_after: config.down_after,
-                    request_timeout: config.request_timeout,
-                    state_file,
-                    data_id,
-                },
-                saved,
-                membership_parts,
-            )
+            let member = RingMember {
+                id: me.id,
+                name: name.clone(),
+                addr: me.advertise.clone(),
+            };
+            let membership_config = MembershipConfig::new(&config, member, seeds, (state_file, data_id));
+            Membership::new(membership_config, saved, membership_parts)
         });
         sync.do_send(ReportTo(membership.clone()));
 
@@ -288,31 +269,12 @@ impl NodeBuilder {
             source,
         })?;
 
-        let clock = Arc::new(TagClock::new(WriterId::new(me.id, rand::random())));
-        let update_locks = Arc::new(crate::coordinator::UpdateLocks::default());
-        let worker_handles: Vec<Worker> = lanes
-            .iter()
-            .enumerate()
-            .map(|(lane, arbiter)| {
-                let core = CoordinatorCore::new(
-                    Replicas::new(me.id, replica.clone(), peers.clone(), lane),
-                    ring.clone(),
-                    Arc::clone(&clock),
-                    Some(ClusterLink {
-                        learn: membership.clone().recipient(),
-                        status: Arc::clone(&status),
-                    }),
-                    (config.r, config.w),
-                    config.request_timeout,
-                    Arc::clone(&stats),
-                )
-                .with_update_locks(Arc::clone(&update_locks));
-                Worker {
-                    arbiter: arbiter.clone(),
-                    coordinator: Coordinator::start_in_arbiter(arbiter, move |_| Coordinator::new(Arc::new(core))),
-                }
-            })
-            .collect();
+        let link = ClusterLink {
+            learn: membership.clone().recipient(),
+            status: Arc::clone(&status),
+        };
+        let replicas = (me.id, replica.clone(), peers.clone());
+        let worker_handles = start_coordinators(&config, &lanes, replicas, (ring.clone(), link), &stats);
         // Each subsystem serves its part of the peer protocol.
         let mut services = Services::new();
         services
@@ -414,7 +376,39 @@ impl NodeBuilder {
     }
 }
 
-/// `socket` if given, else a fresh non-blocking socket bound to `addr`.
+/// One Coordinator per worker thread, sharing the node's tag clock and update locks; each
+/// reaches other nodes through its own thread's Peer actors.
+fn start_coordinators(
+    config: &NodeConfig,
+    lanes: &[ArbiterHandle],
+    (me, replica, peers): (NodeId, LocalReplica, PeerDirectory),
+    (ring, link): (RingReader, ClusterLink),
+    stats: &Arc<NodeStats>,
+) -> Vec<Worker> {
+    let clock = Arc::new(TagClock::new(WriterId::new(me, rand::random())));
+    let update_locks = Arc::new(crate::coordinator::UpdateLocks::default());
+    lanes
+        .iter()
+        .enumerate()
+        .map(|(lane, arbiter)| {
+            let core = CoordinatorCore::new(
+                Replicas::new(me, replica.clone(), peers.clone(), lane),
+                ring.clone(),
+                Arc::clone(&clock),
+                Some(link.clone()),
+                (config.r, config.w),
+                config.request_timeout,
+                Arc::clone(stats),
+            )
+            .with_update_locks(Arc::clone(&update_locks));
+            Worker {
+                arbiter: arbiter.clone(),
+                coordinator: Coordinator::start_in_arbiter(arbiter, move |_| Coordinator::new(Arc::new(core))),
+            }
+        })
+        .collect()
+}
+
 /// The users of `auth_file`, if one is configured (read once, at start).
 fn load_auth_file(path: Option<&std::path::Path>) -> Result<Option<Arc<AuthFile>>, StartError> {
     let Some(path) = path else {
@@ -429,6 +423,7 @@ fn load_auth_file(path: Option<&std::path::Path>) -> Result<Option<Arc<AuthFile>
     Ok(Some(Arc::new(users)))
 }
 
+/// `socket` if given, else a fresh non-blocking socket bound to `addr`.
 fn bind(
     key: &'static str,
     addr: SocketAddr,

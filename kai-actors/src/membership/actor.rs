@@ -49,6 +49,25 @@ pub struct MembershipConfig {
 }
 
 impl MembershipConfig {
+    /// The membership of node `me` configured by `config`, which learns the cluster from
+    /// `seeds` and remembers it in `state_file`; `data_id` identifies its data dir.
+    pub fn new(
+        config: &crate::config::NodeConfig,
+        me: RingMember,
+        seeds: Vec<Seed>,
+        (state_file, data_id): (Option<PathBuf>, u64),
+    ) -> Self {
+        MembershipConfig {
+            me,
+            seeds,
+            gossip_interval: config.gossip_interval,
+            down_after: config.down_after,
+            request_timeout: config.request_timeout,
+            state_file,
+            data_id,
+        }
+    }
+
     fn settings(&self) -> Settings {
         Settings {
             me: self.me.clone(),

@@ -94,6 +94,26 @@ pub struct PeerSettings {
     pub refusals: LogOnce,
 }
 
+impl PeerSettings {
+    /// The settings of node `me` configured by `config`, counting in `stats`, with requests
+    /// passing through `filter` (fault-injection tests only).
+    pub fn new(
+        me: Arc<LocalIdentity>,
+        config: &crate::config::NodeConfig,
+        filter: Option<NetworkFilter>,
+        stats: Arc<NodeStats>,
+    ) -> Self {
+        PeerSettings {
+            me,
+            max_frame: config.max_frame(),
+            request_timeout: config.request_timeout,
+            filter,
+            stats,
+            refusals: LogOnce::default(),
+        }
+    }
+}
+
 /// A call waiting for the connection to come up.
 struct Waiting {
     request: PeerRequest,
