@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod accept;
 pub mod clock;
 pub mod config;
 pub mod coordinator;
@@ -26,6 +27,7 @@ pub mod durable;
 pub mod fence;
 pub mod flush;
 pub mod listener;
+pub mod log_once;
 pub mod membership;
 mod node;
 pub mod paxos;

@@ -22,7 +22,7 @@
 //!   (their code is generic over the stream).
 
 use crate::config::NodeConfig;
-use crate::peer::LogOnce;
+use crate::log_once::LogOnce;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};

@@ -4,9 +4,8 @@
 use super::*;
 use crate::fence::Fence;
 use crate::flush::Flushes;
-use crate::peer::{
-    LocalIdentity, LogOnce, PeerActor, PeerDirectory, PeerListener, PeerSettings, Serve, ServeError, Services,
-};
+use crate::log_once::LogOnce;
+use crate::peer::{LocalIdentity, PeerActor, PeerDirectory, PeerListener, PeerSettings, Serve, ServeError, Services};
 use crate::replica::LocalReplica;
 use crate::ring::{RingActor, SetRings};
 use crate::store::{MemStore, StoreHandle};

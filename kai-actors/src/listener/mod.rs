@@ -19,6 +19,7 @@ mod wire;
 
 pub use connections::{Connection, Connections};
 
+use crate::accept::accept_stream;
 use crate::config::ExpiryPolicy;
 use crate::coordinator::Coordinator;
 use crate::report::NodeInfo;
@@ -31,28 +32,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
-/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop cannot spin.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// The reply memcached gives a connection over its limit.
 const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
-
-/// The connections accepted on `socket`, forever. After a failed accept (e.g. out of file
-/// descriptors) it pauses briefly, so the loop cannot spin.
-pub(crate) fn accept_stream(
-    socket: TcpListener,
-) -> impl futures_util::Stream<Item = io::Result<(TcpStream, SocketAddr)>> {
-    futures_util::stream::unfold(socket, |socket| async move {
-        let accepted = socket.accept().await;
-        if let Err(e) = &accepted {
-            log::warn!("accept failed: {e}");
-            tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-        }
-        Some((accepted, socket))
-    })
-}
 
 /// What every session of a node shares.
 pub struct SessionShared {

@@ -2,7 +2,8 @@
 
 use super::filter::{NetworkFilter, Verdict};
 use super::handshake::{self, PeerStream};
-use super::{write_frames, LocalIdentity, LogOnce, PeerError, RemoteIdentity, WRITE_QUEUE};
+use super::{write_frames, LocalIdentity, PeerError, RemoteIdentity, WRITE_QUEUE};
+use crate::log_once::LogOnce;
 use crate::stats::{self, NodeStats};
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, StreamHandler,

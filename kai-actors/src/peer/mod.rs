@@ -25,7 +25,7 @@
 //! caller); a failed or malicious connection (bad handshake, garbage, oversized frames) is closed
 //! and logged once, and never affects other connections. A peer refused by the handshake (other
 //! cluster, other settings, wrong secret, a certificate not signed by the cluster CA) is logged
-//! once per peer ([`LogOnce`]) however often it redials, on either side.
+//! once per peer ([`crate::log_once::LogOnce`]) however often it redials, on either side.
 //!
 //! With `peer_tls_*` set, every connection is mutual TLS ([`crate::tls::PeerTls`]) and the
 //! handshake runs inside it; without, plain TCP (the connection code is generic over the
@@ -51,8 +51,8 @@ use client::Call;
 use futures_util::SinkExt;
 use kai_proto::peer::{Credentials, Frame, FrameCodec, HandshakeError, ServiceId};
 use kai_proto::NodeId;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedWrite;
@@ -190,30 +190,6 @@ impl PeerDirectory {
             map
         });
         removed
-    }
-}
-
-/// Distinct peers remembered by a [`LogOnce`]; beyond that, refusals are logged at debug.
-const LOG_ONCE_REMEMBERED: usize = 1024;
-
-/// Logs a failure about a peer once (at warn), then quietly (at debug) until the peer succeeds.
-#[derive(Clone, Default)]
-pub struct LogOnce(Arc<Mutex<HashSet<String>>>);
-
-impl LogOnce {
-    /// Logs `what` about `peer`: at warn the first time since it last succeeded.
-    pub fn failed(&self, peer: &str, what: &dyn std::fmt::Display) {
-        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() < LOG_ONCE_REMEMBERED && seen.insert(peer.to_owned()) {
-            log::warn!("{what}");
-        } else {
-            log::debug!("{what}");
-        }
-    }
-
-    /// `peer` succeeded: its next failure is logged again.
-    pub fn succeeded(&self, peer: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(peer);
     }
 }
 

@@ -3,8 +3,9 @@
 
 use super::handshake::{self, PeerStream};
 use super::registry::{Responder, Services};
-use super::{write_frames, LocalIdentity, LogOnce, RemoteIdentity, WRITE_QUEUE};
-use crate::listener::accept_stream;
+use super::{write_frames, LocalIdentity, RemoteIdentity, WRITE_QUEUE};
+use crate::accept::accept_stream;
+use crate::log_once::LogOnce;
 use actix::{Actor, ArbiterHandle, AsyncContext, Context, StreamHandler};
 use futures_util::StreamExt;
 use kai_proto::peer::{Frame, FrameCodec};

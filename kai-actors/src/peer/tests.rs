@@ -2,6 +2,7 @@
 //! some services and not others.
 
 use super::*;
+use crate::log_once::LogOnce;
 use crate::stats::NodeStats;
 use actix::Actor;
 use kai_proto::flush::{FlushReply, FlushStep};

@@ -17,7 +17,7 @@ mod metrics;
 use actix_web::dev::ServerHandle;
 use actix_web::http::header;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use kai_actors::peer::LogOnce;
+use kai_actors::log_once::LogOnce;
 use kai_actors::report::NodeInfo;
 use kai_actors::stats::NodeStats;
 use prometheus_client::registry::Registry;
