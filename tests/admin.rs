@@ -249,7 +249,10 @@ fn bad_admin_requests_are_refused_and_logged_once_without_harming_the_data_path(
     assert_eq!(log.matches("/api/v1/leave from 127.0.0.1 refused").count(), 1, "{log}");
     assert_eq!(log.matches(malformed).count(), 1, "{log}");
     assert_eq!(log.matches(too_large).count(), 1, "{log}");
-    assert!(!log.contains("stream error"), "actix-http's own line per connection: {log}");
+    assert!(
+        !log.contains("stream error"),
+        "actix-http's own line per connection: {log}"
+    );
 }
 
 #[test]

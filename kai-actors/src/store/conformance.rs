@@ -157,7 +157,10 @@ fn marked_values_count_as_values(store: &dyn Store) {
     let size = |r: &Record| (b"k".len() + r.encoded_len()) as u64;
     assert_eq!((store.value_count(), store.value_bytes()), (1, size(&marked)));
     store.apply(b, b"k", &value(2, b"plain")).expect("apply");
-    assert_eq!((store.value_count(), store.value_bytes()), (1, size(&value(2, b"plain"))));
+    assert_eq!(
+        (store.value_count(), store.value_bytes()),
+        (1, size(&value(2, b"plain")))
+    );
     let marked_again = Record {
         tag: tag(3, 1),
         ..marked.clone()

@@ -331,8 +331,7 @@ impl RecordCounts {
         self.count.fetch_add(count, Ordering::Relaxed);
         self.bytes
             .fetch_add(new_value.unwrap_or(0) - old_value.unwrap_or(0), Ordering::Relaxed);
-        let tombstones =
-            i64::from(new == Some(Counted::Tombstone)) - i64::from(old == Some(Counted::Tombstone));
+        let tombstones = i64::from(new == Some(Counted::Tombstone)) - i64::from(old == Some(Counted::Tombstone));
         self.tombstones.fetch_add(tombstones, Ordering::Relaxed);
     }
 

@@ -85,7 +85,10 @@ fn encoded_counted(k: &[u8], key: &[u8], encoded: &[u8]) -> Result<Counted, Stor
     match Record::decode_is_tombstone(encoded) {
         Ok(true) => Ok(Counted::Tombstone),
         Ok(false) => Ok(Counted::Value(item_size(key, encoded.len()))),
-        Err(source) => Err(StoreError::Corrupt { key: k.to_vec(), source }),
+        Err(source) => Err(StoreError::Corrupt {
+            key: k.to_vec(),
+            source,
+        }),
     }
 }
 
