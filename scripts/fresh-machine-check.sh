@@ -18,7 +18,7 @@
 #   KAI_FRESH_RELEASE  Debian release (default: this host's VERSION_CODENAME)
 #   KAI_FRESH_REBUILD=1  debootstrap again even if the image exists
 #   KAI_FRESH_CCACHE=0   do not mount this host's CCACHE_DIR (RocksDB then builds cold, ~30 min)
-#   KAI_FRESH_PRIVILEGED=0  no --privileged (the network-namespace test then skips itself)
+#   KAI_FRESH_NETNS=0  without NET_ADMIN and SYS_ADMIN (the network-namespace test then skips itself)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work="${KAI_FRESH_DIR:-$HOME/.cache/kai-fresh}"
@@ -83,7 +83,8 @@ done
 # empty target directory on the host's disk (faster than the container's overlay; the
 # dashboard's screenshots stay readable afterwards).
 as_root=(docker run --rm -i --shm-size=1g -v "$work/target:/root/.cache/kai-target")
-[ "${KAI_FRESH_PRIVILEGED:-1}" = 1 ] && as_root+=(--privileged)
+# The capabilities network namespaces and iptables need (root on a real machine has them).
+[ "${KAI_FRESH_NETNS:-1}" = 1 ] && as_root+=(--cap-add NET_ADMIN --cap-add SYS_ADMIN)
 if [ "${KAI_FRESH_CCACHE:-1}" = 1 ]; then
   ccache_dir="${CCACHE_DIR:-$HOME/.cache/ccache}"
   mkdir -p "$ccache_dir"
