@@ -43,7 +43,7 @@ if [ "${KAI_FRESH_REBUILD:-0}" = 1 ] || ! docker image inspect "$image" >/dev/nu
     || die "debootstrap failed; see $work/debootstrap.log"
   toolchain=$(rustup show active-toolchain | cut -d' ' -f1)
   echo "fresh-machine-check: copying Rust toolchain $toolchain"
-  rustup_home="${RUSTUP_HOME:-$HOME/.rustup}" cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+  cargo_home="${CARGO_HOME:-$HOME/.cargo}"
   mkdir -p "$rootfs/root/.rustup/toolchains" "$rootfs/root/.cargo"
   cp -a "$(rustc --print sysroot)" "$rootfs/root/.rustup/toolchains/$toolchain"
   printf 'version = "12"\ndefault_toolchain = "%s"\nprofile = "default"\n' "$toolchain" \

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # What building and testing Kai needs on Debian, in one place. Sourced (not run) by
 # scripts/run, scripts/test and .ci/run:
 #
