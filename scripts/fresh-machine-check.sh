@@ -91,6 +91,14 @@ if [ "${KAI_FRESH_CCACHE:-1}" = 1 ]; then
   as_root+=(-v "$ccache_dir:/root/.cache/ccache")
   echo "fresh-machine-check: mounting this host's ccache ($ccache_dir): RocksDB's C++ may come from it"
 fi
+# Certificate authorities this host added locally (Debian's place for them; e.g. a proxy that
+# intercepts TLS) are trusted in the container too, once scripts/* install ca-certificates:
+# without them crates.io and PyPI are unreachable from such a network.
+local_cas=/usr/local/share/ca-certificates
+if compgen -G "$local_cas/*.crt" >/dev/null; then
+  as_root+=(-v "$local_cas:$local_cas:ro")
+  echo "fresh-machine-check: the containers trust this host's local CAs ($local_cas)"
+fi
 rm -rf "$work/target"
 mkdir -p "$work/target"
 
