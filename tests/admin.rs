@@ -25,6 +25,14 @@ fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The value of the unlabelled metric `name` in a scrape of `/metrics`.
+fn metric(admin: SocketAddr, name: &str) -> Option<u64> {
+    let (code, text) = get(admin, "/metrics");
+    assert_eq!(code, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 fn kai_cli(args: &[&str]) -> std::process::Output {
     Command::new(common::kai_bin())
         .args(args)
@@ -125,6 +133,40 @@ fn metrics_probes_and_status_describe_the_node() {
 }
 
 #[test]
+fn the_tombstone_gauge_counts_deletes_until_garbage_collection_removes_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // First with the default grace (a day): nothing is collected while the count is read.
+    let mut kai = KaiProcess::start(dir.path(), &[]);
+    let mut c = kai.client();
+    for k in ["a", "b", "c"] {
+        assert_eq!(c.set(k, b"v"), "STORED\r\n");
+    }
+    assert_eq!(metric(kai.admin, "kai_tombstones"), Some(0));
+    for k in ["a", "b"] {
+        assert_eq!(c.call(&format!("delete {k}\r\n")), "DELETED\r\n");
+    }
+    assert_eq!(c.call("delete never-set\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(metric(kai.admin, "kai_tombstones"), Some(2));
+    assert_eq!(metric(kai.admin, "kai_items"), Some(1));
+    assert_eq!(json(kai.admin, "/api/v1/status")["tombstones"], 2);
+    // A set over a tombstone replaces it.
+    assert_eq!(c.set("a", b"again"), "STORED\r\n");
+    assert_eq!(metric(kai.admin, "kai_tombstones"), Some(1));
+    kai.terminate();
+
+    // Restarted with a one-second grace: the tombstone left is collected and the gauge follows.
+    let kai = KaiProcess::start(
+        dir.path(),
+        &[("tombstone_grace", "1s"), ("anti_entropy_interval", "5ms")],
+    );
+    wait_until(Duration::from_secs(30), "the tombstone to be collected", || {
+        metric(kai.admin, "kai_tombstones") == Some(0)
+    });
+    assert_eq!(metric(kai.admin, "kai_tombstones_purged_total"), Some(1));
+    assert_eq!(metric(kai.admin, "kai_items"), Some(2));
+}
+
+#[test]
 fn kai_leave_is_an_unknown_command_on_the_memcache_port() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kai = KaiProcess::start(dir.path(), &[]);
@@ -185,13 +227,32 @@ fn bad_admin_requests_are_refused_and_logged_once_without_harming_the_data_path(
     );
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
 
+    // Again and again: answered each time, logged once per kind.
+    for _ in 0..5 {
+        assert!(raw_http(kai.admin, b"\x00\xff garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
+        assert!(raw_http(kai.admin, b"GET /health HTTP/9.9\r\n\r\n").starts_with("HTTP/1.1 400"));
+        assert!(raw_http(kai.admin, &huge).starts_with("HTTP/1.1 431"));
+    }
+
     // The node is still a member, serving, and said each kind of refusal once.
     assert_eq!(get(kai.admin, "/health").0, 200);
     assert_eq!(json(kai.admin, "/api/v1/status")["members"][0]["status"], "up");
     assert_eq!(c.get("k").as_deref(), Some(&b"before"[..]));
     assert_eq!(c.set("k", b"after"), "STORED\r\n");
+    let malformed = "admin connection from 127.0.0.1 refused with 400 Bad Request";
+    let too_large = "admin connection from 127.0.0.1 refused with 431 Request Header Fields Too Large";
+    wait_until(Duration::from_secs(10), "the refusals in the log", || {
+        let log = kai.log_text();
+        log.contains(malformed) && log.contains(too_large)
+    });
     let log = kai.log_text();
     assert_eq!(log.matches("/api/v1/leave from 127.0.0.1 refused").count(), 1, "{log}");
+    assert_eq!(log.matches(malformed).count(), 1, "{log}");
+    assert_eq!(log.matches(too_large).count(), 1, "{log}");
+    assert!(
+        !log.contains("stream error"),
+        "actix-http's own line per connection: {log}"
+    );
 }
 
 #[test]

@@ -110,6 +110,7 @@ pub fn report(info: &NodeInfo, stats: &NodeStats) -> Vec<kai_proto::memcache::St
         S::new("kai_sync_buckets_dropped", get(&sync.buckets_dropped)),
         S::new("kai_sync_refused", get(&sync.refused)),
         S::new("kai_sync_refilling", get(&sync.refilling)),
+        S::new("kai_tombstones", info.store.tombstone_count()),
         S::new("kai_tombstones_purged", get(&sync.tombstones_purged)),
     ]
 }

@@ -89,8 +89,15 @@ impl StartArgs {
     }
 }
 
+/// actix-http logs every connection it refuses, one line each; the admin endpoint logs those
+/// itself, once per client (`http::bad_input`). Naming the target in `RUST_LOG` turns it back on.
+const QUIET_LOG_TARGET: &str = "actix_http::h1::dispatcher";
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::new()
+        .filter_module(QUIET_LOG_TARGET, log::LevelFilter::Off)
+        .parse_env(env_logger::Env::default().default_filter_or("info"))
+        .init();
     match run(Cli::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

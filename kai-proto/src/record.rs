@@ -257,6 +257,11 @@ impl Record {
         Ok(header.tag)
     }
 
+    /// Decodes only whether the record is a tombstone (a value with or without marks is not).
+    pub fn decode_is_tombstone(bytes: &[u8]) -> Result<bool, RecordDecodeError> {
+        Ok(Header::parse(bytes)?.kind == KIND_TOMBSTONE)
+    }
+
     /// Decodes only the absolute expiry of a value (0 for tombstones and non-expiring values).
     pub fn decode_expiry(bytes: &[u8]) -> Result<u64, RecordDecodeError> {
         let header = Header::parse(bytes)?;
@@ -364,9 +369,17 @@ mod tests {
         assert_eq!(Record::decode(v.encode()), Ok(v.clone()));
         assert_eq!(Record::decode_tag(&v.encode()), Ok(tag(3, 7)));
         assert_eq!(Record::decode_expiry(&v.encode()), Ok(1_700_000_000));
+        assert_eq!(Record::decode_is_tombstone(&v.encode()), Ok(false));
+        let marked = v.with_state(ValueState {
+            stale: true,
+            ..ValueState::default()
+        });
+        assert_eq!(Record::decode_is_tombstone(&marked.encode()), Ok(false));
         let t = Record::tombstone(tag(4, 7), 99);
         assert_eq!(Record::decode(t.encode()), Ok(t.clone()));
         assert_eq!(Record::decode_expiry(&t.encode()), Ok(0));
+        assert_eq!(Record::decode_is_tombstone(&t.encode()), Ok(true));
+        assert!(Record::decode_is_tombstone(&[1, 9]).is_err());
     }
 
     #[test]

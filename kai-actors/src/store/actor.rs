@@ -245,6 +245,11 @@ impl StoreHandle {
         self.store.value_bytes()
     }
 
+    /// See [`Store::tombstone_count`] (no I/O).
+    pub fn tombstone_count(&self) -> u64 {
+        self.store.tombstone_count()
+    }
+
     /// See [`Store::backend`].
     pub fn backend(&self) -> &'static str {
         self.store.backend()

@@ -3,7 +3,7 @@
 use super::{Applied, CachedRead, Counters, Guarded, Prepared, Store, WriteKind};
 use bytes::Bytes;
 use kai_proto::flush::FlushMark;
-use kai_proto::{BucketId, Record, RecordBody, Tag, WriterId};
+use kai_proto::{BucketId, Record, RecordBody, Tag, ValueState, WriterId};
 use std::any::Any;
 
 /// Buckets of the stores under test.
@@ -45,10 +45,11 @@ fn value(counter: u64, data: &'static [u8]) -> Record {
 /// Runs every check against stores made by `make`.
 pub fn run_all<F: Into<Fixture>>(make: impl Fn() -> F) {
     type Check = (&'static str, fn(&dyn Store));
-    let checks: [Check; 13] = [
+    let checks: [Check; 14] = [
         ("missing keys read as none", missing_keys_read_as_none),
         ("higher tags win", higher_tags_win),
         ("tombstones are records", tombstones_are_records),
+        ("marked values count as values", marked_values_count_as_values),
         ("buckets are separate", buckets_are_separate),
         ("scans are ordered and paged", scans_are_ordered_and_paged),
         ("drop bucket removes only it", drop_bucket_removes_only_it),
@@ -126,9 +127,11 @@ fn tombstones_are_records(store: &dyn Store) {
     store.apply(b, b"k", &value(1, b"v")).expect("apply");
     assert_eq!(store.value_count(), 1);
     assert_eq!(store.value_bytes(), (b"k".len() + value(1, b"v").encoded_len()) as u64);
+    assert_eq!(store.tombstone_count(), 0);
     store.apply(b, b"k", &Record::tombstone(tag(2, 1), 123)).expect("apply");
     assert_eq!(store.value_count(), 0);
     assert_eq!(store.value_bytes(), 0, "a tombstone is not a value");
+    assert_eq!(store.tombstone_count(), 1);
     let got = store.get(b, b"k").expect("get").expect("tombstone present");
     assert_eq!(got.body, RecordBody::Tombstone { deleted_at: 123 });
     assert_eq!(
@@ -136,6 +139,37 @@ fn tombstones_are_records(store: &dyn Store) {
         Applied::Kept { current: tag(2, 1) }
     );
     assert_eq!(store.value_count(), 0);
+    store.apply(b, b"k", &Record::tombstone(tag(3, 1), 124)).expect("apply");
+    assert_eq!(store.tombstone_count(), 1, "a tombstone replacing one");
+    store.apply(b, b"k", &value(4, b"back")).expect("apply");
+    assert_eq!((store.value_count(), store.tombstone_count()), (1, 0));
+}
+
+/// A value with stale-while-revalidate marks is stored in its own layout; it counts as a value
+/// like any other, whatever replaces it.
+fn marked_values_count_as_values(store: &dyn Store) {
+    let b = BucketId(12);
+    let marked = value(1, b"v").with_state(ValueState {
+        stale: true,
+        ..ValueState::default()
+    });
+    store.apply(b, b"k", &marked).expect("apply");
+    let size = |r: &Record| (b"k".len() + r.encoded_len()) as u64;
+    assert_eq!((store.value_count(), store.value_bytes()), (1, size(&marked)));
+    store.apply(b, b"k", &value(2, b"plain")).expect("apply");
+    assert_eq!(
+        (store.value_count(), store.value_bytes()),
+        (1, size(&value(2, b"plain")))
+    );
+    let marked_again = Record {
+        tag: tag(3, 1),
+        ..marked.clone()
+    };
+    store.apply(b, b"k", &marked_again).expect("apply");
+    assert_eq!((store.value_count(), store.value_bytes()), (1, size(&marked_again)));
+    store.apply(b, b"k", &Record::tombstone(tag(4, 1), 0)).expect("apply");
+    assert_eq!((store.value_count(), store.value_bytes()), (0, 0));
+    assert_eq!(store.tombstone_count(), 1);
 }
 
 fn buckets_are_separate(store: &dyn Store) {
@@ -174,9 +208,9 @@ fn drop_bucket_removes_only_it(store: &dyn Store) {
         .apply(BucketId(8), b"t", &Record::tombstone(tag(1, 1), 0))
         .expect("apply");
     store.apply(BucketId(9), b"a", &value(1, b"v")).expect("apply");
-    assert_eq!(store.value_count(), 3);
+    assert_eq!((store.value_count(), store.tombstone_count()), (3, 1));
     assert_eq!(store.drop_bucket(BucketId(8)).expect("drop"), 3);
-    assert_eq!(store.value_count(), 1);
+    assert_eq!((store.value_count(), store.tombstone_count()), (1, 0));
     assert!(store.scan_bucket(BucketId(8), None, 10).expect("scan").is_empty());
     assert_eq!(store.get(BucketId(9), b"a").expect("get"), Some(value(1, b"v")));
 }
@@ -223,8 +257,10 @@ fn only_matching_tombstones_are_purged(store: &dyn Store) {
         !store.purge_tombstone(b, b"v", tag(3, 1)).expect("purge"),
         "not a tombstone"
     );
+    assert_eq!(store.tombstone_count(), 1);
     assert!(store.purge_tombstone(b, b"t", tag(3, 1)).expect("purge"));
     assert_eq!(store.get(b, b"t").expect("get"), None);
+    assert_eq!((store.value_count(), store.tombstone_count()), (1, 0));
     let expected = crate::store::merkle::Digests::new(BUCKETS);
     expected.toggle(b, b"v", tag(3, 1));
     assert_eq!(store.digest(b), expected.get(b));

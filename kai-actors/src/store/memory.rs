@@ -1,8 +1,8 @@
 //! In-memory store: a sorted map behind a lock. For unit tests and embedding; nothing persists.
 
 use super::{
-    guard, promise_check, stored_key, value_size, Applied, CachedRead, Counters, Guarded, HighestCounters, Prepared,
-    Store, StoreError, ValueCounts, WriteKind,
+    guard, promise_check, stored_key, Applied, CachedRead, Counted, Counters, Guarded, HighestCounters, Prepared,
+    RecordCounts, Store, StoreError, WriteKind,
 };
 use crate::store::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
@@ -17,7 +17,7 @@ pub struct MemStore {
     records: RwLock<BTreeMap<Vec<u8>, Record>>,
     /// Promises by stored key; locked only while `records` is write-locked.
     promises: Mutex<HashMap<Vec<u8>, Tag>>,
-    values: ValueCounts,
+    counts: RecordCounts,
     digests: Digests,
     highest: HighestCounters,
     flush_mark: Mutex<Option<FlushMark>>,
@@ -29,7 +29,7 @@ impl MemStore {
         MemStore {
             records: RwLock::default(),
             promises: Mutex::default(),
-            values: ValueCounts::default(),
+            counts: RecordCounts::default(),
             digests: Digests::new(buckets),
             highest: HighestCounters::default(),
             flush_mark: Mutex::new(None),
@@ -49,7 +49,7 @@ impl MemStore {
     }
 
     fn forget(&self, bucket: BucketId, key: &[u8], record: &Record) {
-        self.values.replaced(value_size(key, record), None);
+        self.counts.replaced(Some(Counted::of(key, record)), None);
         self.digests.toggle(bucket, key, record.tag);
     }
 }
@@ -65,8 +65,8 @@ impl MemStore {
         if let Some(current) = current_tag.filter(|c| *c >= record.tag) {
             return Applied::Kept { current };
         }
-        self.values
-            .replaced(current.and_then(|r| value_size(key, r)), value_size(key, record));
+        self.counts
+            .replaced(current.map(|r| Counted::of(key, r)), Some(Counted::of(key, record)));
         self.digests.replace(bucket, key, current_tag, record.tag);
         self.highest.stored(record.tag);
         records.insert(k, record.clone());
@@ -178,11 +178,15 @@ impl Store for MemStore {
     }
 
     fn value_count(&self) -> u64 {
-        self.values.count()
+        self.counts.count()
     }
 
     fn value_bytes(&self) -> u64 {
-        self.values.bytes()
+        self.counts.bytes()
+    }
+
+    fn tombstone_count(&self) -> u64 {
+        self.counts.tombstones()
     }
 
     fn flush(&self) -> Result<(), StoreError> {

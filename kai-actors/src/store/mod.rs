@@ -185,6 +185,10 @@ pub trait Store: Send + Sync + 'static {
     /// record.
     fn value_bytes(&self) -> u64;
 
+    /// Number of stored tombstones: deleted keys whose garbage collection has not yet removed
+    /// them ([`Store::purge_tombstone`], [`Store::drop_bucket`]).
+    fn tombstone_count(&self) -> u64;
+
     /// Makes every applied record durable (flushes memtables).
     fn flush(&self) -> Result<(), StoreError>;
 
@@ -286,32 +290,51 @@ pub(crate) fn item_size(key: &[u8], encoded_len: usize) -> i64 {
     (key.len() + encoded_len) as i64
 }
 
-/// The [`item_size`] of `record` under `key` if it is a value; `None` for a tombstone.
-pub(crate) fn value_size(key: &[u8], record: &Record) -> Option<i64> {
-    matches!(record.body, kai_proto::RecordBody::Value { .. }).then(|| item_size(key, record.encoded_len()))
+/// What one stored record adds to the [`RecordCounts`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counted {
+    /// A value (marked or not) of this [`item_size`].
+    Value(i64),
+    /// A tombstone.
+    Tombstone,
 }
 
-/// The count and bytes of the stored values, kept in step with every change of a record.
-#[derive(Debug, Default)]
-pub(crate) struct ValueCounts {
-    count: AtomicI64,
-    bytes: AtomicI64,
-}
-
-impl ValueCounts {
-    /// A record was replaced: `old` and `new` are the value sizes of the records before and
-    /// after (`None` for a tombstone or no record).
-    pub(crate) fn replaced(&self, old: Option<i64>, new: Option<i64>) {
-        let count = i64::from(new.is_some()) - i64::from(old.is_some());
-        self.count.fetch_add(count, Ordering::Relaxed);
-        self.bytes
-            .fetch_add(new.unwrap_or(0) - old.unwrap_or(0), Ordering::Relaxed);
+impl Counted {
+    /// How `record`, stored under the user key `key`, counts.
+    pub(crate) fn of(key: &[u8], record: &Record) -> Counted {
+        match record.body {
+            kai_proto::RecordBody::Value { .. } => Counted::Value(item_size(key, record.encoded_len())),
+            kai_proto::RecordBody::Tombstone { .. } => Counted::Tombstone,
+        }
     }
 
-    /// Sets both totals (after counting the store on open).
-    pub(crate) fn set(&self, count: i64, bytes: i64) {
-        self.count.store(count, Ordering::Relaxed);
-        self.bytes.store(bytes, Ordering::Relaxed);
+    fn value_size(self) -> Option<i64> {
+        match self {
+            Counted::Value(size) => Some(size),
+            Counted::Tombstone => None,
+        }
+    }
+}
+
+/// The count and bytes of the stored values and the count of the stored tombstones, kept in
+/// step with every change of a record (and counted once on open), so reading them costs no scan.
+#[derive(Debug, Default)]
+pub(crate) struct RecordCounts {
+    count: AtomicI64,
+    bytes: AtomicI64,
+    tombstones: AtomicI64,
+}
+
+impl RecordCounts {
+    /// A key's record changed from `old` to `new` (`None`: no record).
+    pub(crate) fn replaced(&self, old: Option<Counted>, new: Option<Counted>) {
+        let (old_value, new_value) = (old.and_then(Counted::value_size), new.and_then(Counted::value_size));
+        let count = i64::from(new_value.is_some()) - i64::from(old_value.is_some());
+        self.count.fetch_add(count, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(new_value.unwrap_or(0) - old_value.unwrap_or(0), Ordering::Relaxed);
+        let tombstones = i64::from(new == Some(Counted::Tombstone)) - i64::from(old == Some(Counted::Tombstone));
+        self.tombstones.fetch_add(tombstones, Ordering::Relaxed);
     }
 
     /// Number of values.
@@ -322,5 +345,10 @@ impl ValueCounts {
     /// Their bytes.
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Number of tombstones.
+    pub(crate) fn tombstones(&self) -> u64 {
+        self.tombstones.load(Ordering::Relaxed).max(0) as u64
     }
 }

@@ -10,8 +10,8 @@
 //! same stored key; a proposal's record and its promise are written in one batch.
 
 use super::{
-    guard, item_size, promise_check, split_stored_key, stored_key, value_size, Applied, CachedRead, Counters,
-    EngineFigures, Guarded, HighestCounters, Prepared, Store, StoreError, ValueCounts, WriteKind,
+    guard, item_size, promise_check, split_stored_key, stored_key, Applied, CachedRead, Counted, Counters,
+    EngineFigures, Guarded, HighestCounters, Prepared, RecordCounts, Store, StoreError, WriteKind,
 };
 use crate::store::merkle::{BucketDigest, Digests};
 use bytes::Bytes;
@@ -55,7 +55,7 @@ pub struct RocksStore {
     /// Reads that may only use the memtables and the block cache.
     cached_read: ReadOptions,
     key_locks: Vec<Mutex<()>>,
-    values: Arc<ValueCounts>,
+    counts: Arc<RecordCounts>,
     digests: Arc<Digests>,
     highest: HighestCounters,
     /// The saved flush mark; locked while saving a new one.
@@ -80,23 +80,27 @@ fn decode_tag(key: &[u8], encoded: &[u8]) -> Result<Tag, StoreError> {
     })
 }
 
-fn is_value(encoded: &[u8]) -> bool {
-    encoded.get(1) == Some(&0)
-}
-
-/// The [`item_size`] of the encoded record under the user key `key` if it is a value.
-fn encoded_value_size(key: &[u8], encoded: &[u8]) -> Option<i64> {
-    is_value(encoded).then(|| item_size(key, encoded.len()))
+/// How the encoded record under the user key `key` (stored key `k`) counts.
+fn encoded_counted(k: &[u8], key: &[u8], encoded: &[u8]) -> Result<Counted, StoreError> {
+    match Record::decode_is_tombstone(encoded) {
+        Ok(true) => Ok(Counted::Tombstone),
+        Ok(false) => Ok(Counted::Value(item_size(key, encoded.len()))),
+        Err(source) => Err(StoreError::Corrupt {
+            key: k.to_vec(),
+            source,
+        }),
+    }
 }
 
 /// The compaction filter: drops values expired for longer than the grace, keeping the counters
 /// and digests in step.
-fn purge_expired(values: &ValueCounts, digests: &Digests, key: &[u8], value: &[u8]) -> Decision {
+fn purge_expired(counts: &RecordCounts, digests: &Digests, key: &[u8], value: &[u8]) -> Decision {
     let now = crate::clock::unix_now();
     match Record::decode_expiry(value) {
+        // Only values expire: this is one.
         Ok(expires_at) if expires_at != 0 && expires_at + EXPIRED_PURGE_GRACE <= now => {
             let user_key = key.get(4..).unwrap_or_default();
-            values.replaced(encoded_value_size(user_key, value), None);
+            counts.replaced(Some(Counted::Value(item_size(user_key, value.len()))), None);
             if let (Some((bucket, user_key)), Ok(tag)) = (split_stored_key(key), Record::decode_tag(value)) {
                 digests.toggle(bucket, user_key, tag);
             }
@@ -108,9 +112,10 @@ fn purge_expired(values: &ValueCounts, digests: &Digests, key: &[u8], value: &[u
 
 impl RocksStore {
     /// Opens (creating if needed) the store in `path` for `buckets` buckets. `fsync` syncs the
-    /// WAL on every write. Scans the store once to count values and build the digests.
+    /// WAL on every write. Scans the store once to count values and tombstones and build the
+    /// digests.
     pub fn open(path: &Path, fsync: bool, buckets: u32) -> Result<Self, StoreError> {
-        let values = Arc::new(ValueCounts::default());
+        let counts = Arc::new(RecordCounts::default());
         let digests = Arc::new(Digests::new(buckets));
         let mut options = Options::default();
         options.create_if_missing(true);
@@ -126,7 +131,7 @@ impl RocksStore {
         options.enable_statistics();
         options.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
         options.set_write_buffer_size(WRITE_BUFFER_BYTES);
-        let (purged, purged_digests) = (Arc::clone(&values), Arc::clone(&digests));
+        let (purged, purged_digests) = (Arc::clone(&counts), Arc::clone(&digests));
         options.set_compaction_filter("kai-expired-values", move |_level, key, value| {
             purge_expired(&purged, &purged_digests, key, value)
         });
@@ -148,7 +153,7 @@ impl RocksStore {
             write_options,
             cached_read,
             key_locks: (0..KEY_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            values,
+            counts,
             digests,
             highest: HighestCounters::default(),
             flush_mark: Mutex::new(None),
@@ -160,20 +165,16 @@ impl RocksStore {
     }
 
     fn load_counts(&self) -> Result<(), StoreError> {
-        let (mut count, mut bytes) = (0, 0);
         for item in self.db.iterator(IteratorMode::Start) {
             let (key, value) = item.map_err(engine)?;
-            if let Some(size) = encoded_value_size(key.get(4..).unwrap_or_default(), &value) {
-                count += 1;
-                bytes += size;
-            }
             if let Some((bucket, user_key)) = split_stored_key(&key) {
                 let tag = decode_tag(&key, &value)?;
+                self.counts
+                    .replaced(None, Some(encoded_counted(&key, user_key, &value)?));
                 self.highest.stored(tag);
                 self.digests.toggle(bucket, user_key, tag);
             }
         }
-        self.values.set(count, bytes);
         for item in self.db.iterator_cf(self.promises_cf()?, IteratorMode::Start) {
             let (key, value) = item.map_err(engine)?;
             let ballot =
@@ -236,7 +237,10 @@ impl RocksStore {
         if let Some(current) = current_tag.filter(|c| *c >= record.tag) {
             return Ok(Applied::Kept { current });
         }
-        let old_size = current.as_deref().and_then(|v| encoded_value_size(key, v));
+        let old = match current.as_deref() {
+            Some(v) => Some(encoded_counted(k, key, v)?),
+            None => None,
+        };
         drop(current);
         let mut batch = WriteBatch::default();
         batch.put(k, record.encode());
@@ -245,7 +249,7 @@ impl RocksStore {
         }
         self.db.write_opt(batch, &self.write_options).map_err(engine)?;
         self.highest.stored(record.tag);
-        self.values.replaced(old_size, value_size(key, record));
+        self.counts.replaced(old, Some(Counted::of(key, record)));
         self.digests.replace(bucket, key, current_tag, record.tag);
         Ok(Applied::Stored { previous: current_tag })
     }
@@ -273,7 +277,7 @@ impl RocksStore {
         drop(current);
         self.db.delete_opt(k, &self.write_options).map_err(engine)?;
         self.digests.toggle(bucket, &k[4..], record.tag);
-        self.values.replaced(value_size(&k[4..], &record), None);
+        self.counts.replaced(Some(Counted::of(&k[4..], &record)), None);
         Ok(true)
     }
 }
@@ -395,11 +399,15 @@ impl Store for RocksStore {
     }
 
     fn value_count(&self) -> u64 {
-        self.values.count()
+        self.counts.count()
     }
 
     fn value_bytes(&self) -> u64 {
-        self.values.bytes()
+        self.counts.bytes()
+    }
+
+    fn tombstone_count(&self) -> u64 {
+        self.counts.tombstones()
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -491,6 +499,7 @@ impl Drop for RocksStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kai_proto::ValueState;
 
     fn tag(counter: u64) -> Tag {
         Tag {
@@ -570,10 +579,16 @@ mod tests {
             store
                 .apply(BucketId(3), b"b", &Record::tombstone(tag(1), 0))
                 .expect("apply");
+            let marked = Record::value(tag(1), 1, 0, Bytes::from_static(b"y")).with_state(ValueState {
+                stale: true,
+                ..ValueState::default()
+            });
+            store.apply(BucketId(3), b"c", &marked).expect("apply");
             (store.digest(BucketId(3)), store.value_bytes())
         };
         let store = RocksStore::open(dir.path(), false, 4).expect("reopen");
-        assert_eq!(store.value_count(), 1);
+        assert_eq!(store.value_count(), 2, "a value and a marked value");
+        assert_eq!(store.tombstone_count(), 1);
         assert!(bytes > 0);
         assert_eq!(store.value_bytes(), bytes);
         assert_eq!(store.digest(BucketId(3)), digest);

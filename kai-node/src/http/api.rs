@@ -30,6 +30,7 @@ pub fn status(info: &NodeInfo, stats: &NodeStats) -> Value {
         "connections": get(&stats.curr_connections),
         "peer_connections": get(&stats.peer_connections),
         "items": info.store.value_count(),
+        "tombstones": info.store.tombstone_count(),
         "commands": commands(stats),
     })
 }

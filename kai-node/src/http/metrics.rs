@@ -214,6 +214,11 @@ impl Collector for NodeCollector {
                 info.store.value_bytes(),
             ),
             (
+                "kai_tombstones",
+                "Tombstones in the local store: deleted keys not yet garbage-collected.",
+                info.store.tombstone_count(),
+            ),
+            (
                 "kai_ring_version",
                 "Version of the newest ring.",
                 placement.latest_id().version,

@@ -5,18 +5,24 @@
 //! - It listens apart from the memcache port: nothing on the data path can change the cluster.
 //! - Mutating requests (`POST /api/v1/leave`) pass [`auth::authorize`]; a refusal is answered
 //!   `401` and logged once per client address until that client succeeds.
-//! - Bad input (malformed HTTP, oversized heads, slow clients) is refused by actix-web's
-//!   bounded parser (`400`, `431` beyond 128 KiB of head, a request timeout) on the admin
-//!   server's own thread: the data path does not share it.
+//! - Bad input (malformed HTTP, oversized heads, slow clients) is refused by actix-http's
+//!   bounded parser (`400`, `431` beyond 128 KiB of head or 96 headers, a request timeout) on
+//!   the admin server's own thread: the data path does not share it. Refusals are logged once
+//!   per client and kind ([`bad_input`]).
 
 mod api;
 pub mod auth;
+mod bad_input;
 mod dashboard;
 mod metrics;
 
-use actix_web::dev::ServerHandle;
+use actix_http::HttpService;
+use actix_rt::net::TcpStream;
+use actix_server::ServerHandle;
+use actix_service::{apply_fn_factory, map_config, Service};
+use actix_web::dev::AppConfig;
 use actix_web::http::header;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse};
 use kai_actors::log_once::LogOnce;
 use kai_actors::report::NodeInfo;
 use kai_actors::stats::NodeStats;
@@ -27,6 +33,8 @@ use std::time::Duration;
 
 /// Longest a client may take to send a request head.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a closing connection may take to shut down.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Admin connections served at once; more wait in the backlog.
 const MAX_CONNECTIONS: usize = 256;
 
@@ -72,38 +80,52 @@ pub fn serve(
     token: Option<String>,
 ) -> anyhow::Result<AdminServer> {
     let addr = socket.local_addr()?;
+    let refusals = LogOnce::default();
     let state = web::Data::new(AdminState {
         registry: metrics::registry(info.clone(), Arc::clone(&stats)),
         info,
         stats,
         token,
-        refusals: LogOnce::default(),
+        refusals: refusals.clone(),
     });
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .route("/", web::get().to(dashboard::page))
-            .route("/metrics", web::get().to(metrics_page))
-            .route("/health", web::get().to(health))
-            .route("/ready", web::get().to(ready))
-            .service(
-                web::scope("/api/v1")
-                    .route("/status", web::get().to(status))
-                    .route("/members", web::get().to(members))
-                    .route("/ring", web::get().to(ring))
-                    .route("/transfers", web::get().to(transfers))
-                    .route("/stats", web::get().to(stats_page))
-                    // A resource answers other methods `405 Method Not Allowed`.
-                    .service(web::resource("/leave").post(leave)),
-            )
-            .default_service(web::to(not_found))
-    })
-    .workers(1)
-    .max_connections(MAX_CONNECTIONS)
-    .client_request_timeout(REQUEST_TIMEOUT)
-    .disable_signals()
-    .listen(socket)?
-    .run();
+    // actix-web's `HttpServer` from its parts (actix-server, actix-http), so that what ends a
+    // connection reaches `bad_input` instead of only actix-http's own per-connection log line.
+    let builder = actix_server::Server::build();
+    let shutdown = builder.graceful_shutdown_signal();
+    let server = builder
+        .workers(1)
+        .max_concurrent_connections(MAX_CONNECTIONS)
+        .disable_signals()
+        .listen("kai-admin", socket, move || {
+            let app = App::new().app_data(state.clone()).configure(routes);
+            let shutdown = shutdown.clone();
+            let http = HttpService::build()
+                .client_request_timeout(REQUEST_TIMEOUT)
+                .client_disconnect_timeout(DISCONNECT_TIMEOUT)
+                .local_addr(addr)
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                // No handler builds URLs or reads the configured host, which is all AppConfig
+                // carries.
+                .finish(map_config(app, |()| AppConfig::default()))
+                .tcp();
+            let refusals = refusals.clone();
+            apply_fn_factory(http, move |stream: TcpStream, http| {
+                let client = stream.peer_addr().ok();
+                let connection = http.call(stream);
+                let refusals = refusals.clone();
+                async move {
+                    let ended = connection.await;
+                    if let Err(e) = &ended {
+                        bad_input::log(&refusals, client, e);
+                    }
+                    ended
+                }
+            })
+        })?
+        .run();
     let handle = server.handle();
     actix_rt::spawn(async move {
         if let Err(e) = server.await {
@@ -111,6 +133,26 @@ pub fn serve(
         }
     });
     Ok(AdminServer { handle, addr })
+}
+
+/// Every path the endpoint serves.
+fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/", web::get().to(dashboard::page))
+        .route("/metrics", web::get().to(metrics_page))
+        .route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready))
+        .service(
+            web::scope("/api/v1")
+                .route("/status", web::get().to(status))
+                .route("/members", web::get().to(members))
+                .route("/ring", web::get().to(ring))
+                .route("/transfers", web::get().to(transfers))
+                .route("/stats", web::get().to(stats_page))
+                // A resource answers other methods `405 Method Not Allowed`.
+                .service(web::resource("/leave").post(leave)),
+        )
+        .default_service(web::to(not_found));
 }
 
 fn json(value: serde_json::Value) -> HttpResponse {
