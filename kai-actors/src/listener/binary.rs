@@ -334,7 +334,13 @@ impl Session<'_> {
             return Reply::error(header, Status::Invalid);
         };
         let status_of = |answer: &Answer| binary_change::status(&change, answer);
-        let (answer, record) = match self.call(Update { key, change: change.clone() }).await {
+        let (answer, record) = match self
+            .call(Update {
+                key,
+                change: change.clone(),
+            })
+            .await
+        {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => return Failure::Coordinator(e).reply(header),
             Err(failure) => return failure.reply(header),

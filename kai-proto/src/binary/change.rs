@@ -155,7 +155,10 @@ mod tests {
         let cas = current.cas_unique();
         for mode in [StoreMode::Set, StoreMode::Add, StoreMode::Replace] {
             let change = store(mode, value.clone(), cas).expect("a cas");
-            assert_eq!(run(&change, Some(&current)), (Status::Success, Some(value.data.clone())));
+            assert_eq!(
+                run(&change, Some(&current)),
+                (Status::Success, Some(value.data.clone()))
+            );
             let wrong = store(mode, value.clone(), cas + 1).expect("a cas");
             assert_eq!(run(&wrong, Some(&current)), (Status::KeyExists, None));
             assert_eq!(run(&wrong, None), (Status::KeyNotFound, None));
@@ -211,7 +214,10 @@ mod tests {
         let cas = current.cas_unique();
         let eleven = Some(Bytes::from_static(b"11"));
         for cas in [0, cas] {
-            assert_eq!(run(&counter(incr(1, 0, 0), cas, NOW), Some(&current)), (Status::Success, eleven.clone()));
+            assert_eq!(
+                run(&counter(incr(1, 0, 0), cas, NOW), Some(&current)),
+                (Status::Success, eleven.clone())
+            );
             assert_eq!(
                 run(&counter(incr(1, 0, COUNTER_NO_CREATE), cas, NOW), None),
                 (Status::KeyNotFound, None)
@@ -250,7 +256,10 @@ mod tests {
         let current = item(b"v");
         let cas = current.cas_unique();
         let deleted = Some(Bytes::from_static(b"<deleted>"));
-        assert_eq!(run(&delete(cas).expect("a cas"), Some(&current)), (Status::Success, deleted));
+        assert_eq!(
+            run(&delete(cas).expect("a cas"), Some(&current)),
+            (Status::Success, deleted)
+        );
         assert_eq!(
             run(&delete(cas + 1).expect("a cas"), Some(&current)),
             (Status::KeyExists, None)

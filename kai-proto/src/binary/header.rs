@@ -55,8 +55,8 @@ pub mod opcode {
     pub const GATKQ: u8 = 0x24;
 }
 
-/// Reply status codes: memcached's, plus the protocol's `Not supported` and `Internal error`
-/// for what Kai refuses or fails to do.
+/// Reply status codes: memcached's, plus the protocol's `Internal error` for what Kai fails to
+/// do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
 pub enum Status {
@@ -82,8 +82,6 @@ pub enum Status {
     UnknownCommand = 0x81,
     /// Out of memory.
     OutOfMemory = 0x82,
-    /// Not supported (a command Kai does not execute).
-    NotSupported = 0x83,
     /// Internal error (Kai: no quorum, storage failure, timeout).
     InternalError = 0x84,
 }
