@@ -40,9 +40,10 @@ impl HistoryRun {
         }
     }
 
-    /// Stops the clients and checks the history: panics on a linearizability violation or if
-    /// too few operations completed. Returns `(operations, completed)`.
-    pub fn finish(self) -> (usize, usize) {
+    /// Stops the clients and checks the history: panics on a linearizability violation, if
+    /// too few operations completed, or if no client was handed a recache win (the run would
+    /// prove nothing about the stale-while-revalidate family).
+    pub fn finish(self) -> RunSummary {
         self.running.store(false, Ordering::Relaxed);
         for c in self.clients {
             c.join().expect("client thread");
@@ -50,10 +51,47 @@ impl HistoryRun {
         let ops = self.history.operations();
         let completed = ops.iter().filter(|o| o.completed.is_some()).count();
         assert!(completed > MIN_COMPLETED, "too few operations completed: {completed}");
+        let wins = ops
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o.op,
+                    Op::MetaGet {
+                        outcome: Some(MetaGetOutcome::Hit { won: true, .. }),
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert!(wins > 0, "no client was handed a recache win");
         if let Err(violation) = check(&ops) {
             panic!("{violation}");
         }
-        (ops.len(), completed)
+        RunSummary {
+            operations: ops.len(),
+            completed,
+            wins,
+        }
+    }
+}
+
+/// What a checked history run did.
+pub struct RunSummary {
+    /// Operations recorded.
+    pub operations: usize,
+    /// Of which completed (outcome known).
+    pub completed: usize,
+    /// Recache wins (`W`) handed out.
+    pub wins: usize,
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} operations ({} completed, {} recache wins)",
+            self.operations, self.completed, self.wins
+        )
     }
 }
 
