@@ -280,7 +280,7 @@ pub async fn random_workload(cluster: &Cluster, clients: usize, keys: usize, dur
                 seq += 1;
                 // Numeric and unique per write: a value names its version, and incr applies.
                 let unique = ((client as u64 + 1) * 1_000_000_000 + seq).to_string();
-                let (op, known) = match rng.random_range(0..22) {
+                let (op, known) = match rng.random_range(0..23) {
                     0..=8 => {
                         let got = node.send(Get { key: key(&k) }).await;
                         match got {
@@ -324,7 +324,7 @@ pub async fn random_workload(cluster: &Cluster, clients: usize, keys: usize, dur
                         let stored = update(node, &k, change).await.map(|a| a == Answer::Stored);
                         (Op::Append(suffix, stored), stored.is_some())
                     }
-                    19 => {
+                    19 | 20 => {
                         let vivify = rng.random_bool(0.5);
                         let outcome = meta_get(node, &k, vivify).await;
                         (
@@ -336,7 +336,7 @@ pub async fn random_workload(cluster: &Cluster, clients: usize, keys: usize, dur
                             outcome.is_some(),
                         )
                     }
-                    20 => {
+                    21 => {
                         let change = Change::MetaDelete(MetaDelete {
                             invalidate: true,
                             ..MetaDelete::default()
