@@ -36,6 +36,8 @@ mutants=(
   "flush-mask-disabled|single_node|flush_all_empties_the_cache_and_later_writes_survive_it|kai-actors/src/flush.rs|kai_proto::flush::masked(self.current(), record)|kai_proto::flush::masked(None, record)"
   "recache-win-twice|meta_protocol|stale_while_revalidate_answers_like_memcached|kai-proto/src/change/meta.rs|let won = !item.state.win_sent \&\& (|let won = (|kai-actors/src/listener/meta.rs|(!state.win_sent \&\& (state.stale|((state.stale"
   "recache-win-unstamped|lib|paxos::tests|kai-actors/src/paxos.rs|state.winner = Some(ballot);|state.winner = None;"
+  "recache-win-raced|cluster|histories_are_linearizable_while_nodes_are_killed_and_paused|kai-proto/src/change/meta.rs|let won = !item.state.win_sent \&\& (|let won = ("
+  "rewrite-changes-cas|lib|paxos::tests|kai-actors/src/paxos.rs|cas: Some(latest.cas_unique()),|cas: latest.state().cas,"
   "rollback-undetected|safe_movement|a_data_dir_restored_from_a_backup_refills_before_it_serves|kai-actors/src/membership/catchup.rs|theirs.newer_than(mine))|(theirs.newer_than(mine) \&\& false))"
   "retry-mints-new-version|lib|coordinator::tests|kai-actors/src/coordinator.rs|let record = match minted.get() {|let record = match None::<\&Record> {|kai-actors/src/coordinator.rs|.get_or_init(\p\p Record::value(tag, flags, expires_at, data))|.get_or_init(\p\p Record::value(tag, flags, expires_at, data.clone())); Record::value(tag, flags, expires_at, data)"
   "stale-pull-completes|lib|sync::transition|kai-actors/src/sync/transition.rs|if generation == self.generation \&\& self.progress.unpulled.remove(\&bucket.0) {|if self.progress.unpulled.remove(\&bucket.0) {"

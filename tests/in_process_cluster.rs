@@ -4,7 +4,7 @@
 mod common;
 
 use common::cluster::{key, random_workload, Cluster, Shape};
-use common::linearizability::check;
+use common::linearizability::{check, MetaGetOutcome, Op};
 use kai_actors::coordinator::CoordinatorError;
 use kai_actors::NodeError;
 use std::time::Duration;
@@ -247,11 +247,24 @@ async fn histories_are_linearizable_under_partitions_and_delays() {
     let ops = history.operations();
     let completed = ops.iter().filter(|o| o.completed.is_some()).count();
     assert!(completed > 200, "too few operations completed: {completed}");
+    let wins = ops
+        .iter()
+        .filter(|o| {
+            matches!(
+                o.op,
+                Op::MetaGet {
+                    outcome: Some(MetaGetOutcome::Hit { won: true, .. }),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(wins > 0, "no client was handed a recache win");
     if let Err(violation) = check(&ops) {
         panic!("{violation}");
     }
     eprintln!(
-        "in-process nemesis: {} operations ({completed} completed), {faults} faults, 0 violations",
+        "in-process nemesis: {} operations ({completed} completed, {wins} recache wins), {faults} faults, 0 violations",
         ops.len()
     );
     cluster.shutdown().await;

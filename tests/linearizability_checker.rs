@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::linearizability::{check, ArithOutcome, CasOutcome, Op, Operation};
+use common::linearizability::{check, ArithOutcome, CasOutcome, MetaGetOutcome, Op, Operation};
 
 fn op(client: usize, op: Op, invoked: u64, completed: Option<u64>) -> Operation {
     Operation {
@@ -265,4 +265,139 @@ fn a_write_of_unknown_outcome_seen_only_through_an_increment_counts() {
         op(1, get(Some("17")), 7, Some(8)),
     ];
     assert!(check(&h).is_ok());
+}
+
+/// `mg … v` (with `N` if `vivify`, `R` past the expiry if `recache`) answered a hit of `value`
+/// with the flags in `flags` (`W`, `X`, `Z`).
+fn mg_hit(vivify: bool, recache: bool, value: &str, flags: &str) -> Op {
+    Op::MetaGet {
+        vivify,
+        recache,
+        outcome: Some(MetaGetOutcome::Hit {
+            value: value.into(),
+            won: flags.contains('W'),
+            stale: flags.contains('X'),
+            win_taken: flags.contains('Z'),
+        }),
+    }
+}
+
+fn invalidate(found: bool) -> Op {
+    Op::Invalidate(Some(found))
+}
+
+#[test]
+fn the_recache_win_goes_to_one_client_per_invalidation() {
+    let h = vec![
+        op(0, set("a"), 0, Some(1)),
+        op(1, mg_hit(false, false, "a", ""), 2, Some(3)),
+        op(0, invalidate(true), 4, Some(5)),
+        op(1, mg_hit(false, false, "a", "XW"), 6, Some(10)),
+        op(2, mg_hit(false, false, "a", "ZX"), 7, Some(11)),
+        op(2, mg_hit(false, false, "a", "ZX"), 12, Some(13)),
+        op(0, invalidate(true), 14, Some(15)),
+        op(2, mg_hit(false, false, "a", "XW"), 16, Some(17)),
+        op(2, set("b"), 18, Some(19)),
+        op(1, mg_hit(false, false, "b", ""), 20, Some(21)),
+        op(1, Op::Invalidate(None), 22, None),
+        op(0, Op::Delete(Some(true)), 23, Some(24)),
+        op(0, invalidate(false), 25, Some(26)),
+    ];
+    assert!(check(&h).is_ok());
+    let both_won = vec![
+        op(0, set("a"), 0, Some(1)),
+        op(0, invalidate(true), 2, Some(3)),
+        op(1, mg_hit(false, false, "a", "XW"), 4, Some(10)),
+        op(2, mg_hit(false, false, "a", "XW"), 5, Some(11)),
+    ];
+    assert!(check(&both_won).is_err(), "two concurrent winners of one invalidation");
+    let unearned = vec![
+        op(0, set("a"), 0, Some(1)),
+        op(1, mg_hit(false, false, "a", "W"), 2, Some(3)),
+    ];
+    assert!(
+        check(&unearned).is_err(),
+        "a win on an item that is neither stale nor due"
+    );
+    let not_stale = vec![
+        op(0, set("a"), 0, Some(1)),
+        op(0, invalidate(true), 2, Some(3)),
+        op(0, set("b"), 4, Some(5)),
+        op(1, mg_hit(false, false, "b", "X"), 6, Some(7)),
+    ];
+    assert!(
+        check(&not_stale).is_err(),
+        "a write after the invalidation clears the mark"
+    );
+}
+
+#[test]
+fn vivify_and_recache_hand_out_one_win() {
+    let h = vec![
+        op(0, mg_hit(true, false, "", "W"), 0, Some(10)),
+        op(1, mg_hit(true, false, "", "Z"), 1, Some(11)),
+        op(
+            2,
+            Op::MetaGet {
+                vivify: false,
+                recache: false,
+                outcome: Some(MetaGetOutcome::Miss),
+            },
+            2,
+            Some(3),
+        ),
+        op(0, set("a"), 12, Some(13)),
+        op(1, mg_hit(false, true, "a", "W"), 14, Some(15)),
+        op(2, mg_hit(true, true, "a", "Z"), 16, Some(17)),
+    ];
+    assert!(check(&h).is_ok(), "the miss came before both vivifies");
+    let both_vivified = vec![
+        op(0, mg_hit(true, false, "", "W"), 0, Some(10)),
+        op(1, mg_hit(true, false, "", "W"), 1, Some(11)),
+    ];
+    assert!(check(&both_vivified).is_err());
+    let missed_after = vec![
+        op(0, mg_hit(true, false, "", "W"), 0, Some(1)),
+        op(
+            2,
+            Op::MetaGet {
+                vivify: false,
+                recache: false,
+                outcome: Some(MetaGetOutcome::Miss),
+            },
+            2,
+            Some(3),
+        ),
+    ];
+    assert!(
+        check(&missed_after).is_err(),
+        "a vivified item is there for later reads"
+    );
+}
+
+#[test]
+fn an_mg_whose_answer_was_lost_may_have_taken_the_win() {
+    let setup = || vec![op(0, set("a"), 0, Some(1)), op(0, invalidate(true), 2, Some(3))];
+    let lost = || {
+        op(
+            1,
+            Op::MetaGet {
+                vivify: false,
+                recache: false,
+                outcome: None,
+            },
+            4,
+            None,
+        )
+    };
+    for later in ["XW", "ZX"] {
+        let mut h = setup();
+        h.push(lost());
+        h.push(op(2, mg_hit(false, false, "a", later), 10, Some(11)));
+        assert!(check(&h).is_ok(), "{later}");
+    }
+    // Without the lost one, nobody else can have taken it.
+    let mut h = setup();
+    h.push(op(2, mg_hit(false, false, "a", "ZX"), 10, Some(11)));
+    assert!(check(&h).is_err());
 }

@@ -229,6 +229,10 @@ fn meta_cas_and_arithmetic_answer_like_memcached() {
         "ma cnt C0 v\r\n",
         "ms str 3\r\nabc\r\n",
         "ma str\r\n",
+        "ma str C999999999\r\n",
+        // An empty value is refused before the cas is compared.
+        "ms empty 0\r\n\r\n",
+        "ma empty C999999999\r\n",
         "ma cnt MX\r\n",
         "ma cnt Dx\r\n",
     ]);

@@ -10,7 +10,8 @@
 //!   never took effect, so the change is applied afresh.
 //! - A change that stores nothing still answers from the state read, so that state must be on a
 //!   write quorum before the answer: if the prepare quorum shows it on fewer, the proposer
-//!   accepts it again under its ballot (same value, new tag).
+//!   accepts it again under its ballot (same value, new tag). The version keeps its cas unique
+//!   (`ValueState::cas`): nothing changed it, so a client's `cas` with it must still succeed.
 //! - A meta `mg` that hands out the recache win stamps the stored value with its ballot
 //!   (`ValueState::winner`). So an earlier attempt overtaken by a newer version is not unknown:
 //!   it won if the latest value still carries its stamp, else it never took effect visibly and
@@ -19,7 +20,7 @@
 
 use crate::quorum::decide_read;
 use kai_proto::change::{Answer, Change, Effect};
-use kai_proto::{NodeId, Record, Tag};
+use kai_proto::{NodeId, Record, Tag, ValueState};
 
 /// An accept that failed after it may have reached some replicas.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,7 +96,13 @@ pub fn decide(
         }
         Effect::Delete => Decision::Accept(Record::tombstone(ballot, now), answer),
         Effect::Keep => match read.write_back {
-            Some((latest, _)) => Decision::Accept(Record { tag: ballot, ..latest }, answer),
+            Some((latest, _)) => {
+                let state = ValueState {
+                    cas: Some(latest.cas_unique()),
+                    ..latest.state()
+                };
+                Decision::Accept(Record { tag: ballot, ..latest }.with_state(state), answer)
+            }
             None => Decision::Answer(answer, read.latest),
         },
     }

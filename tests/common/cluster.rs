@@ -1,10 +1,11 @@
 //! In-process clusters: several Kai nodes in one Actix system on loopback ephemeral ports, with
 //! a shared network filter to drop, delay or partition traffic between chosen nodes.
 
-use super::linearizability::{ArithOutcome, History, Op, Operation};
+use super::linearizability::{ArithOutcome, History, MetaGetOutcome, Op, Operation};
 use kai_actors::coordinator::{Coordinator, Delete, Get, Set, Update};
 use kai_actors::peer::NetworkFilter;
 use kai_actors::{NodeBuilder, NodeConfig, NodeHandle, StoreBackend};
+use kai_proto::change::meta::{MetaDelete, MetaGet};
 use kai_proto::change::{Answer, Change, NewValue};
 use kai_proto::{Key, NodeId, RecordBody};
 use rand::{Rng, SeedableRng};
@@ -234,8 +235,34 @@ async fn update(node: &actix::Addr<Coordinator>, k: &str, change: Change) -> Opt
     }
 }
 
-/// Runs `clients` clients for `duration`, each doing random get/set/delete/add/append/incr on
-/// `keys` keys through a random node, and records everything in the returned history.
+/// A meta `mg` (vivifying a miss if `vivify`) through `node`: what the client is answered, `None`
+/// if unknown. As in the meta session, the item shown is the one after the change.
+async fn meta_get(node: &actix::Addr<Coordinator>, k: &str, vivify: bool) -> Option<MetaGetOutcome> {
+    let change = Change::MetaGet(MetaGet {
+        vivify: vivify.then_some(0),
+        ..MetaGet::default()
+    });
+    match node.send(Update { key: key(k), change }).await {
+        Ok(Ok((Answer::NotFound, _))) => Some(MetaGetOutcome::Miss),
+        Ok(Ok((Answer::Fetched { won }, Some(record)))) => {
+            let state = record.state();
+            let RecordBody::Value { data, .. } = record.body else {
+                return None;
+            };
+            Some(MetaGetOutcome::Hit {
+                value: String::from_utf8_lossy(&data).into_owned(),
+                won,
+                stale: state.stale,
+                win_taken: state.win_sent && !won,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Runs `clients` clients for `duration`, each doing random get/set/delete/add/append/incr and
+/// the meta protocol's `mg` (with or without `N`) and `md … I` on `keys` keys through a random
+/// node, and records everything in the returned history.
 pub async fn random_workload(cluster: &Cluster, clients: usize, keys: usize, duration: Duration) -> Arc<History> {
     let history = Arc::new(History::default());
     let coordinators: Vec<actix::Addr<Coordinator>> = cluster.nodes.iter().map(NodeHandle::coordinator).collect();
@@ -253,7 +280,7 @@ pub async fn random_workload(cluster: &Cluster, clients: usize, keys: usize, dur
                 seq += 1;
                 // Numeric and unique per write: a value names its version, and incr applies.
                 let unique = ((client as u64 + 1) * 1_000_000_000 + seq).to_string();
-                let (op, known) = match rng.random_range(0..20) {
+                let (op, known) = match rng.random_range(0..23) {
                     0..=8 => {
                         let got = node.send(Get { key: key(&k) }).await;
                         match got {
@@ -296,6 +323,30 @@ pub async fn random_workload(cluster: &Cluster, clients: usize, keys: usize, dur
                         let change = Change::Append(suffix.clone().into());
                         let stored = update(node, &k, change).await.map(|a| a == Answer::Stored);
                         (Op::Append(suffix, stored), stored.is_some())
+                    }
+                    19 | 20 => {
+                        let vivify = rng.random_bool(0.5);
+                        let outcome = meta_get(node, &k, vivify).await;
+                        (
+                            Op::MetaGet {
+                                vivify,
+                                recache: false,
+                                outcome: outcome.clone(),
+                            },
+                            outcome.is_some(),
+                        )
+                    }
+                    21 => {
+                        let change = Change::MetaDelete(MetaDelete {
+                            invalidate: true,
+                            ..MetaDelete::default()
+                        });
+                        let found = match update(node, &k, change).await {
+                            Some(Answer::Deleted) => Some(true),
+                            Some(Answer::NotFound) => Some(false),
+                            _ => None,
+                        };
+                        (Op::Invalidate(found), found.is_some())
                     }
                     _ => {
                         let outcome = match update(node, &k, Change::Incr(3)).await {

@@ -1,16 +1,21 @@
 //! A memcache client that records a linearizability history and survives node failures.
 
-use super::linearizability::{check, ArithOutcome, CasOutcome, History, Op, Operation};
+use super::linearizability::{check, ArithOutcome, CasOutcome, History, MetaGetOutcome, Op, Operation};
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Fewest completed operations a history run must have to prove anything.
 const MIN_COMPLETED: usize = 300;
+/// Lifetime of the stale-while-revalidate items: long enough that no run (nor a node's clock
+/// jumped ahead by a month) sees one expire.
+const SWR_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Every key the clients use (a `flush_all` is recorded on each).
+const KEYS: [&str; 7] = ["lin0", "lin1", "lin2", "ctr0", "ctr1", "swr0", "swr1"];
 
 /// History clients running against a cluster.
 pub struct HistoryRun {
@@ -22,7 +27,8 @@ pub struct HistoryRun {
 impl HistoryRun {
     /// Starts `count` clients, client `i` talking to `addrs[i % len]`, each running random
     /// operations: get/set/delete/add/cas/append on three keys, get/set/incr/decr/touch/add on two
-    /// counters, and now and then a `flush_all`.
+    /// counters, the meta protocol's stale-while-revalidate family (`mg` with `N`/`R`, `md … I`,
+    /// `ms`, `md`) on two more, and now and then a `flush_all`.
     pub fn start(addrs: &[SocketAddr], count: usize) -> Self {
         let history = Arc::new(History::default());
         let running = Arc::new(AtomicBool::new(true));
@@ -34,9 +40,10 @@ impl HistoryRun {
         }
     }
 
-    /// Stops the clients and checks the history: panics on a linearizability violation or if
-    /// too few operations completed. Returns `(operations, completed)`.
-    pub fn finish(self) -> (usize, usize) {
+    /// Stops the clients and checks the history: panics on a linearizability violation, if
+    /// too few operations completed, or if no client was handed a recache win (the run would
+    /// prove nothing about the stale-while-revalidate family).
+    pub fn finish(self) -> RunSummary {
         self.running.store(false, Ordering::Relaxed);
         for c in self.clients {
             c.join().expect("client thread");
@@ -44,10 +51,47 @@ impl HistoryRun {
         let ops = self.history.operations();
         let completed = ops.iter().filter(|o| o.completed.is_some()).count();
         assert!(completed > MIN_COMPLETED, "too few operations completed: {completed}");
+        let wins = ops
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o.op,
+                    Op::MetaGet {
+                        outcome: Some(MetaGetOutcome::Hit { won: true, .. }),
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert!(wins > 0, "no client was handed a recache win");
         if let Err(violation) = check(&ops) {
             panic!("{violation}");
         }
-        (ops.len(), completed)
+        RunSummary {
+            operations: ops.len(),
+            completed,
+            wins,
+        }
+    }
+}
+
+/// What a checked history run did.
+pub struct RunSummary {
+    /// Operations recorded.
+    pub operations: usize,
+    /// Of which completed (outcome known).
+    pub completed: usize,
+    /// Recache wins (`W`) handed out.
+    pub wins: usize,
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} operations ({} completed, {} recache wins)",
+            self.operations, self.completed, self.wins
+        )
     }
 }
 
@@ -63,7 +107,16 @@ fn run_history_clients(
             let (history, running) = (Arc::clone(&history), Arc::clone(&running));
             let addr = addrs[id % addrs.len()];
             std::thread::spawn(move || {
-                let mut client = HistoryClient { id, addr, conn: None };
+                // Absolute times (over 30 days from now): the same instants on every node.
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
+                let expires = (now + SWR_LIFETIME).as_secs();
+                let mut client = HistoryClient {
+                    id,
+                    addr,
+                    conn: None,
+                    swr_expires: expires,
+                    swr_recache_below: expires + SWR_LIFETIME.as_secs(),
+                };
                 let mut rng = rand::rngs::StdRng::seed_from_u64(id as u64);
                 let mut seq = 0;
                 while running.load(Ordering::Relaxed) {
@@ -79,6 +132,10 @@ struct HistoryClient {
     id: usize,
     addr: SocketAddr,
     conn: Option<BufReader<TcpStream>>,
+    /// Absolute expiry of every stale-while-revalidate item (`ms … T`, `mg … N`).
+    swr_expires: u64,
+    /// Absolute `R` limit, beyond `swr_expires`: every such item qualifies for recache.
+    swr_recache_below: u64,
 }
 
 /// Reply timeout of history clients: longer than a quorum round, shorter than a pause.
@@ -116,7 +173,13 @@ impl HistoryClient {
                     return None;
                 }
                 let done = !multi_line || line == "END\r\n" || line.starts_with("SERVER_ERROR");
-                if let Some(len) = line.strip_prefix("VALUE ").and_then(|l| l.trim_end().split(' ').nth(2)) {
+                let data_len = match line.strip_prefix("VALUE ") {
+                    Some(rest) => rest.trim_end().split(' ').nth(2),
+                    None => line
+                        .strip_prefix("VA ")
+                        .and_then(|rest| rest.trim_end().split(' ').next()),
+                };
+                if let Some(len) = data_len {
                     let mut data = vec![0; len.parse::<usize>().ok()? + 2];
                     conn.read_exact(&mut data).ok()?;
                     lines.push(String::from_utf8_lossy(&data[..data.len() - 2]).into_owned());
@@ -141,9 +204,11 @@ impl HistoryClient {
         if roll == 0 {
             return self.flush_all(history);
         }
-        let counter = roll % 3 == 0;
+        let (counter, swr) = (roll % 3 == 0, roll % 6 == 1);
         let key = if counter {
             format!("ctr{}", rng.random_range(0..2))
+        } else if swr {
+            format!("swr{}", rng.random_range(0..2))
         } else {
             format!("lin{}", rng.random_range(0..3))
         };
@@ -151,6 +216,8 @@ impl HistoryClient {
         let choice = rng.random_range(0..20);
         let recorded = if counter {
             self.counter_op(&key, choice, &unique)
+        } else if swr {
+            self.stale_while_revalidate_op(&key, choice, &unique)
         } else if choice == 19 {
             return self.gets_then_cas(&key, history, &unique);
         } else {
@@ -252,6 +319,60 @@ impl HistoryClient {
         })
     }
 
+    /// The meta protocol's stale-while-revalidate family: `mg` (plain, `N` vivify, `R` recache),
+    /// `md … I` invalidate, and the writes that end a revalidation (`ms`) or the item (`md`).
+    fn stale_while_revalidate_op(&mut self, key: &str, choice: u32, unique: &str) -> Option<(Op, bool)> {
+        let (expires, recache_below) = (self.swr_expires, self.swr_recache_below);
+        let (vivify, recache) = match choice {
+            0..=5 => (false, false),
+            6..=8 => (true, false),
+            9 | 10 => (false, true),
+            11 => (true, true),
+            12..=14 => {
+                let found = match self.single(format!("md {key} I\r\n"))?.as_deref() {
+                    Some("HD\r\n") => Some(true),
+                    Some("NF\r\n") => Some(false),
+                    _ => None,
+                };
+                return Some((Op::Invalidate(found), found.is_some()));
+            }
+            15..=17 => {
+                let request = format!("ms {key} {} T{expires}\r\n{unique}\r\n", unique.len());
+                let reply = self.single(request)?;
+                return Some((Op::Set(unique.to_owned()), reply.as_deref() == Some("HD\r\n")));
+            }
+            18 => {
+                return Some(match self.single(format!("md {key}\r\n"))?.as_deref() {
+                    Some("HD\r\n") => (Op::Delete(Some(true)), true),
+                    Some("NF\r\n") => (Op::Delete(Some(false)), true),
+                    _ => (Op::Delete(None), false),
+                })
+            }
+            _ => return self.get(key),
+        };
+        let mut request = format!("mg {key} v");
+        if vivify {
+            request.push_str(&format!(" N{expires}"));
+        }
+        if recache {
+            request.push_str(&format!(" R{recache_below}"));
+        }
+        request.push_str("\r\n");
+        let outcome = match self.exchange(request.as_bytes(), false) {
+            Err(()) => return None,
+            Ok(reply) => reply.as_deref().and_then(meta_get_outcome),
+        };
+        let known = outcome.is_some();
+        Some((
+            Op::MetaGet {
+                vivify,
+                recache,
+                outcome,
+            },
+            known,
+        ))
+    }
+
     /// `gets`, then `cas` of the version it returned: recorded as a read and a cas.
     fn gets_then_cas(&mut self, key: &str, history: &History, unique: &str) {
         let invoked = history.now();
@@ -303,7 +424,7 @@ impl HistoryClient {
             return;
         };
         let completed = (reply.as_deref() == Some("OK\r\n")).then(|| history.now());
-        for key in ["lin0", "lin1", "lin2", "ctr0", "ctr1"] {
+        for key in KEYS {
             history.record(Operation {
                 client: self.id,
                 key: key.to_owned(),
@@ -312,6 +433,24 @@ impl HistoryClient {
                 completed,
             });
         }
+    }
+}
+
+/// The answer of an `mg … v` from its reply (`[data, "VA …"]` or `["EN"]`); `None` for
+/// anything else (an error: unknown).
+fn meta_get_outcome(lines: &[String]) -> Option<MetaGetOutcome> {
+    match lines {
+        [line] if line == "EN\r\n" => Some(MetaGetOutcome::Miss),
+        [value, line] if line.starts_with("VA ") => {
+            let flags: Vec<&str> = line.trim_end().split(' ').skip(2).collect();
+            Some(MetaGetOutcome::Hit {
+                value: value.clone(),
+                won: flags.contains(&"W"),
+                stale: flags.contains(&"X"),
+                win_taken: flags.contains(&"Z"),
+            })
+        }
+        _ => None,
     }
 }
 

@@ -13,6 +13,13 @@
 //! write: it may have taken effect at any point after its invocation, or never. Unknown reads are
 //! dropped (they constrain nothing).
 //!
+//! The register also holds the meta protocol's stale-while-revalidate marks of its item: stale
+//! (`md … I` sets it) and win sent. A meta `mg` hands out the recache win (`W`) exactly when the
+//! item is stale or qualifies for recache (`R`), and no win was sent since it was last
+//! invalidated or written; `N` vivifies a miss into an empty item whose win goes to that `mg`.
+//! Every answer is checked exactly: the value, `W`, `X` (stale) and `Z` (win sent to another
+//! client). A write (set, add, cas, append, incr/decr) clears both marks; touch keeps them.
+//!
 //! The search linearizes operations one at a time; an operation can come next if it was invoked
 //! before every not-yet-linearized operation returned. It succeeds once every operation with a
 //! known outcome is placed. Visited `(placed set, register value)` pairs are cached.
@@ -51,6 +58,37 @@ pub enum Op {
     Touch(Option<bool>),
     /// `flush_all`, as seen by this key.
     Flush,
+    /// Meta `mg … v` of the stale-while-revalidate family; the answer if known.
+    MetaGet {
+        /// `N`: a miss creates an empty item and wins.
+        vivify: bool,
+        /// `R` with a limit beyond the item's expiry: a live item qualifies for the win (the
+        /// history clients give every item of such keys an expiry before that limit).
+        recache: bool,
+        /// The answer, if known.
+        outcome: Option<MetaGetOutcome>,
+    },
+    /// Meta `md … I`: mark the item stale and its win available again; `Some(found)` if the
+    /// outcome is known.
+    Invalidate(Option<bool>),
+}
+
+/// The answer of a meta `mg`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetaGetOutcome {
+    /// `EN`.
+    Miss,
+    /// `VA`: the value and the return flags.
+    Hit {
+        /// The value.
+        value: String,
+        /// `W`: this client won the recache.
+        won: bool,
+        /// `X`: the item is stale.
+        stale: bool,
+        /// `Z`: the win went to another client before.
+        win_taken: bool,
+    },
 }
 
 /// The answer of a `cas`.
@@ -215,7 +253,13 @@ pub fn check(history: &[Operation]) -> Result<(), Violation> {
 fn prune_unobserved_writes(ops: Vec<Operation>) -> Vec<Operation> {
     // incr/decr, append and cas results derive from the values they found: a value can be
     // observed without a read returning it, so nothing is pruned where they occur.
-    let derives = |o: &Operation| matches!(o.op, Op::Arith(..) | Op::Append(..) | Op::Cas { .. });
+    // So do the stale-while-revalidate marks: a write that clears them is seen in a later answer.
+    let derives = |o: &Operation| {
+        matches!(
+            o.op,
+            Op::Arith(..) | Op::Append(..) | Op::Cas { .. } | Op::MetaGet { .. } | Op::Invalidate(_)
+        )
+    };
     if ops.iter().any(derives) {
         return ops;
     }
@@ -240,22 +284,45 @@ fn prune_unobserved_writes(ops: Vec<Operation>) -> Vec<Operation> {
     ops.into_iter().zip(keep).filter(|(_, k)| *k).map(|(o, _)| o).collect()
 }
 
+/// The register's item: its value and stale-while-revalidate marks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Item {
+    value: String,
+    /// Invalidated (`md … I`) since it was last written.
+    stale: bool,
+    /// The recache win was handed out since it was last invalidated or written.
+    win_sent: bool,
+}
+
+/// The register: an item or none.
+type State = Option<Item>;
+
+/// A freshly written item.
+fn written(value: String) -> State {
+    Some(Item {
+        value,
+        stale: false,
+        win_sent: false,
+    })
+}
+
 /// The register after `op`, or `None` if `op`'s observed result contradicts `state`. An
 /// operation whose outcome is unknown takes whatever effect it would have on `state`.
-fn apply(state: &Option<String>, op: &Op) -> Option<Option<String>> {
+fn apply(state: &State, op: &Op) -> Option<State> {
     let unchanged = || Some(state.clone());
+    let present = state.as_ref().map(|item| &item.value);
     match op {
-        Op::Set(v) => Some(Some(v.clone())),
+        Op::Set(v) => Some(written(v.clone())),
         Op::Delete(_) | Op::Flush => Some(None),
-        Op::Get(seen) => (seen == state).then(|| state.clone()),
-        Op::Exists(existed) => (*existed == state.is_some()).then(|| state.clone()),
+        Op::Get(seen) => (seen.as_ref() == present).then(unchanged)?,
+        Op::Exists(existed) => (*existed == state.is_some()).then(unchanged)?,
         Op::Add(v, outcome) => match (state, outcome) {
-            (None, None | Some(true)) => Some(Some(v.clone())),
+            (None, None | Some(true)) => Some(written(v.clone())),
             (Some(_), None | Some(false)) => unchanged(),
             _ => None,
         },
-        Op::Append(suffix, outcome) => match (state, outcome) {
-            (Some(current), None | Some(true)) => Some(Some(format!("{current}{suffix}"))),
+        Op::Append(suffix, outcome) => match (present, outcome) {
+            (Some(current), None | Some(true)) => Some(written(format!("{current}{suffix}"))),
             (None, None | Some(false)) => unchanged(),
             _ => None,
         },
@@ -265,7 +332,7 @@ fn apply(state: &Option<String>, op: &Op) -> Option<Option<String>> {
             value,
             outcome,
         } => {
-            let actual = match state {
+            let actual = match present {
                 None => CasOutcome::NotFound,
                 Some(current) if current == expected => CasOutcome::Stored,
                 Some(_) => CasOutcome::Exists,
@@ -274,12 +341,12 @@ fn apply(state: &Option<String>, op: &Op) -> Option<Option<String>> {
                 return None;
             }
             match actual {
-                CasOutcome::Stored => Some(Some(value.clone())),
+                CasOutcome::Stored => Some(written(value.clone())),
                 _ => unchanged(),
             }
         }
         Op::Arith(delta, outcome) => {
-            let (actual, after) = match state.as_deref().map(str::parse::<u64>) {
+            let (actual, after) = match present.map(|v| v.parse::<u64>()) {
                 None => (ArithOutcome::NotFound, state.clone()),
                 Some(Err(_)) => (ArithOutcome::NonNumeric, state.clone()),
                 Some(Ok(n)) => {
@@ -288,11 +355,58 @@ fn apply(state: &Option<String>, op: &Op) -> Option<Option<String>> {
                     } else {
                         n.saturating_sub(delta.unsigned_abs())
                     };
-                    (ArithOutcome::Number(next), Some(next.to_string()))
+                    (ArithOutcome::Number(next), written(next.to_string()))
                 }
             };
             (outcome.is_none() || *outcome == Some(actual)).then_some(after)
         }
+        Op::MetaGet {
+            vivify,
+            recache,
+            outcome,
+        } => {
+            let (actual, after) = match state {
+                None if *vivify => {
+                    let item = Item {
+                        value: String::new(),
+                        stale: false,
+                        win_sent: true,
+                    };
+                    let hit = MetaGetOutcome::Hit {
+                        value: String::new(),
+                        won: true,
+                        stale: false,
+                        win_taken: false,
+                    };
+                    (hit, Some(item))
+                }
+                None => (MetaGetOutcome::Miss, None),
+                Some(item) => {
+                    let won = !item.win_sent && (item.stale || *recache);
+                    let hit = MetaGetOutcome::Hit {
+                        value: item.value.clone(),
+                        won,
+                        stale: item.stale,
+                        win_taken: item.win_sent,
+                    };
+                    let after = Item {
+                        win_sent: item.win_sent || won,
+                        ..item.clone()
+                    };
+                    (hit, Some(after))
+                }
+            };
+            (outcome.is_none() || outcome.as_ref() == Some(&actual)).then_some(after)
+        }
+        Op::Invalidate(outcome) => match (state, outcome) {
+            (Some(item), None | Some(true)) => Some(Some(Item {
+                stale: true,
+                win_sent: false,
+                ..item.clone()
+            })),
+            (None, None | Some(false)) => unchanged(),
+            _ => None,
+        },
     }
 }
 
@@ -360,9 +474,9 @@ fn linearizable(ops: &[Operation]) -> bool {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let zobrist: Vec<u128> = (0..ops.len()).map(|_| rng.random()).collect();
     let mut remaining = ops.iter().filter(|o| o.completed.is_some()).count();
-    let mut visited: HashSet<(u128, Option<String>)> = HashSet::new();
-    let mut stack: Vec<(usize, Option<String>)> = Vec::new();
-    let (mut state, mut placed): (Option<String>, u128) = (None, 0);
+    let mut visited: HashSet<(u128, State)> = HashSet::new();
+    let mut stack: Vec<(usize, State)> = Vec::new();
+    let (mut state, mut placed): (State, u128) = (None, 0);
     let mut cursor = next[0];
     loop {
         if remaining == 0 {

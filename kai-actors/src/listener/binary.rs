@@ -6,13 +6,13 @@
 //!   requests are batched and flushed when no complete request is buffered (so a `noop` after a
 //!   batch of quiet requests is answered at once, as clients expect).
 //! - Every binary opcode maps onto the coordinator calls the text commands use: `Get`, `Set`,
-//!   `Delete`, and `Update` with a [`Change`] for add/replace/cas/append/prepend/incr/decr/touch/gat.
-//!   A non-zero cas turns set/add/replace into a cas, as in memcached.
+//!   `Delete`, and `Update` with a [`Change`] for add/replace/cas/append/prepend/incr/decr/touch/gat
+//!   (chosen by `kai_proto::binary::change`). A non-zero cas makes any write a compare-and-swap,
+//!   as in memcached: set/add/replace a cas, delete/append/prepend/incr/decr the meta changes
+//!   with a cas to compare.
 //! - With an `auth_file`, only SASL and `version` run before a successful SASL PLAIN
 //!   authentication; anything else is `Auth failure.` and closes the connection (memcached -S).
 //!   A SASL attempt first drops the connection's authentication, as in memcached.
-//! - What Kai does not do is answered `Not supported` (never a silent success):
-//!   delete/append/prepend/incr/decr carrying a cas.
 //! - Keys Kai cannot store (whitespace or control characters, which binary keys may hold)
 //!   miss on reads and are `Invalid arguments` on writes.
 
@@ -25,9 +25,10 @@ use crate::stats;
 use actix::MailboxError;
 use bytes::{BufMut, Bytes, BytesMut};
 use kai_proto::auth::plain;
+use kai_proto::binary::change::{self as binary_change, Counter};
 use kai_proto::binary::{
     absolute_expiry, opcode as op, returns_key, BinaryDecoder, BinaryParsed, Command, Rejection, Reply, RequestHeader,
-    Status, StoreMode, COUNTER_NO_CREATE,
+    Status, StoreMode,
 };
 use kai_proto::change::{Answer, Change, NewValue};
 use kai_proto::memcache::Response;
@@ -164,20 +165,9 @@ impl Session<'_> {
                 exptime,
                 value,
             } => self.store(&header, mode, key, flags, exptime, value).await,
-            Command::Concat { .. } | Command::Delete { .. } | Command::Counter { .. } if header.cas != 0 => {
-                Reply::error_with(
-                    &header,
-                    Status::NotSupported,
-                    "a cas on this command is not supported by kai",
-                )
-            }
             Command::Concat { append, key, value } => {
-                let change = if append {
-                    Change::Append(value)
-                } else {
-                    Change::Prepend(value)
-                };
-                self.update(&header, key, change, Status::NotStored).await
+                let change = binary_change::concat(append, value, header.cas);
+                self.update(&header, key, change).await
             }
             Command::Delete { key } => self.delete(&header, key).await,
             Command::Counter {
@@ -187,17 +177,14 @@ impl Session<'_> {
                 initial,
                 exptime,
             } => {
-                let change = match exptime {
-                    COUNTER_NO_CREATE if incr => Change::Incr(delta),
-                    COUNTER_NO_CREATE => Change::Decr(delta),
-                    exptime => Change::Counter {
-                        incr,
-                        delta,
-                        initial,
-                        expires_at: absolute_expiry(exptime, unix_now()),
-                    },
+                let counter = Counter {
+                    incr,
+                    delta,
+                    initial,
+                    exptime,
                 };
-                self.update(&header, key, change, Status::NotStored).await
+                let change = binary_change::counter(counter, header.cas, unix_now());
+                self.update(&header, key, change).await
             }
             Command::Quit => {
                 Reply::ok(&header).encode_into(out);
@@ -303,83 +290,72 @@ impl Session<'_> {
                 "expiry is not supported by this node (expiry = \"reject\")",
             );
         }
-        let expires_at = absolute_expiry(exptime, unix_now());
-        if header.cas == 0 && mode == StoreMode::Set {
-            let Ok(key) = Key::new(key) else {
-                return Reply::error(header, Status::Invalid);
-            };
-            return match self
-                .call(Set {
-                    key,
-                    flags,
-                    expires_at,
-                    data,
-                })
-                .await
-            {
-                Ok(Ok(tag)) => {
-                    stats::add(&shared.stats.total_items, 1);
-                    Reply {
-                        cas: tag.cas_unique(),
-                        ..Reply::ok(header)
-                    }
-                }
-                Ok(Err(e)) => Failure::Coordinator(e).reply(header),
-                Err(failure) => failure.reply(header),
-            };
-        }
         let value = NewValue {
             flags,
-            expires_at,
+            expires_at: absolute_expiry(exptime, unix_now()),
             data,
             ..NewValue::default()
         };
-        let (change, not_stored) = match mode {
-            _ if header.cas != 0 => (
-                Change::Cas {
-                    value,
-                    unique: header.cas,
-                },
-                Status::NotStored,
-            ),
-            StoreMode::Add => (Change::Add(value), Status::KeyExists),
-            StoreMode::Replace | StoreMode::Set => (Change::Replace(value), Status::KeyNotFound),
+        let reply = match binary_change::store(mode, value.clone(), header.cas) {
+            Some(change) => self.update(header, key, change).await,
+            None => self.set(header, key, value).await,
         };
-        let reply = self.update(header, key, change, not_stored).await;
         if reply.status == Status::Success {
             stats::add(&shared.stats.total_items, 1);
         }
         reply
     }
 
-    /// Runs `change` on `key`; `NOT_STORED` is answered `not_stored` (memcached answers a failed
-    /// add "exists", a failed replace "not found").
-    async fn update(&self, header: &RequestHeader, key: Bytes, change: Change, not_stored: Status) -> Reply {
+    /// A plain set.
+    async fn set(&self, header: &RequestHeader, key: Bytes, value: NewValue) -> Reply {
         let Ok(key) = Key::new(key) else {
             return Reply::error(header, Status::Invalid);
         };
-        let (answer, record) = match self.call(Update { key, change }).await {
+        let set = Set {
+            key,
+            flags: value.flags,
+            expires_at: value.expires_at,
+            data: value.data,
+        };
+        match self.call(set).await {
+            Ok(Ok(tag)) => Reply {
+                cas: tag.cas_unique(),
+                ..Reply::ok(header)
+            },
+            Ok(Err(e)) => Failure::Coordinator(e).reply(header),
+            Err(failure) => failure.reply(header),
+        }
+    }
+
+    /// Runs `change` on `key` and answers memcached's status for its outcome, with the new
+    /// version's cas (none for a delete) and an incr/decr's number.
+    async fn update(&self, header: &RequestHeader, key: Bytes, change: Change) -> Reply {
+        let Ok(key) = Key::new(key) else {
+            return Reply::error(header, Status::Invalid);
+        };
+        let status_of = |answer: &Answer| binary_change::status(&change, answer);
+        let (answer, record) = match self
+            .call(Update {
+                key,
+                change: change.clone(),
+            })
+            .await
+        {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => return Failure::Coordinator(e).reply(header),
             Err(failure) => return failure.reply(header),
         };
-        let cas = record.map_or(0, |r| r.cas_unique());
-        match answer {
-            Answer::Stored | Answer::Touched => Reply {
-                cas,
+        match (status_of(&answer), answer) {
+            (Status::Success, Answer::Deleted) => Reply::ok(header),
+            (Status::Success, answer) => Reply {
+                cas: record.map_or(0, |r| r.cas_unique()),
+                value: match answer {
+                    Answer::Number(n) => Bytes::copy_from_slice(&n.to_be_bytes()),
+                    _ => Bytes::new(),
+                },
                 ..Reply::ok(header)
             },
-            Answer::Number(n) => Reply {
-                cas,
-                value: Bytes::copy_from_slice(&n.to_be_bytes()),
-                ..Reply::ok(header)
-            },
-            Answer::NotStored => Reply::error(header, not_stored),
-            Answer::Exists => Reply::error(header, Status::KeyExists),
-            Answer::NotFound => Reply::error(header, Status::KeyNotFound),
-            Answer::NonNumeric => Reply::error(header, Status::NonNumeric),
-            // Only meta changes answer these.
-            Answer::Fetched { .. } | Answer::Deleted => Reply::error(header, Status::InternalError),
+            (status, _) => Reply::error(header, status),
         }
     }
 
@@ -398,23 +374,26 @@ impl Session<'_> {
         }
     }
 
+    /// delete: a plain delete, or with a cas one that deletes only that version (a different
+    /// one is `Key exists`, counted neither a hit nor a miss, as in memcached).
     async fn delete(&self, header: &RequestHeader, key: Bytes) -> Reply {
         let stats = &self.ctx.shared.stats;
-        let found = match Key::new(key) {
-            Ok(key) => match self.call(Delete { key }).await {
-                Ok(Ok(found)) => found,
-                Ok(Err(e)) => return Failure::Coordinator(e).reply(header),
-                Err(failure) => return failure.reply(header),
+        let reply = match (Key::new(key.clone()), binary_change::delete(header.cas)) {
+            (Ok(_), Some(change)) => self.update(header, key, change).await,
+            (Ok(key), None) => match self.call(Delete { key }).await {
+                Ok(Ok(true)) => Reply::ok(header),
+                Ok(Ok(false)) => Reply::error(header, Status::KeyNotFound),
+                Ok(Err(e)) => Failure::Coordinator(e).reply(header),
+                Err(failure) => failure.reply(header),
             },
-            Err(_) => false,
+            (Err(_), _) => Reply::error(header, Status::KeyNotFound),
         };
-        if found {
-            stats::add(&stats.delete_hits, 1);
-            Reply::ok(header)
-        } else {
-            stats::add(&stats.delete_misses, 1);
-            Reply::error(header, Status::KeyNotFound)
+        match reply.status {
+            Status::Success => stats::add(&stats.delete_hits, 1),
+            Status::KeyNotFound => stats::add(&stats.delete_misses, 1),
+            _ => {}
         }
+        reply
     }
 
     /// One packet per statistic (name as key, value as value), then an empty packet; an unknown

@@ -49,7 +49,28 @@ fn a_failed_change_answers_from_a_state_already_on_a_quorum() {
 fn a_failed_change_first_makes_a_minority_state_stable() {
     let answers = vec![(A, Some(num(5, "x"))), (B, Some(num(3, "9")))];
     let d = decide(&Change::Incr(1), tag(6), (answers, &owners(), 2), None, NOW);
-    assert_eq!(d, Decision::Accept(num(6, "x"), Answer::NonNumeric));
+    let cas = num(5, "x").cas_unique();
+    let kept = ValueState {
+        cas: Some(cas),
+        ..ValueState::default()
+    };
+    assert_eq!(
+        d,
+        Decision::Accept(num(6, "x").with_state(kept), Answer::NonNumeric),
+        "the value is accepted again under the ballot, keeping its cas unique"
+    );
+    let Decision::Accept(record, _) = d else {
+        unreachable!("asserted above")
+    };
+    let cas_of_version_read = Change::Cas {
+        value: NewValue::default(),
+        unique: cas,
+    };
+    assert_eq!(cas_of_version_read.apply(Some(&record), NOW).1, Answer::Stored);
+    // A tombstone (a failed change of a deleted key) is accepted again as it is.
+    let answers = vec![(A, Some(Record::tombstone(tag(5), NOW))), (B, Some(num(3, "9")))];
+    let d = decide(&Change::Incr(1), tag(6), (answers, &owners(), 2), None, NOW);
+    assert_eq!(d, Decision::Accept(Record::tombstone(tag(6), NOW), Answer::NotFound));
 }
 
 #[test]

@@ -55,8 +55,8 @@ pub mod opcode {
     pub const GATKQ: u8 = 0x24;
 }
 
-/// Reply status codes: memcached's, plus the protocol's `Not supported` and `Internal error`
-/// for what Kai refuses or fails to do.
+/// Reply status codes: memcached's, plus the protocol's `Internal error` for what Kai fails to
+/// do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
 pub enum Status {
@@ -82,15 +82,13 @@ pub enum Status {
     UnknownCommand = 0x81,
     /// Out of memory.
     OutOfMemory = 0x82,
-    /// Not supported (a command Kai does not execute).
-    NotSupported = 0x83,
     /// Internal error (Kai: no quorum, storage failure, timeout).
     InternalError = 0x84,
 }
 
 impl Status {
     /// Every status, in code order.
-    const ALL: [Status; 13] = [
+    const ALL: [Status; 12] = [
         Status::Success,
         Status::KeyNotFound,
         Status::KeyExists,
@@ -102,7 +100,6 @@ impl Status {
         Status::AuthContinue,
         Status::UnknownCommand,
         Status::OutOfMemory,
-        Status::NotSupported,
         Status::InternalError,
     ];
 

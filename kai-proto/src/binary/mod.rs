@@ -2,6 +2,8 @@
 //! still spoken by memjs, php-memcached sessions, Dalli ≤ 4 and libmemcached's `--binary`).
 //!
 //! - [`header`]: the 24-byte packet header, opcodes and status codes.
+//! - [`change`]: which read-modify-write a write runs (a cas in the header makes it a
+//!   compare-and-swap) and the status of its answer.
 //! - [`decode`]: a streaming request decoder ([`BinaryDecoder`]) with bounded memory.
 //! - [`request`]: the decoded requests.
 //! - [`response`]: reply packets, memcached's error texts and the quiet-mode rule.
@@ -11,6 +13,7 @@
 //! makes the decoder buffer more than one header, 255 bytes of extras, a key and
 //! `max_value_size` bytes of value.
 
+pub mod change;
 pub mod decode;
 pub mod header;
 pub mod request;

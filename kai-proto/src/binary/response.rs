@@ -42,7 +42,6 @@ impl StatusExt for Status {
             Status::AuthContinue => "",
             Status::UnknownCommand => "Unknown command",
             Status::OutOfMemory => "Out of memory",
-            Status::NotSupported => "Not supported",
             Status::InternalError => "Internal error",
         }
     }

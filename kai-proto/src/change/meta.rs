@@ -9,6 +9,8 @@
 //!   win with its ballot (`ValueState::winner`, see `kai_actors::paxos`).
 //! - A cas of 0 (`C0`) follows memcached: `ms` in set/replace mode compares it (and, since no
 //!   item has cas 0, never matches, stale or not); append/prepend, `ma` ignore it; `md` compares it.
+//! - These changes also serve the binary protocol's append/prepend, incr/decr and delete when
+//!   their header carries a cas (`crate::binary::change`): one compare-and-swap for both.
 
 use super::{parse_counter, Answer, Effect, Live, NewValue};
 use crate::meta::SetMode;
@@ -220,6 +222,10 @@ impl MetaArithmetic {
                 None => (Effect::Keep, Answer::NotFound),
             };
         };
+        // memcached refuses an empty value before it compares the cas.
+        if item.data.is_empty() {
+            return (Effect::Keep, Answer::NonNumeric);
+        }
         if self.compare.is_some_and(|cas| cas != 0 && cas != item.cas) {
             return (Effect::Keep, Answer::Exists);
         }

@@ -336,6 +336,11 @@ fn ma_counts_vivifies_and_compares() {
         (Effect::Keep, Answer::NonNumeric)
     );
     assert_eq!(
+        arith(true, 1, Some(cas + 1), None, None).apply(Some(&plain(b"")), NOW),
+        (Effect::Keep, Answer::NonNumeric),
+        "an empty value is refused before the cas is compared, as in memcached"
+    );
+    assert_eq!(
         arith(true, 1, None, None, None).apply(Some(&plain(b"18446744073709551615")), NOW),
         (number(9, 0, b"0"), Answer::Number(0)),
         "incr wraps"
