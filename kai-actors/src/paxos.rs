@@ -13,10 +13,12 @@
 //!   accepts it again under its ballot (same value, new tag). The version keeps its cas unique
 //!   (`ValueState::cas`): nothing changed it, so a client's `cas` with it must still succeed.
 //! - A meta `mg` that hands out the recache win stamps the stored value with its ballot
-//!   (`ValueState::winner`). So an earlier attempt overtaken by a newer version is not unknown:
-//!   it won if the latest value still carries its stamp, else it never took effect visibly and
-//!   the change is applied afresh (the win is never lost to an unknown outcome). An `mg` that
-//!   won nothing is idempotent and is applied afresh too.
+//!   (`ValueState::winner`, kept by every version built on the win: write-backs, other `mg`s,
+//!   touches). So an earlier attempt overtaken by a newer version that still carries its stamp
+//!   won. One that does not carry it was written over by a write that replaced the item or
+//!   cleared its marks — possibly after other clients saw the win taken (`Z`), so applying the
+//!   `mg` afresh would make it take effect twice: its outcome is unknown, as for any other
+//!   change. An `mg` that won nothing is idempotent and is applied afresh.
 
 use crate::quorum::decide_read;
 use kai_proto::change::{Answer, Change, Effect};
@@ -66,13 +68,11 @@ pub fn decide(
             }
             Some(tag) if tag > pending.record.tag => match pending.answer {
                 // A recache win is stamped with its ballot and kept by the versions built on
-                // it: if the latest still names it, it won; otherwise it never reached the
-                // client and was superseded, so the change is applied afresh.
-                Answer::Fetched { won: true } => {
-                    let stamped = read.latest.as_ref().map(|r| r.state().winner);
-                    if stamped == Some(Some(pending.record.tag)) {
-                        return Decision::Won(pending.answer.clone(), read.latest);
-                    }
+                // it: if the latest still names it, it won.
+                Answer::Fetched { won: true }
+                    if read.latest.as_ref().and_then(|r| r.state().winner) == Some(pending.record.tag) =>
+                {
+                    return Decision::Won(pending.answer.clone(), read.latest);
                 }
                 // An `mg` that won nothing only rewrote the value (a write-back, or a touch to
                 // an absolute time): applying it again is harmless.

@@ -333,19 +333,16 @@ impl Session<'_> {
         let Ok(key) = Key::new(key) else {
             return Reply::error(header, Status::Invalid);
         };
-        let status_of = |answer: &Answer| binary_change::status(&change, answer);
-        let (answer, record) = match self
-            .call(Update {
-                key,
-                change: change.clone(),
-            })
-            .await
-        {
+        let update = Update {
+            key,
+            change: change.clone(),
+        };
+        let (answer, record) = match self.call(update).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => return Failure::Coordinator(e).reply(header),
             Err(failure) => return failure.reply(header),
         };
-        match (status_of(&answer), answer) {
+        match (binary_change::status(&change, &answer), answer) {
             (Status::Success, Answer::Deleted) => Reply::ok(header),
             (Status::Success, answer) => Reply {
                 cas: record.map_or(0, |r| r.cas_unique()),
