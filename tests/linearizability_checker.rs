@@ -187,6 +187,20 @@ fn a_lost_increment_is_caught() {
 }
 
 #[test]
+fn only_decimal_digits_are_a_counter() {
+    // An empty value (a vivified item) with an append is `+…`: not a number for Kai.
+    for value in ["+5", "", " 5", "5 ", "-1", "123456789012345678901"] {
+        let h = vec![
+            op(0, set(value), 0, Some(1)),
+            op(0, Op::Arith(1, Some(ArithOutcome::NonNumeric)), 2, Some(3)),
+        ];
+        assert!(check(&h).is_ok(), "{value:?}");
+    }
+    let h = vec![op(0, set("007"), 0, Some(1)), op(0, incr(1, 8), 2, Some(3))];
+    assert!(check(&h).is_ok());
+}
+
+#[test]
 fn decr_floors_at_zero_and_incr_wraps() {
     let h = vec![
         op(0, set("2"), 0, Some(1)),

@@ -346,10 +346,10 @@ fn apply(state: &State, op: &Op) -> Option<State> {
             }
         }
         Op::Arith(delta, outcome) => {
-            let (actual, after) = match present.map(|v| v.parse::<u64>()) {
+            let (actual, after) = match present.map(|v| counter(v)) {
                 None => (ArithOutcome::NotFound, state.clone()),
-                Some(Err(_)) => (ArithOutcome::NonNumeric, state.clone()),
-                Some(Ok(n)) => {
+                Some(None) => (ArithOutcome::NonNumeric, state.clone()),
+                Some(Some(n)) => {
                     let next = if *delta >= 0 {
                         n.wrapping_add(delta.unsigned_abs())
                     } else {
@@ -408,6 +408,13 @@ fn apply(state: &State, op: &Op) -> Option<State> {
             _ => None,
         },
     }
+}
+
+/// A value as Kai's `incr`/`decr` reads it: decimal digits only, at most 20, within 64 bits
+/// (`kai_proto::change`; so `+5`, which memcached would read as 5, is not a number).
+fn counter(value: &str) -> Option<u64> {
+    let digits = !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| value.parse().ok()).flatten()
 }
 
 /// Splits a delete with a known answer into its write and the existence read behind the answer
