@@ -375,7 +375,10 @@ fn a_node_whose_certificate_another_ca_signed_cannot_join() {
     let listen = format!("127.0.0.1:{}", reserve_port());
     let peer = format!("127.0.0.1:{}", reserve_port());
     let args = node_args(&listen, &peer, &cluster.peer_addrs(), (3, 2, 2), &rogue_settings);
-    let debug_log = ["env".to_owned(), "RUST_LOG=info,kai_actors::peer=debug,kai_actors::log_once=debug".to_owned()];
+    let debug_log = [
+        "env".to_owned(),
+        "RUST_LOG=info,kai_actors::peer=debug,kai_actors::log_once=debug".to_owned(),
+    ];
     let launcher: Vec<&str> = debug_log.iter().map(String::as_str).collect();
     let rogue = KaiProcess::start_via(&launcher, dir.path(), args);
 
