@@ -15,6 +15,8 @@
 #   scripts/fresh-machine-check.sh                 # the whole suite
 #   scripts/fresh-machine-check.sh --test admin    # arguments go to scripts/test (cargo test)
 #
+# Step 3 runs `scripts/test --no-fail-fast`, so one failing test binary does not hide the rest.
+#
 # Needs root (debootstrap), debootstrap and docker. Environment:
 #   KAI_FRESH_DIR      work directory (default ~/.cache/kai-fresh): rootfs and target dir while
 #                      running; the test log and the tests' files (target-tmp/) stay
@@ -144,7 +146,7 @@ start=$(date +%s)
 set +e
 "${as_root[@]}" --name "kai-fresh-test-$$" "$image" \
   bash -c 'mkdir /kai && tar -x -C /kai && exec nice -n 10 /kai/scripts/test "$@"' \
-  scripts/test "$@" <"$source_tar" 2>&1 | tee "$log"
+  scripts/test --no-fail-fast "$@" <"$source_tar" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 elapsed=$(($(date +%s) - start))
