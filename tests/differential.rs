@@ -15,64 +15,18 @@
 
 mod common;
 
+use common::memcached::Memcached;
 use common::{reserve_port, KaiProcess};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long a server may take to accept connections.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Socket timeout: a reply that does not come fails the test instead of hanging it.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A memcached process, killed on drop.
-struct Memcached {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Memcached {
-    fn start(extra: &[&str]) -> Memcached {
-        Self::start_with_env(extra, &[])
-    }
-
-    fn start_with_env(extra: &[&str], env: &[(&str, &Path)]) -> Memcached {
-        let port = reserve_port();
-        // memcached refuses to run as root unless told which user to be.
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-        let user: &[&str] = if root { &["-u", "root"] } else { &[] };
-        let child = Command::new("memcached")
-            .args(["-p", &port.to_string(), "-U", "0", "-l", "127.0.0.1"])
-            .args(user)
-            .args(extra)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("memcached must be installed (apt-get install memcached): {e}"));
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "memcached did not start on {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Memcached { child, addr }
-    }
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");

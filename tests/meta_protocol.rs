@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::memcached::Memcached;
 use common::processes::ProcessCluster;
 use common::{python, reserve_port, wait_until, Client, KaiProcess};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,36 +19,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
-
-/// A memcached process on a free loopback port, killed on drop.
-struct Memcached {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Memcached {
-    fn start() -> Memcached {
-        let port = reserve_port();
-        let child = Command::new("memcached")
-            .args(["-p", &port.to_string(), "-U", "0", "-l", "127.0.0.1", "-u", "nobody"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("memcached must be installed (apt-get install memcached)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-        wait_until(Duration::from_secs(10), "memcached to listen", || {
-            TcpStream::connect(addr).is_ok()
-        });
-        Memcached { child, addr }
-    }
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A connection that sends steps and reads their replies up to an `MN`.
 struct Session {
@@ -151,7 +122,7 @@ fn single_node(dir: &tempfile::TempDir) -> KaiProcess {
 
 #[test]
 fn meta_get_set_delete_answer_like_memcached() {
-    let (dir, memcached) = (tempfile::tempdir().expect("tempdir"), Memcached::start());
+    let (dir, memcached) = (tempfile::tempdir().expect("tempdir"), Memcached::start(&[]));
     let kai = single_node(&dir);
     let list = steps(&[
         "ms foo 3 T0 F5\r\nbar\r\n",
@@ -193,7 +164,7 @@ fn meta_get_set_delete_answer_like_memcached() {
 
 #[test]
 fn meta_cas_and_arithmetic_answer_like_memcached() {
-    let (dir, memcached) = (tempfile::tempdir().expect("tempdir"), Memcached::start());
+    let (dir, memcached) = (tempfile::tempdir().expect("tempdir"), Memcached::start(&[]));
     let kai = single_node(&dir);
     let list = steps(&[
         "ms cas 2 c\r\nv1\r\n",
@@ -241,7 +212,7 @@ fn meta_cas_and_arithmetic_answer_like_memcached() {
 
 #[test]
 fn meta_base64_keys_errors_and_quiet_mode_answer_like_memcached() {
-    let (dir, memcached) = (tempfile::tempdir().expect("tempdir"), Memcached::start());
+    let (dir, memcached) = (tempfile::tempdir().expect("tempdir"), Memcached::start(&[]));
     let kai = single_node(&dir);
     let long_key = format!("mg {} v\r\n", "k".repeat(251));
     let long_opaque = format!("mg foo v O{}\r\n", "o".repeat(32));
@@ -284,7 +255,7 @@ fn meta_base64_keys_errors_and_quiet_mode_answer_like_memcached() {
 
 #[test]
 fn stale_while_revalidate_answers_like_memcached() {
-    let (dir, memcached) = (tempfile::tempdir().expect("tempdir"), Memcached::start());
+    let (dir, memcached) = (tempfile::tempdir().expect("tempdir"), Memcached::start(&[]));
     let kai = single_node(&dir);
     let list = steps(&[
         // Invalidation: the first reader wins (X W), later ones see Z X.

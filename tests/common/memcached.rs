@@ -18,6 +18,11 @@ pub struct Memcached {
 impl Memcached {
     /// Starts `memcached` with `extra` arguments; panics with a hint if it is not installed.
     pub fn start(extra: &[&str]) -> Memcached {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// [`Memcached::start`] with `env` set in its environment (e.g. SASL's configuration path).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &std::path::Path)]) -> Memcached {
         let port = reserve_port();
         // memcached refuses to run as root unless told which user to be.
         let root = Command::new("id")
@@ -29,6 +34,7 @@ impl Memcached {
             .args(["-p", &port.to_string(), "-U", "0", "-l", "127.0.0.1"])
             .args(user)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
