@@ -5,13 +5,14 @@ use super::*;
 use crate::fence::Fence;
 use crate::flush::Flushes;
 use crate::log_once::LogOnce;
-use crate::peer::{LocalIdentity, PeerActor, PeerDirectory, PeerListener, PeerSettings, Serve, ServeError, Services};
+use crate::peer::tests::identity;
+use crate::peer::{PeerActor, PeerDirectory, PeerListener, PeerSettings, Serve, ServeError, Services};
 use crate::replica::LocalReplica;
 use crate::ring::{RingActor, SetRings};
 use crate::store::{MemStore, StoreHandle};
 use actix::{Actor, Addr, Context, Handler, ResponseFuture};
 use kai_proto::cluster::{RingMember, RingState};
-use kai_proto::peer::{ClusterSettings, Credentials, ReplicaService};
+use kai_proto::peer::ReplicaService;
 use kai_proto::replica::{ReplicaOp, ReplicaReply, ReplicaRequest};
 use kai_proto::WriterId;
 use std::sync::Mutex;
@@ -39,16 +40,6 @@ fn ring(version: u64) -> RingState {
         })
         .collect();
     RingState::new(ring_id(version), members)
-}
-
-fn identity(name: &str, advertise: String) -> Arc<LocalIdentity> {
-    Arc::new(LocalIdentity {
-        id: NodeId::from_name(name),
-        name: name.to_owned(),
-        advertise,
-        credentials: Credentials::new("test", ClusterSettings::default(), None),
-        tls: None,
-    })
 }
 
 /// A replica on an in-memory store whose fence has adopted `adopted`.

@@ -38,7 +38,7 @@ mod handshake;
 pub mod registry;
 mod server;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use client::{Disconnect, PeerActor, PeerSettings};
 pub use filter::{NetworkFilter, Verdict};

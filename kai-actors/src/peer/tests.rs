@@ -24,7 +24,8 @@ impl Serve<FlushService> for Marks {
     }
 }
 
-fn identity(name: &str, advertise: String) -> Arc<LocalIdentity> {
+/// Who node `name`, reachable at `advertise`, says it is (cluster "test", no secret, no TLS).
+pub(crate) fn identity(name: &str, advertise: String) -> Arc<LocalIdentity> {
     Arc::new(LocalIdentity {
         id: NodeId::from_name(name),
         name: name.to_owned(),
