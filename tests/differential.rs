@@ -16,14 +16,13 @@
 mod common;
 
 use common::memcached::Memcached;
-use common::{reserve_port, KaiProcess};
+use common::KaiProcess;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Socket timeout: a reply that does not come fails the test instead of hanging it.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);

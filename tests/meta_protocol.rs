@@ -13,10 +13,9 @@ mod common;
 
 use common::memcached::Memcached;
 use common::processes::ProcessCluster;
-use common::{python, reserve_port, wait_until, Client, KaiProcess};
+use common::{python, Client, KaiProcess};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
